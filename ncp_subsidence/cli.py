@@ -1,0 +1,238 @@
+"""The ``ncp-subsidence`` command: one entry point, one subcommand per job.
+
+Imports of the heavy stack (dask, xarray, zarr...) happen inside the subcommands, so ``--help``
+answers at once. This module alone configures logging, and it turns every exception into one
+clear line on stderr and a non-zero exit (``--verbose`` shows the traceback).
+
+Exit codes: 0 success, 1 runtime error (data, store, network), 2 bad usage or config, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+STAGES = ("discover", "ingest", "sbas", "adjust", "mosaic", "hydro", "factors", "geodetector", "analysis", "report")
+
+log = logging.getLogger("ncp_subsidence")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ncp-subsidence")
+    except PackageNotFoundError:  # pragma: no cover
+        return "unknown"
+
+
+def _available_stages() -> list[str]:
+    """Stages whose module exists in this install (found without importing them)."""
+    return [s for s in STAGES if importlib.util.find_spec(f"ncp_subsidence.stages.{s}") is not None]
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help="YAML config (default: all defaults, the embedded twin)")
+    p.add_argument("--store", metavar="URL", help="store root (local path or s3://...), overrides store.url")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config field, e.g. sbas.method=nsbas (repeatable)")
+    p.add_argument("--force", metavar="STAGE", action="append", default=[], help="recompute STAGE and everything downstream (repeatable)")
+    p.add_argument("--workers", type=int, metavar="N", help="number of local workers (cluster.n_workers)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="use an existing Dask scheduler (cluster.kind=address)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="ncp-subsidence",
+        description="Map and explain land subsidence over the North China Plain: STAC -> Zarr -> SBAS -> "
+        "GNSS adjustment -> mosaic -> GRACE downscaling -> geodetector -> report, on any Dask cluster.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _add_verbosity(parser, False)
+    # the same flags after the subcommand (``ncp-subsidence run -q``); SUPPRESS keeps the global value
+    common = argparse.ArgumentParser(add_help=False)
+    _add_verbosity(common, argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _sub_add = sub.add_parser
+
+    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return _sub_add(name, parents=[common], **kw)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
+
+    p = sub.add_parser("demo", help="write the NCP twin and run every stage on it (a LocalCluster)")
+    _add_run_options(p)
+    p.add_argument("--preset", choices=("tiny", "demo", "large"), default=None, help="twin size (default: demo)")
+    p.add_argument("--seed", type=int, default=None, help="twin seed (default 0)")
+
+    p = sub.add_parser("run", help="run the pipeline (every stage, or --stages) as configured")
+    _add_run_options(p)
+    p.add_argument("--stages", metavar="STAGE", nargs="+", choices=STAGES, help="run only these stages, in pipeline order")
+
+    p = sub.add_parser("config", help="write a default config, or check one")
+    p.add_argument("--check", metavar="FILE", help="validate FILE and print every error with its field path")
+    p.add_argument("--out", "-o", metavar="FILE", help="write the default config to FILE instead of stdout")
+
+    p = sub.add_parser("twin", help="write the embedded NCP twin (products, STAC catalog, truth)")
+    p.add_argument("--preset", choices=("tiny", "demo", "large"), default="demo")
+    p.add_argument("--out", "-o", metavar="DIR", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0)
+
+    for stage in _available_stages():
+        p = sub.add_parser(stage, help=f"run only the {stage} stage (its inputs must exist in the store)")
+        _add_run_options(p)
+    return parser
+
+
+def _add_verbosity(p: argparse.ArgumentParser, default: Any) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--verbose", "-v", action="store_true", default=default, help="debug logging and full tracebacks")
+    group.add_argument("--quiet", "-q", action="store_true", default=default, help="warnings and errors only, no progress bar")
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("ncp_subsidence").setLevel(level)
+    for noisy in ("distributed", "werkzeug", "botocore", "s3fs", "fsspec", "rasterio", "urllib3", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.ERROR if not verbose else logging.WARNING)
+
+
+def _parse_set(items: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
+    from .errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} must look like KEY=VALUE, e.g. sbas.method=nsbas")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from .config import load_config
+
+    overrides = _parse_set(args.set)
+    if args.store:
+        overrides["store.url"] = args.store
+    if args.workers:
+        overrides["cluster.n_workers"] = args.workers
+    if args.scheduler:
+        overrides["cluster.kind"] = "address"
+        overrides["cluster.address"] = args.scheduler
+    if getattr(args, "preset", None):
+        overrides["sources.twin.preset"] = args.preset
+    if getattr(args, "seed", None) is not None:
+        overrides["sources.twin.seed"] = args.seed
+    return load_config(args.config, overrides)
+
+
+def _compute_with_progress(client: Any, show: bool) -> Any:
+    """A compute hook for region writes: on a terminal, a Dask progress bar per region."""
+    if client is None or not show:
+        return None
+    from distributed import progress, wait
+
+    def compute(delayed: Any) -> None:
+        futures = client.compute(delayed)
+        progress(futures)
+        wait(futures)
+        futures.result()
+
+    return compute
+
+
+def _run(args: argparse.Namespace, stages: Sequence[str] | None) -> int:
+    from .cluster import connect
+    from .pipeline import resolve_stages, run_pipeline
+
+    config = _load(args)
+    plan = resolve_stages(stages)  # fail on unknown or unavailable stages before starting a cluster
+    show = not args.quiet and sys.stderr.isatty()
+    with connect(config.cluster) as client:
+        report = run_pipeline(config, plan, force=args.force, client=client, compute=_compute_with_progress(client, show))
+    print(report.summary())
+    if "report" in {r.stage for r in report.results}:
+        from .io.stores import open_store
+
+        store = open_store(config.store)
+        record = store.record("report")
+        if record is not None:
+            print(f"report: {store.url}/report/{record.version}/index.html")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from .config import Config, load_config, to_yaml
+
+    if args.check:
+        cfg = load_config(args.check)
+        print(f"{args.check}: valid ({len(type(cfg).model_fields)} sections)")
+        return 0
+    text = to_yaml(Config())
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_twin(args: argparse.Namespace) -> int:
+    from .synthetic import write_twin
+
+    manifest = write_twin(args.out, preset=args.preset, seed=args.seed)
+    print(f"twin ({args.preset}, seed {args.seed}) written to {manifest.root}")
+    print(f"  STAC catalog: {manifest.catalog}")
+    print(f"  truth store:  {manifest.truth}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``ncp-subsidence``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        if args.command == "config":
+            return _cmd_config(args)
+        if args.command == "twin":
+            return _cmd_twin(args)
+        if args.command == "demo":
+            return _run(args, None)
+        if args.command == "run":
+            return _run(args, [s for s in STAGES if s in set(args.stages)] if args.stages else None)
+        return _run(args, [args.command])
+    except KeyboardInterrupt:
+        print("ncp-subsidence: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the CLI turns every error into one line
+        if args.verbose:
+            raise
+        from .errors import ConfigError
+
+        message = str(err).strip() or type(err).__name__
+        first, *rest = message.splitlines()
+        detail = "".join(f"\n{line}" for line in rest) if isinstance(err, ConfigError) else ""
+        print(f"ncp-subsidence: error: {type(err).__name__}: {first}{detail}", file=sys.stderr)
+        if not isinstance(err, ConfigError):
+            print("ncp-subsidence: run with --verbose for the traceback", file=sys.stderr)
+        return 2 if isinstance(err, ConfigError) else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""The product store: any fsspec URL opened as one Zarr hierarchy, with versioned products.
+
+Layout (Zarr format 3 by default)::
+
+    <root>/zarr.json                      root group; attrs: package version, resolved config, last run
+    <root>/<stage>/zarr.json              stage group; attrs["ncp_subsidence"]: the product record
+    <root>/<stage>/<version>/<dataset>/   a complete or in-progress version of the stage's datasets
+
+The product record (a small JSON object in the stage group's attributes) is the pointer readers
+follow: ``current`` names the last *complete* version and its fingerprint; ``pending`` names a
+version being written. A version becomes ``current`` only after every byte of it is written, and
+the record is a single object written atomically (an S3 PUT, an atomic rename on local disk), so a
+failed or killed run leaves the previous complete product readable and unchanged. Plain Zarr
+readers open ``<root>/<stage>/<version>/<dataset>`` directly; :meth:`ProductStore.open` resolves
+the version for you.
+
+Credentials come from ``storage_options`` or the environment (``AWS_ACCESS_KEY_ID``...); they are
+never logged, and never written into attributes (see :func:`ncp_subsidence.config.redacted_dump`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import xarray as xr
+import zarr
+import zarr.storage
+
+from ..errors import StoreError
+
+__all__ = ["RECORD_KEY", "ProductRecord", "ProductStore", "open_store"]
+
+log = logging.getLogger(__name__)
+
+#: Attribute key under which a stage group keeps its product record.
+RECORD_KEY = "ncp_subsidence"
+
+
+@dataclass(frozen=True)
+class ProductRecord:
+    """The pointer to one complete version of a stage's product."""
+
+    version: str
+    fingerprint: str
+    datasets: tuple[str, ...]
+    completed_at: str
+    package_version: str
+    inputs: Mapping[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "fingerprint": self.fingerprint,
+            "datasets": list(self.datasets),
+            "completed_at": self.completed_at,
+            "package_version": self.package_version,
+            "inputs": dict(self.inputs),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ProductRecord:
+        return cls(
+            version=data["version"],
+            fingerprint=data["fingerprint"],
+            datasets=tuple(data.get("datasets", ())),
+            completed_at=data.get("completed_at", ""),
+            package_version=data.get("package_version", ""),
+            inputs=dict(data.get("inputs", {})),
+        )
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+class ProductStore:
+    """A Zarr hierarchy at an fsspec URL, with versioned, atomically published products.
+
+    Parameters
+    ----------
+    url : str
+        Store root: a local path, ``s3://bucket/prefix``, ``memory://name``, or any fsspec URL.
+    storage_options : mapping, optional
+        Passed to the fsspec filesystem (``endpoint_url``, ``key``, ``secret``, ``anon``...).
+    zarr_format : {2, 3}
+        Format of the groups and arrays written.
+    """
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None, zarr_format: int = 3):
+        self.url = str(url).rstrip("/") or str(url)
+        self.storage_options = dict(storage_options or {})
+        self.zarr_format = zarr_format
+        try:
+            if _is_local(self.url):
+                path = Path(self.url.removeprefix("file://")).expanduser().resolve()
+                path.mkdir(parents=True, exist_ok=True)
+                self.url = str(path)
+                self.zarr_store: zarr.abc.store.Store = zarr.storage.LocalStore(path)
+                self.fs = fsspec.filesystem("file")
+                self.root = str(path)
+            else:
+                self.zarr_store = zarr.storage.FsspecStore.from_url(
+                    self.url, storage_options=self.storage_options or None
+                )
+                self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        except Exception as err:
+            raise StoreError(
+                f"cannot open store {self.url!r}: {type(err).__name__}: {err}. "
+                "Check the URL, the credentials in the environment, and storage_options (endpoint_url)."
+            ) from err
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"ProductStore({self.url!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Stores travel to workers by URL; filesystems and zarr stores are rebuilt there.
+        return {"url": self.url, "storage_options": self.storage_options, "zarr_format": self.zarr_format}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    def _group(self, path: str = "", mode: str = "a") -> zarr.Group:
+        try:
+            return zarr.open_group(self.zarr_store, path=path, mode=mode, zarr_format=self.zarr_format)
+        except FileNotFoundError:
+            raise
+        except Exception as err:
+            raise StoreError(f"cannot open group {path!r} in store {self.url!r}: {err}") from err
+
+    def exists(self, path: str) -> bool:
+        """True when a Zarr node (group or array) exists at ``path``."""
+        try:
+            zarr.open(self.zarr_store, path=path, mode="r", zarr_format=self.zarr_format)
+            return True
+        except (FileNotFoundError, KeyError, zarr.errors.NodeNotFoundError):
+            return False
+        except Exception as err:
+            raise StoreError(f"cannot read {path!r} in store {self.url!r}: {err}") from err
+
+    def invalidate(self) -> None:
+        """Drop cached listings (s3fs caches them; call after another process wrote)."""
+        invalidate = getattr(self.fs, "invalidate_cache", None)
+        if invalidate is not None:
+            invalidate()
+
+    # -- root attributes -----------------------------------------------------------------------
+
+    def root_attrs(self) -> dict[str, Any]:
+        """Attributes of the root group (empty for a new store)."""
+        try:
+            return dict(self._group("", mode="r").attrs)
+        except (FileNotFoundError, zarr.errors.NodeNotFoundError, StoreError):
+            return {}
+
+    def update_root_attrs(self, attrs: Mapping[str, Any]) -> None:
+        """Merge ``attrs`` into the root group's attributes (JSON-able values only)."""
+        self._group("", mode="a").attrs.update(_json_roundtrip(attrs))
+
+    # -- product records -----------------------------------------------------------------------
+
+    def _record_state(self, stage: str) -> dict[str, Any]:
+        try:
+            attrs = self._group(stage, mode="r").attrs
+        except (FileNotFoundError, zarr.errors.NodeNotFoundError):
+            return {}
+        return dict(attrs.get(RECORD_KEY, {}))
+
+    def _write_state(self, stage: str, state: Mapping[str, Any]) -> None:
+        group = self._group(stage, mode="a")
+        group.attrs[RECORD_KEY] = _json_roundtrip(state)
+
+    def record(self, stage: str) -> ProductRecord | None:
+        """The current complete version of ``stage``, or None if it never completed."""
+        current = self._record_state(stage).get("current")
+        return ProductRecord.from_json(current) if current else None
+
+    def pending(self, stage: str) -> dict[str, Any] | None:
+        """The in-progress version of ``stage`` (``version``, ``fingerprint``, ``done``), if any."""
+        return self._record_state(stage).get("pending")
+
+    def begin(self, stage: str, version: str, fingerprint: str) -> dict[str, Any]:
+        """Declare ``version`` of ``stage`` as being written; returns the pending entry."""
+        state = self._record_state(stage)
+        pending = {"version": version, "fingerprint": fingerprint, "done": {}}
+        state["pending"] = pending
+        self._write_state(stage, state)
+        return pending
+
+    def mark_done(self, stage: str, dataset: str, region: str) -> None:
+        """Record that one region of a pending dataset is written (resumable progress)."""
+        state = self._record_state(stage)
+        pending = state.get("pending")
+        if pending is None:
+            raise StoreError(f"stage {stage!r} has no pending version to record progress in")
+        done = pending.setdefault("done", {}).setdefault(dataset, [])
+        if region not in done:
+            done.append(region)
+        self._write_state(stage, state)
+
+    def done_regions(self, stage: str, dataset: str) -> set[str]:
+        """Regions of ``dataset`` already written in the pending version."""
+        pending = self.pending(stage) or {}
+        return set(pending.get("done", {}).get(dataset, []))
+
+    def publish(self, stage: str, record: ProductRecord, keep_versions: int = 2) -> None:
+        """Make ``record`` the current version (one atomic write), then prune old versions."""
+        state = self._record_state(stage)
+        history = [h for h in state.get("history", []) if h != record.version]
+        previous = state.get("current")
+        if previous and previous["version"] != record.version:
+            history.append(previous["version"])
+        state["current"] = record.to_json()
+        state.pop("pending", None)
+        keep_old = max(keep_versions - 1, 0)
+        stale, history = (history[: len(history) - keep_old], history[len(history) - keep_old :]) if keep_old else (history, [])
+        state["history"] = history
+        self._write_state(stage, state)
+        for version in stale:
+            self.delete(f"{stage}/{version}")
+        log.info("published %s version %s", stage, record.version)
+
+    def delete(self, path: str) -> None:
+        """Delete a subtree (an old or abandoned version)."""
+        full = f"{self.root.rstrip('/')}/{path}"
+        try:
+            if self.fs.exists(full):
+                self.fs.rm(full, recursive=True)
+        except Exception as err:  # noqa: BLE001 - pruning must never fail a run
+            log.warning("could not delete old version %s: %s", path, err)
+        self.invalidate()
+
+    # -- datasets ------------------------------------------------------------------------------
+
+    def path(self, stage: str, version: str, dataset: str | None = None) -> str:
+        """Group path of a dataset inside a version (``stage/version[/dataset]``)."""
+        return f"{stage}/{version}" + (f"/{dataset}" if dataset else "")
+
+    def open(self, stage: str, dataset: str | None = None, *, chunks: Any = None, version: str | None = None) -> xr.Dataset:
+        """Open a dataset of the current (or a named) version of ``stage`` lazily.
+
+        Raises :class:`StoreError` naming the stage when it has no complete version yet.
+        """
+        if version is None:
+            record = self.record(stage)
+            if record is None:
+                raise StoreError(
+                    f"product {stage!r} has no complete version in store {self.url!r}; "
+                    f"run the pipeline up to stage {stage!r} first"
+                )
+            version = record.version
+        path = self.path(stage, version, dataset)
+        try:
+            return xr.open_zarr(self.zarr_store, group=path, consolidated=False, chunks=chunks if chunks is not None else {}, zarr_format=self.zarr_format)
+        except (FileNotFoundError, zarr.errors.NodeNotFoundError, KeyError) as err:
+            raise StoreError(f"dataset {path!r} not found in store {self.url!r}") from err
+
+    def write_file(self, path: str, data: bytes | str) -> str:
+        """Write a non-Zarr file (CSV, JSON, HTML, PNG) under the store root; returns its URL."""
+        full = f"{self.root.rstrip('/')}/{path}"
+        parent = full.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, exist_ok=True)
+        payload = data.encode() if isinstance(data, str) else data
+        if _is_local(self.url):
+            tmp = f"{full}.tmp-{os.getpid()}"
+            with open(tmp, "wb") as f:
+                f.write(payload)
+            os.replace(tmp, full)
+        else:
+            with self.fs.open(full, "wb") as f:
+                f.write(payload)
+        return full if _is_local(self.url) else f"{self.url.split('://')[0]}://{full}"
+
+    def read_file(self, path: str) -> bytes:
+        """Read a non-Zarr file written by :meth:`write_file`."""
+        with self.fs.open(f"{self.root.rstrip('/')}/{path}", "rb") as f:
+            return f.read()
+
+
+def open_store(options: Any) -> ProductStore:
+    """Open the store described by a :class:`ncp_subsidence.config.StoreOptions`."""
+    return ProductStore(options.url, options.storage_options, options.zarr_format)
+
+
+def _json_roundtrip(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))

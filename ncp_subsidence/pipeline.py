@@ -1,0 +1,318 @@
+"""Run stages in order, skip the ones already done, resume the ones a crash interrupted.
+
+A stage declares the products it reads and writes one product (its own name) made of one or
+more datasets. Before running it, the pipeline computes its fingerprint::
+
+    sha256(stage name + its config section + the fingerprints of the products it reads
+           + the package version [+ anything the stage adds, e.g. its sources])
+
+If the store's current version of the product has that fingerprint, the stage is skipped. If a
+pending (interrupted) version has it, the stage resumes into that version and its region writes
+skip what is already written. Otherwise a fresh version is written and published when complete.
+``force`` recomputes a stage and everything downstream of it into fresh versions.
+
+>>> from ncp_subsidence.config import Config
+>>> report = run_pipeline(Config(), stages=["discover"])   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from . import __version__
+from .config import STAGE_NAMES, Config, redacted_dump
+from .errors import ConfigError, StoreError
+from .io.cube import write_cube
+from .io.stores import ProductRecord, ProductStore, open_store
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from distributed import Client
+
+__all__ = ["RunReport", "Stage", "StageContext", "StageResult", "fingerprint", "resolve_stages", "run_pipeline"]
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """What the pipeline needs of a stage.
+
+    Attributes
+    ----------
+    name : str
+        The stage name, its config section and the product group it writes.
+    reads : tuple of str
+        Products it reads (upstream stage names).
+    """
+
+    name: str
+    reads: tuple[str, ...]
+
+    def run(self, ctx: StageContext) -> None:
+        """Build the graph and write the datasets through ``ctx.write``."""
+
+
+@dataclass
+class StageContext:
+    """What a running stage gets: config, store, client, its version, and write helpers."""
+
+    config: Config
+    store: ProductStore
+    stage: str
+    version: str
+    client: Client | None = None
+    compute: Callable[[Any], Any] | None = None
+    datasets: list[str] = field(default_factory=list)
+
+    @property
+    def options(self) -> Any:
+        """This stage's options section of the config (None for stages without one)."""
+        return getattr(self.config, self.stage, None)
+
+    def open(self, stage: str, dataset: str | None = None, **kwargs: Any) -> xr.Dataset:
+        """Open a dataset of the current version of an upstream product."""
+        return self.store.open(stage, dataset, **kwargs)
+
+    def upstream_datasets(self, stage: str) -> tuple[str, ...]:
+        """Names of the datasets in the current version of an upstream product."""
+        record = self.store.record(stage)
+        if record is None:
+            raise StoreError(f"product {stage!r} has no complete version; run stage {stage!r} first")
+        return record.datasets
+
+    def write(self, dataset: str | None, ds: xr.Dataset, *, region_dim: str | None = None, chunks_per_region: int | None = None) -> str:
+        """Write one dataset of this stage's product (template, then resumable regions)."""
+        from .config import redacted_dump as _redact  # local: keep import graph flat
+
+        ds = ds.copy()
+        ds.attrs.setdefault("ncp_subsidence_version", __version__)
+        ds.attrs.setdefault("ncp_subsidence_stage", self.stage)
+        section = self.options
+        if section is not None and hasattr(section, "model_dump"):
+            ds.attrs.setdefault("ncp_subsidence_options", json.dumps(_redact(section), sort_keys=True))
+        path = write_cube(
+            self.store,
+            self.stage,
+            self.version,
+            dataset,
+            ds,
+            region_dim=region_dim,
+            chunks_per_region=chunks_per_region,
+            compute=self.compute,
+        )
+        name = dataset or "."
+        if name not in self.datasets:
+            self.datasets.append(name)
+        return path
+
+    def write_file(self, relpath: str, data: bytes | str) -> str:
+        """Write a non-Zarr file (CSV, JSON, HTML, PNG) inside this stage's version."""
+        return self.store.write_file(f"{self.stage}/{self.version}/{relpath}", data)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What happened to one stage in a run."""
+
+    stage: str
+    action: str  # "skipped" | "ran" | "resumed"
+    version: str
+    fingerprint: str
+    seconds: float
+
+
+@dataclass
+class RunReport:
+    """The outcome of :func:`run_pipeline`."""
+
+    store: str
+    results: list[StageResult] = field(default_factory=list)
+
+    def __getitem__(self, stage: str) -> StageResult:
+        for r in self.results:
+            if r.stage == stage:
+                return r
+        raise KeyError(stage)
+
+    def summary(self) -> str:
+        lines = [f"store: {self.store}"]
+        for r in self.results:
+            lines.append(f"  {r.stage:<12} {r.action:<8} {r.version}  {r.seconds:7.1f} s")
+        return "\n".join(lines)
+
+
+def fingerprint(stage: Stage, config: Config, inputs: Mapping[str, str]) -> str:
+    """The fingerprint of ``stage`` given ``config`` and its inputs' fingerprints."""
+    section = getattr(config, stage.name, None)
+    options = redacted_dump(section) if section is not None and hasattr(section, "model_dump") else None
+    extra = stage.fingerprint_extra(config) if hasattr(stage, "fingerprint_extra") else None
+    payload = {
+        "stage": stage.name,
+        "options": options,
+        "inputs": dict(sorted(inputs.items())),
+        "package_version": __version__,
+        "extra": extra,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def resolve_stages(names: Iterable[str | Stage] | None = None) -> list[Stage]:
+    """Turn stage names (or Stage objects) into Stage objects, in the order given.
+
+    None means every registered stage in pipeline order. A name resolves to the ``STAGE`` object
+    of ``ncp_subsidence.stages.<name>``.
+    """
+    import importlib
+
+    out: list[Stage] = []
+    for item in STAGE_NAMES if names is None else names:
+        if not isinstance(item, str):
+            out.append(item)
+            continue
+        if item not in STAGE_NAMES:
+            raise ConfigError(f"unknown stage {item!r}; stages are {', '.join(STAGE_NAMES)}")
+        try:
+            module = importlib.import_module(f".stages.{item}", __package__)
+        except ModuleNotFoundError as err:
+            if names is None:
+                continue  # not yet available in this version: run what exists
+            raise ConfigError(f"stage {item!r} is not available in ncp_subsidence {__version__}") from err
+        stage = getattr(module, "STAGE", None)
+        if stage is None:
+            if names is None:
+                continue
+            raise ConfigError(f"stage {item!r} is not available in ncp_subsidence {__version__}")
+        out.append(stage)
+    return out
+
+
+def _downstream(stages: Sequence[Stage], forced: set[str]) -> set[str]:
+    out = set(forced)
+    for s in stages:  # stages are in pipeline order, so one pass closes the set
+        if set(s.reads) & out:
+            out.add(s.name)
+    return out
+
+
+def _new_version(fp: str) -> str:
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S")
+    return f"v{stamp}-{fp[:8]}-{secrets.token_hex(2)}"
+
+
+def run_pipeline(
+    config: Config,
+    stages: Iterable[str | Stage] | None = None,
+    *,
+    force: Iterable[str] = (),
+    client: Client | None = None,
+    store: ProductStore | None = None,
+    compute: Callable[[Any], Any] | None = None,
+) -> RunReport:
+    """Run ``stages`` in order against the configured store.
+
+    Parameters
+    ----------
+    config : Config
+        The resolved configuration.
+    stages : iterable of str or Stage, optional
+        What to run; default every available stage in pipeline order.
+    force : iterable of str
+        Stages to recompute even when their fingerprint matches; everything downstream too.
+    client : distributed.Client, optional
+        Where dask computes (None: dask's current default scheduler).
+    store : ProductStore, optional
+        An open store; default opens ``config.store``.
+    compute : callable, optional
+        Computes each region write's delayed object (default ``dask.compute``; the CLI passes
+        one that shows a progress bar).
+
+    Returns
+    -------
+    RunReport
+        Per stage: skipped, ran or resumed, the version, the fingerprint and the time taken.
+    """
+    plan = resolve_stages(stages)
+    names = [s.name for s in plan]
+    unknown_force = set(force) - set(names)
+    if unknown_force:
+        raise ConfigError(f"--force names stage(s) {sorted(unknown_force)} that are not in this run ({', '.join(names)})")
+    forced = _downstream(plan, set(force))
+    store = store or open_store(config.store)
+    report = RunReport(store=store.url)
+    store.update_root_attrs(
+        {
+            "ncp_subsidence_version": __version__,
+            "config": redacted_dump(config),
+            "software": _software_versions(),
+            "last_run": {"started": _now(), "stages": names, "completed": None},
+        }
+    )
+    for stage in plan:
+        inputs: dict[str, str] = {}
+        for upstream in stage.reads:
+            record = store.record(upstream)
+            if record is None:
+                raise StoreError(
+                    f"stage {stage.name!r} reads product {upstream!r}, which has no complete version "
+                    f"in {store.url!r}; run stage {upstream!r} first (or include it in this run)"
+                )
+            inputs[upstream] = record.fingerprint
+        fp = fingerprint(stage, config, inputs)
+        current = store.record(stage.name)
+        if current is not None and current.fingerprint == fp and stage.name not in forced:
+            log.info("stage %s: up to date (version %s), skipped", stage.name, current.version)
+            report.results.append(StageResult(stage.name, "skipped", current.version, fp, 0.0))
+            continue
+        pending = store.pending(stage.name)
+        if pending and pending.get("fingerprint") == fp and stage.name not in forced:
+            version, action = pending["version"], "resumed"
+            log.info("stage %s: resuming interrupted version %s", stage.name, version)
+        else:
+            if pending:
+                store.delete(f"{stage.name}/{pending['version']}")
+            version, action = _new_version(fp), "ran"
+            store.begin(stage.name, version, fp)
+            log.info("stage %s: running (version %s)", stage.name, version)
+        t0 = time.perf_counter()
+        ctx = StageContext(config, store, stage.name, version, client=client, compute=compute)
+        stage.run(ctx)
+        record = ProductRecord(
+            version=version,
+            fingerprint=fp,
+            datasets=tuple(ctx.datasets),
+            completed_at=_now(),
+            package_version=__version__,
+            inputs=inputs,
+        )
+        store.publish(stage.name, record, keep_versions=config.store.keep_versions)
+        seconds = time.perf_counter() - t0
+        log.info("stage %s: done in %.1f s", stage.name, seconds)
+        report.results.append(StageResult(stage.name, action, version, fp, seconds))
+    last_run = store.root_attrs().get("last_run", {})
+    store.update_root_attrs({"last_run": {**last_run, "completed": _now()}})
+    return report
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _software_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("numpy", "scipy", "dask", "distributed", "xarray", "zarr", "fsspec", "pystac-client", "stackstac"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out

@@ -1,0 +1,1 @@
+"""Hypothesis strategies and assertions shared by tests, notebooks and benchmarks."""

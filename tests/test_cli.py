@@ -1,0 +1,73 @@
+"""The command line: subcommands, config writing and checking, errors as one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ncp_subsidence.cli import build_parser, main
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "ncp_subsidence.cli", *args], capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_help_lists_subcommands_and_is_fast():
+    t0 = time.perf_counter()
+    out = _cli("--help")
+    elapsed = time.perf_counter() - t0
+    assert out.returncode == 0
+    for cmd in ("demo", "run", "config", "twin"):
+        assert cmd in out.stdout
+    # the interpreter start dominates; importing the heavy stack would take several seconds
+    assert elapsed < 3.0, f"--help took {elapsed:.2f} s"
+
+
+def test_help_imports_no_heavy_modules():
+    code = "import sys; from ncp_subsidence.cli import build_parser; build_parser(); print(sorted(m for m in ('dask','xarray','zarr','numpy','distributed') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_version():
+    out = _cli("--version")
+    assert out.returncode == 0 and "ncp-subsidence" in out.stdout
+
+
+def test_config_output_passes_check(tmp_path):
+    path = tmp_path / "config.yaml"
+    assert main(["config", "--out", str(path)]) == 0
+    assert path.read_text().startswith("# ncp_subsidence configuration")
+    out = _cli("config", "--check", str(path))
+    assert out.returncode == 0, out.stderr
+    assert "valid" in out.stdout
+
+
+def test_config_check_prints_every_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("sbas:\n  weights: heavy\n  looks: 0\nstore:\n  zarr_format: 4\n")
+    out = _cli("config", "--check", str(path))
+    assert out.returncode == 2
+    assert out.stderr.count("\n  ") == 3
+    for needle in ("sbas.weights", "'heavy'", "sbas.looks", "store.zarr_format", "4"):
+        assert needle in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_runtime_error_is_one_line_and_nonzero(tmp_path):
+    # run a stage whose input product does not exist: a clear StoreError, exit 1, no traceback
+    store = tmp_path / "store"
+    out = _cli("run", "--store", str(store), "--stages", "sbas", "--workers", "1", "-q")
+    assert out.returncode in (1, 2)
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("ncp-subsidence: error")]
+    assert len(lines) == 1, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_set_override():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--stages", "nonsense"])
+    assert main(["run", "--set", "novalue", "-q"]) == 2

@@ -1,0 +1,121 @@
+"""Store and cube writes on local disk and on S3 (moto server on 127.0.0.1), read back by plain xarray."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rioxarray  # noqa: F401
+import xarray as xr
+import zarr
+
+from ncp_subsidence.errors import DataError, StoreError
+from ncp_subsidence.io.cube import SCHEMAS, region_slices, with_crs, write_cube
+from ncp_subsidence.io.stores import ProductRecord, ProductStore
+
+
+def _velocity_dataset(ny=40, nx=30, chunk=16):
+    rng = np.random.default_rng(1)
+    lat = 39.0 - 0.01 * (np.arange(ny) + 0.5)
+    lon = 116.0 + 0.01 * (np.arange(nx) + 0.5)
+    ds = xr.Dataset(
+        {
+            "vertical_velocity": (("lat", "lon"), rng.normal(-20, 10, (ny, nx)).astype("float32")),
+            "velocity_std": (("lat", "lon"), rng.uniform(0, 2, (ny, nx)).astype("float32")),
+        },
+        coords={"lat": lat, "lon": lon},
+    )
+    ds = SCHEMAS["mosaic"].conform(ds)
+    return with_crs(ds).chunk({"lat": chunk, "lon": chunk})
+
+
+def _roundtrip(store: ProductStore, open_kwargs):
+    ds = _velocity_dataset()
+    store.begin("mosaic", "v1", "fp")
+    path = write_cube(store, "mosaic", "v1", None, ds, region_dim="lat", chunks_per_region=1)
+    assert store.done_regions("mosaic", ".") == {"template", "lat[0:16]", "lat[16:32]", "lat[32:40]"}
+    store.publish("mosaic", ProductRecord("v1", "fp", (".",), "now", "0", {}))
+    # spatial_ref is a CF grid-mapping variable: decode_coords="all" makes it a coordinate again
+    back = xr.open_zarr(**open_kwargs(path), consolidated=False, decode_coords="all")
+    xr.testing.assert_equal(back["vertical_velocity"].load(), ds["vertical_velocity"].load())
+    assert back["vertical_velocity"].attrs["units"] == "mm/yr"
+    assert back["vertical_velocity"].attrs["long_name"].startswith("vertical velocity")
+    assert back["lat"].attrs["standard_name"] == "latitude"
+    assert back.rio.crs.to_epsg() == 4326
+    assert back["vertical_velocity"].encoding["chunks"] == (16, 16)
+    # the resolved record is the pointer readers follow
+    np.testing.assert_array_equal(store.open("mosaic")["velocity_std"].values, ds["velocity_std"].values)
+
+
+def test_local_store_roundtrip(tmp_path):
+    store = ProductStore(str(tmp_path / "store"))
+    _roundtrip(store, lambda path: {"store": str(tmp_path / "store"), "group": path})
+    assert json.loads((tmp_path / "store" / "mosaic" / "v1" / "zarr.json").read_text())["zarr_format"] == 3
+
+
+def test_s3_store_roundtrip(s3_bucket):
+    prefix, options = s3_bucket
+    store = ProductStore(f"{prefix}/run", storage_options=options)
+    _roundtrip(store, lambda path: {"store": f"{prefix}/run", "group": path, "storage_options": options})
+    root = zarr.open_group(f"{prefix}/run", mode="r", storage_options=options)
+    assert "mosaic" in root
+
+
+def test_s3_store_with_cluster(s3_bucket, local_cluster):
+    """Workers in other processes write the regions (the store travels by URL)."""
+    from distributed import Client
+
+    prefix, options = s3_bucket
+    store = ProductStore(f"{prefix}/dist", storage_options=options)
+    ds = _velocity_dataset(ny=64, nx=32)
+    with Client(local_cluster):
+        store.begin("mosaic", "v1", "fp")
+        path = write_cube(store, "mosaic", "v1", None, ds, region_dim="lat", chunks_per_region=2)
+    back = xr.open_zarr(f"{prefix}/dist", group=path, storage_options=options, consolidated=False)
+    np.testing.assert_array_equal(back["vertical_velocity"].values, ds["vertical_velocity"].values)
+
+
+def test_publish_keeps_previous_and_prunes(tmp_path):
+    store = ProductStore(str(tmp_path / "s"))
+    ds = _velocity_dataset()
+    for i, v in enumerate(["v1", "v2", "v3"]):
+        store.begin("mosaic", v, f"fp{i}")
+        write_cube(store, "mosaic", v, None, ds + i, region_dim="lat")
+        store.publish("mosaic", ProductRecord(v, f"fp{i}", (".",), "now", "0", {}), keep_versions=2)
+    assert store.record("mosaic").version == "v3"
+    assert store.exists("mosaic/v2") and store.exists("mosaic/v3")
+    assert not (tmp_path / "s" / "mosaic" / "v1").exists()
+    assert float(store.open("mosaic")["vertical_velocity"][0, 0]) == pytest.approx(float(ds["vertical_velocity"][0, 0]) + 2)
+
+
+def test_missing_product_is_a_clear_error(tmp_path):
+    store = ProductStore(str(tmp_path / "s"))
+    with pytest.raises(StoreError, match="'sbas' has no complete version"):
+        store.open("sbas")
+
+
+def test_unreachable_store_is_a_clear_error():
+    with pytest.raises(StoreError, match="cannot open store"):
+        ProductStore("nosuchprotocol://bucket/x")
+
+
+def test_irregular_chunks_rejected(tmp_path):
+    store = ProductStore(str(tmp_path / "s"))
+    ds = _velocity_dataset().chunk({"lat": (10, 20, 10)})
+    store.begin("mosaic", "v1", "fp")
+    with pytest.raises(DataError, match="irregular chunks"):
+        write_cube(store, "mosaic", "v1", None, ds, region_dim="lat")
+
+
+def test_schema_conform_checks_dims():
+    ds = xr.Dataset({"vertical_velocity": (("lon", "lat"), np.zeros((2, 3)))})
+    with pytest.raises(DataError, match="dims"):
+        SCHEMAS["mosaic"].conform(ds)
+    with pytest.raises(DataError, match="missing variable"):
+        SCHEMAS["mosaic"].conform(xr.Dataset())
+
+
+def test_region_slices_cover_exactly():
+    assert region_slices((4, 4, 4, 2), 2) == [slice(0, 8), slice(8, 14)]
+    assert region_slices((5,), 3) == [slice(0, 5)]
