@@ -19,7 +19,18 @@ from typing import Any
 
 __all__ = ["build_parser", "main"]
 
-STAGES = ("discover", "ingest", "sbas", "adjust", "mosaic", "hydro", "factors", "geodetector", "analysis", "report")
+STAGES = (
+    "discover",
+    "ingest",
+    "sbas",
+    "adjust",
+    "mosaic",
+    "hydro",
+    "factors",
+    "geodetector",
+    "analysis",
+    "report",
+)
 
 log = logging.getLogger("ncp_subsidence")
 
@@ -39,12 +50,37 @@ def _available_stages() -> list[str]:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", metavar="FILE", help="YAML config (default: all defaults, the embedded twin)")
-    p.add_argument("--store", metavar="URL", help="store root (local path or s3://...), overrides store.url")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config field, e.g. sbas.method=nsbas (repeatable)")
-    p.add_argument("--force", metavar="STAGE", action="append", default=[], help="recompute STAGE and everything downstream (repeatable)")
-    p.add_argument("--workers", type=int, metavar="N", help="number of local workers (cluster.n_workers)")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="use an existing Dask scheduler (cluster.kind=address)")
+    p.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="YAML config (default: all defaults, the embedded twin)",
+    )
+    p.add_argument(
+        "--store", metavar="URL", help="store root (local path or s3://...), overrides store.url"
+    )
+    p.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a config field, e.g. sbas.method=nsbas (repeatable)",
+    )
+    p.add_argument(
+        "--force",
+        metavar="STAGE",
+        action="append",
+        default=[],
+        help="recompute STAGE and everything downstream (repeatable)",
+    )
+    p.add_argument(
+        "--workers", type=int, metavar="N", help="number of local workers (cluster.n_workers)"
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="use an existing Dask scheduler (cluster.kind=address)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,16 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="write the NCP twin and run every stage on it (a LocalCluster)")
     _add_run_options(p)
-    p.add_argument("--preset", choices=("tiny", "demo", "large"), default=None, help="twin size (default: demo)")
+    p.add_argument(
+        "--preset",
+        choices=("tiny", "demo", "large"),
+        default=None,
+        help="twin size (default: demo)",
+    )
     p.add_argument("--seed", type=int, default=None, help="twin seed (default 0)")
 
     p = sub.add_parser("run", help="run the pipeline (every stage, or --stages) as configured")
     _add_run_options(p)
-    p.add_argument("--stages", metavar="STAGE", nargs="+", choices=STAGES, help="run only these stages, in pipeline order")
+    p.add_argument(
+        "--stages",
+        metavar="STAGE",
+        nargs="+",
+        choices=STAGES,
+        help="run only these stages, in pipeline order",
+    )
 
     p = sub.add_parser("config", help="write a default config, or check one")
-    p.add_argument("--check", metavar="FILE", help="validate FILE and print every error with its field path")
-    p.add_argument("--out", "-o", metavar="FILE", help="write the default config to FILE instead of stdout")
+    p.add_argument(
+        "--check", metavar="FILE", help="validate FILE and print every error with its field path"
+    )
+    p.add_argument(
+        "--out", "-o", metavar="FILE", help="write the default config to FILE instead of stdout"
+    )
 
     p = sub.add_parser("twin", help="write the embedded NCP twin (products, STAC catalog, truth)")
     p.add_argument("--preset", choices=("tiny", "demo", "large"), default="demo")
@@ -86,26 +137,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
 
     for stage in _available_stages():
-        p = sub.add_parser(stage, help=f"run only the {stage} stage (its inputs must exist in the store)")
+        p = sub.add_parser(
+            stage, help=f"run only the {stage} stage (its inputs must exist in the store)"
+        )
         _add_run_options(p)
     return parser
 
 
 def _add_verbosity(p: argparse.ArgumentParser, default: Any) -> None:
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--verbose", "-v", action="store_true", default=default, help="debug logging and full tracebacks")
-    group.add_argument("--quiet", "-q", action="store_true", default=default, help="warnings and errors only, no progress bar")
+    group.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        default=default,
+        help="debug logging and full tracebacks",
+    )
+    group.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        default=default,
+        help="warnings and errors only, no progress bar",
+    )
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("ncp_subsidence").setLevel(level)
-    for noisy in ("distributed", "werkzeug", "botocore", "s3fs", "fsspec", "rasterio", "urllib3", "asyncio"):
+    for noisy in (
+        "distributed",
+        "werkzeug",
+        "botocore",
+        "s3fs",
+        "fsspec",
+        "rasterio",
+        "urllib3",
+        "asyncio",
+    ):
         logging.getLogger(noisy).setLevel(logging.ERROR if not verbose else logging.WARNING)
 
 
@@ -164,7 +240,13 @@ def _run(args: argparse.Namespace, stages: Sequence[str] | None) -> int:
     plan = resolve_stages(stages)  # fail on unknown or unavailable stages before starting a cluster
     show = not args.quiet and sys.stderr.isatty()
     with connect(config.cluster) as client:
-        report = run_pipeline(config, plan, force=args.force, client=client, compute=_compute_with_progress(client, show))
+        report = run_pipeline(
+            config,
+            plan,
+            force=args.force,
+            client=client,
+            compute=_compute_with_progress(client, show),
+        )
     print(report.summary())
     if "report" in {r.stage for r in report.results}:
         from .io.stores import open_store
@@ -220,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ncp-subsidence: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 - the CLI turns every error into one line
+    except Exception as err:
         if args.verbose:
             raise
         from .errors import ConfigError

@@ -46,7 +46,7 @@ BLAS_ENV = {
 def _missing_extra(kind: str, package: str, err: ImportError) -> ConfigError:
     return ConfigError(
         f"cluster.kind {kind!r} needs the package {package!r}, which is not installed "
-        f"({err}); install it with: pip install \"ncp-subsidence[cluster]\""
+        f'({err}); install it with: pip install "ncp-subsidence[cluster]"'
     )
 
 
@@ -72,7 +72,9 @@ def connect(options: ClusterOptions | None = None) -> Iterator[Client]:
         from distributed import LocalCluster
 
         n_workers = options.n_workers or max(1, os.cpu_count() or 1)
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": {**_pre_spawn_env(), **BLAS_ENV}}):
+        with dask.config.set(
+            {"distributed.nanny.pre-spawn-environ": {**_pre_spawn_env(), **BLAS_ENV}}
+        ):
             cluster = LocalCluster(
                 n_workers=n_workers,
                 threads_per_worker=options.threads_per_worker,
@@ -83,7 +85,12 @@ def connect(options: ClusterOptions | None = None) -> Iterator[Client]:
             )
         try:
             with Client(cluster) as client:
-                log.info("local cluster: %d workers x %d thread(s); dashboard %s", n_workers, options.threads_per_worker, client.dashboard_link)
+                log.info(
+                    "local cluster: %d workers x %d thread(s); dashboard %s",
+                    n_workers,
+                    options.threads_per_worker,
+                    client.dashboard_link,
+                )
                 yield client
         finally:
             cluster.close()
@@ -97,7 +104,9 @@ def connect(options: ClusterOptions | None = None) -> Iterator[Client]:
                 f"cannot reach the Dask scheduler at {options.address!r}: {err}; check cluster.address and that the scheduler runs"
             ) from err
         try:
-            log.info("connected to scheduler %s; dashboard %s", options.address, client.dashboard_link)
+            log.info(
+                "connected to scheduler %s; dashboard %s", options.address, client.dashboard_link
+            )
             yield client
         finally:
             client.close()
@@ -139,7 +148,11 @@ def connect(options: ClusterOptions | None = None) -> Iterator[Client]:
         cluster = KubeCluster(custom_cluster_spec=spec, namespace=options.kubernetes.namespace)
         try:
             with Client(cluster) as client:
-                log.info("kubernetes cluster %s; dashboard %s", options.kubernetes.name, client.dashboard_link)
+                log.info(
+                    "kubernetes cluster %s; dashboard %s",
+                    options.kubernetes.name,
+                    client.dashboard_link,
+                )
                 yield client
         finally:
             cluster.close()
@@ -204,7 +217,10 @@ def kubernetes_spec(options: ClusterOptions) -> dict[str, Any]:
         name=k.name,
         image=k.image,
         n_workers=options.n_workers or 2,
-        resources={"requests": {"cpu": k.worker_cpu, "memory": k.worker_memory}, "limits": {"cpu": k.worker_cpu, "memory": k.worker_memory}},
+        resources={
+            "requests": {"cpu": k.worker_cpu, "memory": k.worker_memory},
+            "limits": {"cpu": k.worker_cpu, "memory": k.worker_memory},
+        },
         env=env,
     )
     spec = copy.deepcopy(spec)
@@ -213,7 +229,9 @@ def kubernetes_spec(options: ClusterOptions) -> dict[str, Any]:
         if args and args[0] in ("dask-scheduler", "dask-worker"):
             container["args"] = ["dask", args[0].split("-", 1)[1], *args[1:]]
         if k.s3_secret:
-            container.setdefault("envFrom", []).append({"secretRef": {"name": k.s3_secret, "optional": True}})
+            container.setdefault("envFrom", []).append(
+                {"secretRef": {"name": k.s3_secret, "optional": True}}
+            )
     return spec
 
 

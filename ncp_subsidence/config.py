@@ -106,32 +106,54 @@ class StoreOptions(_Options):
 class GatewayOptions(_Options):
     """dask-gateway (JupyterHub) cluster."""
 
-    address: str | None = Field(None, description="Gateway address; None reads dask config (JupyterHub sets it).")
-    proxy_address: str | None = Field(None, description="Gateway scheduler proxy address, if different.")
+    address: str | None = Field(
+        None, description="Gateway address; None reads dask config (JupyterHub sets it)."
+    )
+    proxy_address: str | None = Field(
+        None, description="Gateway scheduler proxy address, if different."
+    )
     auth: Literal["simple", "jupyterhub", "kerberos", "basic"] | None = Field(
         None, description="Authentication kind; None reads dask config."
     )
     username: str | None = Field(None, description="User name for simple/basic auth.")
     password: SecretStr | None = Field(None, description="Password for basic auth (never logged).")
     cluster_options: dict[str, Any] = Field(
-        default_factory=dict, description="Gateway cluster options (worker_cores, worker_memory, image...)."
+        default_factory=dict,
+        description="Gateway cluster options (worker_cores, worker_memory, image...).",
     )
     adapt_minimum: int = Field(0, ge=0, le=10000, description="Adaptive scaling: fewest workers.")
-    adapt_maximum: int | None = Field(None, ge=1, le=10000, description="Adaptive scaling: most workers; None scales to n_workers.")
+    adapt_maximum: int | None = Field(
+        None,
+        ge=1,
+        le=10000,
+        description="Adaptive scaling: most workers; None scales to n_workers.",
+    )
 
 
 class KubernetesOptions(_Options):
     """dask-kubernetes operator cluster."""
 
-    name: str = Field("ncp-subsidence", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="DaskCluster name (DNS-1123).")
-    namespace: str | None = Field(None, description="Kubernetes namespace; None uses the current one.")
-    image: str = Field("ghcr.io/ncp-subsidence/ncp-subsidence:0.1.0", description="Container image for scheduler and workers.")
+    name: str = Field(
+        "ncp-subsidence",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="DaskCluster name (DNS-1123).",
+    )
+    namespace: str | None = Field(
+        None, description="Kubernetes namespace; None uses the current one."
+    )
+    image: str = Field(
+        "ghcr.io/ncp-subsidence/ncp-subsidence:0.1.0",
+        description="Container image for scheduler and workers.",
+    )
     worker_cpu: str = Field("1", description="CPU request and limit of each worker.")
     worker_memory: str = Field("4Gi", description="Memory request and limit of each worker.")
     s3_secret: str | None = Field(
-        "ncp-s3-credentials", description="Secret whose keys (AWS_ACCESS_KEY_ID, ...) become worker env vars."
+        "ncp-s3-credentials",
+        description="Secret whose keys (AWS_ACCESS_KEY_ID, ...) become worker env vars.",
     )
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for every pod.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables for every pod."
+    )
 
 
 class CoiledOptions(_Options):
@@ -143,30 +165,47 @@ class CoiledOptions(_Options):
     spot_policy: Literal["on-demand", "spot", "spot_with_fallback"] = Field(
         "spot_with_fallback", description="Spot instance policy."
     )
-    software: str | None = Field(None, description="Coiled software environment; None syncs the local environment.")
+    software: str | None = Field(
+        None, description="Coiled software environment; None syncs the local environment."
+    )
 
 
 class ClusterOptions(_Options):
     """Which Dask cluster runs the heavy work. ``cluster.py`` is the only place a client is made."""
 
     kind: Literal["local", "address", "gateway", "kubernetes", "coiled"] = Field(
-        "local", description="local: a LocalCluster of processes; address: an existing scheduler; gateway | kubernetes | coiled."
+        "local",
+        description="local: a LocalCluster of processes; address: an existing scheduler; gateway | kubernetes | coiled.",
     )
     n_workers: int | None = Field(
         None, ge=1, le=10000, description="Workers to start (local: default one per core)."
     )
-    threads_per_worker: int = Field(1, ge=1, le=256, description="Threads per worker; BLAS is pinned to 1 thread.")
-    memory_limit: str = Field("auto", description="Memory limit per worker (local), e.g. '4GiB' or 'auto'.")
-    address: str | None = Field(None, description="Scheduler address for kind=address, e.g. tcp://127.0.0.1:8786.")
-    dashboard_address: str = Field("127.0.0.1:0", description="Dashboard bind address (local); port 0 picks a free one.")
-    gateway: GatewayOptions = Field(default_factory=GatewayOptions, description="dask-gateway options.")
-    kubernetes: KubernetesOptions = Field(default_factory=KubernetesOptions, description="dask-kubernetes options.")
+    threads_per_worker: int = Field(
+        1, ge=1, le=256, description="Threads per worker; BLAS is pinned to 1 thread."
+    )
+    memory_limit: str = Field(
+        "auto", description="Memory limit per worker (local), e.g. '4GiB' or 'auto'."
+    )
+    address: str | None = Field(
+        None, description="Scheduler address for kind=address, e.g. tcp://127.0.0.1:8786."
+    )
+    dashboard_address: str = Field(
+        "127.0.0.1:0", description="Dashboard bind address (local); port 0 picks a free one."
+    )
+    gateway: GatewayOptions = Field(
+        default_factory=GatewayOptions, description="dask-gateway options."
+    )
+    kubernetes: KubernetesOptions = Field(
+        default_factory=KubernetesOptions, description="dask-kubernetes options."
+    )
     coiled: CoiledOptions = Field(default_factory=CoiledOptions, description="Coiled options.")
 
     @model_validator(mode="after")
     def _address_needed(self) -> ClusterOptions:
         if self.kind == "address" and not self.address:
-            raise ValueError("cluster.kind 'address' needs cluster.address, e.g. tcp://127.0.0.1:8786")
+            raise ValueError(
+                "cluster.kind 'address' needs cluster.address, e.g. tcp://127.0.0.1:8786"
+            )
         return self
 
 
@@ -179,19 +218,34 @@ class SourceOptions(_Options):
     """One input: a STAC API, a static STAC catalog, or a plain file/URL."""
 
     kind: Literal["stac_api", "static_catalog", "file"] = Field(
-        "static_catalog", description="stac_api (pystac-client search), static_catalog (walked), or file."
+        "static_catalog",
+        description="stac_api (pystac-client search), static_catalog (walked), or file.",
     )
-    url: str = Field(..., min_length=1, description="STAC API root, catalog.json URL, or file URL/path.")
+    url: str = Field(
+        ..., min_length=1, description="STAC API root, catalog.json URL, or file URL/path."
+    )
     collections: list[str] = Field(default_factory=list, description="STAC collections to search.")
     bbox: tuple[float, float, float, float] | None = Field(
-        None, description="Search box (west, south, east, north) in degrees; None uses the top-level bbox."
+        None,
+        description="Search box (west, south, east, north) in degrees; None uses the top-level bbox.",
     )
-    datetime: str | None = Field(None, description="RFC 3339 interval, e.g. 2014-10-01/2022-12-31; None uses the top-level one.")
-    query: dict[str, Any] = Field(default_factory=dict, description="Extra STAC API query (where the server supports it).")
-    assets: list[str] = Field(default_factory=list, description="Asset keys or roles to read; empty uses the reader's defaults.")
-    max_items: int | None = Field(None, ge=1, le=10_000_000, description="Stop after this many items.")
+    datetime: str | None = Field(
+        None,
+        description="RFC 3339 interval, e.g. 2014-10-01/2022-12-31; None uses the top-level one.",
+    )
+    query: dict[str, Any] = Field(
+        default_factory=dict, description="Extra STAC API query (where the server supports it)."
+    )
+    assets: list[str] = Field(
+        default_factory=list,
+        description="Asset keys or roles to read; empty uses the reader's defaults.",
+    )
+    max_items: int | None = Field(
+        None, ge=1, le=10_000_000, description="Stop after this many items."
+    )
     headers: dict[str, SecretStr] = Field(
-        default_factory=dict, description="HTTP headers (e.g. Authorization for Earthdata); never logged."
+        default_factory=dict,
+        description="HTTP headers (e.g. Authorization for Earthdata); never logged.",
     )
 
     @model_validator(mode="after")
@@ -199,49 +253,85 @@ class SourceOptions(_Options):
         if self.bbox is not None:
             w, s, e, n = self.bbox
             if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
-                raise ValueError(f"bbox {list(self.bbox)} must be (west, south, east, north) with west<east, south<north")
+                raise ValueError(
+                    f"bbox {list(self.bbox)} must be (west, south, east, north) with west<east, south<north"
+                )
         return self
 
 
 class TwinOptions(_Options):
     """The embedded NCP twin, used for every source left unset."""
 
-    preset: Literal["tiny", "demo", "large"] = Field("demo", description="Twin size: tiny (tests), demo (README), large (benchmarks).")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed; the same seed gives byte-identical products.")
-    directory: str | None = Field(None, description="Where the twin's products are written; None puts them beside the store.")
+    preset: Literal["tiny", "demo", "large"] = Field(
+        "demo", description="Twin size: tiny (tests), demo (README), large (benchmarks)."
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**32 - 1,
+        description="Random seed; the same seed gives byte-identical products.",
+    )
+    directory: str | None = Field(
+        None, description="Where the twin's products are written; None puts them beside the store."
+    )
 
 
 class SourcesOptions(_Options):
     """Inputs by purpose. Any source left unset comes from the embedded twin."""
 
     bbox: tuple[float, float, float, float] = Field(
-        (113.5, 34.5, 119.5, 40.5), description="Area of interest (west, south, east, north), degrees."
+        (113.5, 34.5, 119.5, 40.5),
+        description="Area of interest (west, south, east, north), degrees.",
     )
-    datetime: str = Field("2014-10-01/2022-12-31", description="Time of interest, RFC 3339 interval.")
+    datetime: str = Field(
+        "2014-10-01/2022-12-31", description="Time of interest, RFC 3339 interval."
+    )
     interferograms: dict[str, SourceOptions] = Field(
-        default_factory=dict, description="Interferogram products per frame name (HyP3 or LiCSAR COGs)."
+        default_factory=dict,
+        description="Interferogram products per frame name (HyP3 or LiCSAR COGs).",
     )
-    grace: SourceOptions | None = Field(None, description="GRACE/GRACE-FO mascons (CSR RL06, lwe_thickness in cm).")
+    grace: SourceOptions | None = Field(
+        None, description="GRACE/GRACE-FO mascons (CSR RL06, lwe_thickness in cm)."
+    )
     gldas: SourceOptions | None = Field(None, description="GLDAS Noah 2.1 monthly (canopy water).")
-    fldas: SourceOptions | None = Field(None, description="FLDAS Noah monthly (soil moisture, SWE).")
+    fldas: SourceOptions | None = Field(
+        None, description="FLDAS Noah monthly (soil moisture, SWE)."
+    )
     imerg: SourceOptions | None = Field(None, description="IMERG monthly precipitation.")
     dem: SourceOptions | None = Field(None, description="Digital elevation model.")
     ndvi: SourceOptions | None = Field(None, description="NDVI.")
-    evapotranspiration: SourceOptions | None = Field(None, description="Evapotranspiration.")
+    evapotranspiration: SourceOptions | None = Field(
+        None, description="Evapotranspiration (annual raster, a driving factor)."
+    )
+    precipitation: SourceOptions | None = Field(
+        None, description="Annual precipitation raster (a driving factor)."
+    )
     population: SourceOptions | None = Field(None, description="Population density.")
     gdp: SourceOptions | None = Field(None, description="Gross domestic product per cell.")
     building_density: SourceOptions | None = Field(None, description="Built-up area per cell.")
     faults: SourceOptions | None = Field(None, description="Fault lines (GeoJSON).")
-    gnss: SourceOptions | None = Field(None, description="GNSS velocities (Nevada Geodetic Lab MIDAS format).")
-    regions: SourceOptions | None = Field(None, description="Region polygons (GeoJSON) for region time series.")
-    twin: TwinOptions = Field(default_factory=TwinOptions, description="The embedded twin, used for unset sources.")
-    retries: int = Field(4, ge=0, le=20, description="Retries for remote reads (exponential backoff).")
-    timeout_s: float = Field(30.0, gt=0, le=3600, description="Timeout of one remote request, seconds.")
+    gnss: SourceOptions | None = Field(
+        None, description="GNSS velocities (Nevada Geodetic Lab MIDAS format)."
+    )
+    regions: SourceOptions | None = Field(
+        None, description="Region polygons (GeoJSON) for region time series."
+    )
+    twin: TwinOptions = Field(
+        default_factory=TwinOptions, description="The embedded twin, used for unset sources."
+    )
+    retries: int = Field(
+        4, ge=0, le=20, description="Retries for remote reads (exponential backoff)."
+    )
+    timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="Timeout of one remote request, seconds."
+    )
 
     @property
     def uses_twin(self) -> bool:
         """True when any source is unset, so the twin must exist."""
-        names = [n for n, f in type(self).model_fields.items() if f.annotation == (SourceOptions | None)]
+        names = [
+            n for n, f in type(self).model_fields.items() if f.annotation == (SourceOptions | None)
+        ]
         return not self.interferograms or any(getattr(self, n) is None for n in names)
 
 
@@ -253,66 +343,123 @@ class SourcesOptions(_Options):
 class DiscoverOptions(_Options):
     """Stage ``discover``: find the items each source offers and save them under ``catalog/``."""
 
-    fail_on_empty: bool = Field(True, description="Raise when a configured source returns no items.")
+    fail_on_empty: bool = Field(
+        True, description="Raise when a configured source returns no items."
+    )
 
 
 class IngestOptions(_Options):
     """Stage ``ingest``: stream discovered products into chunked Zarr cubes."""
 
-    chunk_y: int = Field(512, ge=16, le=8192, description="Spatial chunk rows of interferogram cubes.")
-    chunk_x: int = Field(512, ge=16, le=8192, description="Spatial chunk columns of interferogram cubes.")
-    hydro_time_chunk: int = Field(-1, ge=-1, le=10000, description="Time chunk of hydrology cubes; -1 keeps the whole axis.")
+    chunk_y: int = Field(
+        512, ge=16, le=8192, description="Spatial chunk rows of interferogram cubes."
+    )
+    chunk_x: int = Field(
+        512, ge=16, le=8192, description="Spatial chunk columns of interferogram cubes."
+    )
+    hydro_time_chunk: int = Field(
+        -1, ge=-1, le=10000, description="Time chunk of hydrology cubes; -1 keeps the whole axis."
+    )
     on_error: Literal["fail", "nan"] = Field(
-        "fail", description="Unreadable asset: fail, or fill NaN, count it, log it and record it in attrs."
+        "fail",
+        description="Unreadable asset: fail, or fill NaN, count it, log it and record it in attrs.",
     )
 
 
 class SBASOptions(_Options):
     """Stage ``sbas``: per-pixel network inversion (Berardino 2002; SCIENCE.md stage 1)."""
 
-    method: Literal["svd", "nsbas"] = Field("svd", description="svd: minimum norm (the paper's); nsbas: temporal constraint across gaps.")
-    weights: Literal["none", "coherence", "fisher"] = Field("none", description="Interferogram weights per pixel.")
-    looks: int = Field(20, ge=1, le=10000, description="Number of looks L for Fisher weights 2L g^2/(1-g^2).")
-    rcond: float = Field(1e-10, ge=1e-12, le=1e-3, description="Relative singular-value cutoff of the pseudo-inverse.")
-    nsbas_kappa: float = Field(1e-2, ge=1e-4, le=1.0, description="Weight of the NSBAS temporal-model rows.")
+    method: Literal["svd", "nsbas"] = Field(
+        "svd",
+        description="svd: minimum norm (the paper's); nsbas: temporal constraint across gaps.",
+    )
+    weights: Literal["none", "coherence", "fisher"] = Field(
+        "none", description="Interferogram weights per pixel."
+    )
+    looks: int = Field(
+        20, ge=1, le=10000, description="Number of looks L for Fisher weights 2L g^2/(1-g^2)."
+    )
+    rcond: float = Field(
+        1e-10,
+        ge=1e-12,
+        le=1e-3,
+        description="Relative singular-value cutoff of the pseudo-inverse.",
+    )
+    nsbas_kappa: float = Field(
+        1e-2, ge=1e-4, le=1.0, description="Weight of the NSBAS temporal-model rows."
+    )
     min_pairs_fraction: float = Field(
-        0.5, ge=0.0, le=1.0, description="Minimum valid pairs per pixel as a fraction of all pairs (and at least n_date-1)."
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Minimum valid pairs per pixel as a fraction of all pairs (and at least n_date-1).",
     )
-    temporal_coherence_min: float = Field(0.7, ge=0.5, le=0.95, description="Pixels below this temporal coherence are masked.")
+    temporal_coherence_min: float = Field(
+        0.7, ge=0.5, le=0.95, description="Pixels below this temporal coherence are masked."
+    )
     reference: tuple[float, float] | None = Field(
-        None, description="Reference point (lon, lat); None selects one automatically (SCIENCE.md 1.2)."
+        None,
+        description="Reference point (lon, lat); None selects one automatically (SCIENCE.md 1.2).",
     )
-    closure_check: bool = Field(False, description="Drop interferograms with median |triplet closure| > pi/2.")
+    closure_check: bool = Field(
+        False, description="Drop interferograms with median |triplet closure| > pi/2."
+    )
 
 
 class AdjustOptions(_Options):
     """Stage ``adjust``: GNSS-based ML long-wavelength correction per frame (Mi et al. 2026)."""
 
-    radius_m: float = Field(200.0, ge=50.0, le=500.0, description="Window radius around a station for the InSAR median, metres.")
-    min_pixels: int = Field(5, ge=1, le=1000, description="Valid pixels needed in a station window.")
+    radius_m: float = Field(
+        200.0,
+        ge=50.0,
+        le=500.0,
+        description="Window radius around a station for the InSAR median, metres.",
+    )
+    min_pixels: int = Field(
+        5, ge=1, le=1000, description="Valid pixels needed in a station window."
+    )
     candidates: list[Literal["P0", "P1", "P2", "P3", "GP", "RF", "GB", "SVR"]] = Field(
         default_factory=lambda: ["P0", "P1", "P2", "P3", "GP", "RF", "GB", "SVR"],
         min_length=1,
         description="Candidate correction models.",
     )
     cv: Literal["auto", "loo", "kfold", "spatial_block"] = Field(
-        "auto", description="Cross-validation: auto is LOO for n<=30 else 5-fold x10, spatial blocks for clustered stations."
+        "auto",
+        description="Cross-validation: auto is LOO for n<=30 else 5-fold x10, spatial blocks for clustered stations.",
     )
-    gp_length_bounds_km: tuple[float, float] = Field((50.0, 1000.0), description="GP length-scale bounds, km.")
-    tree_smooth_sigma_km: float = Field(20.0, ge=0.0, le=200.0, description="Gaussian low-pass of tree-model surfaces, km.")
-    outlier_k: float = Field(3.0, ge=1.0, le=10.0, description="Outlier rejection at k x 1.4826 x MAD.")
-    max_gradient_mm_yr_km: float = Field(20.0, gt=0.0, le=1000.0, description="Stations on steeper InSAR gradients are dropped.")
-    holdout_fraction: float = Field(0.25, ge=0.0, lt=1.0, description="Stations held out for validation, never fitted.")
-    plate_model: Literal["ITRF2014_EURA", "GNSS_regional"] = Field("ITRF2014_EURA", description="Plate-motion model.")
+    gp_length_bounds_km: tuple[float, float] = Field(
+        (50.0, 1000.0), description="GP length-scale bounds, km."
+    )
+    tree_smooth_sigma_km: float = Field(
+        20.0, ge=0.0, le=200.0, description="Gaussian low-pass of tree-model surfaces, km."
+    )
+    outlier_k: float = Field(
+        3.0, ge=1.0, le=10.0, description="Outlier rejection at k x 1.4826 x MAD."
+    )
+    max_gradient_mm_yr_km: float = Field(
+        20.0, gt=0.0, le=1000.0, description="Stations on steeper InSAR gradients are dropped."
+    )
+    holdout_fraction: float = Field(
+        0.25, ge=0.0, lt=1.0, description="Stations held out for validation, never fitted."
+    )
+    plate_model: Literal["ITRF2014_EURA", "GNSS_regional"] = Field(
+        "ITRF2014_EURA", description="Plate-motion model."
+    )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of CV splits and tree models.")
 
 
 class MosaicOptions(_Options):
     """Stage ``mosaic``: overlap adjustment and feathered blending onto one grid."""
 
-    resolution_deg: float = Field(0.001, ge=0.0002, le=0.1, description="Output grid spacing, degrees.")
-    overlap_spacing_km: float = Field(1.0, ge=0.1, le=50.0, description="Overlap sampling spacing, km.")
-    min_overlap_samples: int = Field(100, ge=1, le=10**7, description="Overlaps with fewer samples are dropped.")
+    resolution_deg: float = Field(
+        0.001, ge=0.0002, le=0.1, description="Output grid spacing, degrees."
+    )
+    overlap_spacing_km: float = Field(
+        1.0, ge=0.1, le=50.0, description="Overlap sampling spacing, km."
+    )
+    min_overlap_samples: int = Field(
+        100, ge=1, le=10**7, description="Overlaps with fewer samples are dropped."
+    )
     gnss_weight: float = Field(1.0, ge=0.0, le=1e6, description="lambda_G: weight of GNSS ties.")
     damping: float = Field(1e-6, ge=0.0, le=1.0, description="mu: damping that fixes the datum.")
     feather_km: float = Field(10.0, ge=0.0, le=200.0, description="Feathering distance cap, km.")
@@ -321,32 +468,64 @@ class MosaicOptions(_Options):
 class HydroOptions(_Options):
     """Stage ``hydro``: GRACE downscaling to 0.01 deg and GWSA (Huang et al. 2025, Eq. 6-10)."""
 
-    mode: Literal["paper", "ratio", "remove_restore"] = Field("paper", description="Downscaling form: Eq. 6-9 (paper), ratio or remove_restore.")
-    interpolation: Literal["cubic", "bilinear", "nearest"] = Field("cubic", description="Interpolation of the coarse field.")
-    resolution_deg: float = Field(0.01, ge=0.001, le=0.25, description="Target grid spacing, degrees.")
-    baseline: str = Field("study", description="Anomaly baseline: 'study' (study-period mean) or a range like 2004-01/2009-12.")
-    gap_fill: Literal["none", "harmonic"] = Field("none", description="GRACE gaps: NaN, or trend+annual+semi-annual fill (flagged).")
-    chunk_cells: int = Field(250, ge=25, le=5000, multiple_of=25, description="Spatial chunk in fine cells (a multiple of 25).")
+    mode: Literal["paper", "ratio", "remove_restore"] = Field(
+        "paper", description="Downscaling form: Eq. 6-9 (paper), ratio or remove_restore."
+    )
+    interpolation: Literal["cubic", "bilinear", "nearest"] = Field(
+        "cubic", description="Interpolation of the coarse field."
+    )
+    resolution_deg: float = Field(
+        0.01, ge=0.001, le=0.25, description="Target grid spacing, degrees."
+    )
+    baseline: str = Field(
+        "study",
+        description="Anomaly baseline: 'study' (study-period mean) or a range like 2004-01/2009-12.",
+    )
+    gap_fill: Literal["none", "harmonic"] = Field(
+        "none", description="GRACE gaps: NaN, or trend+annual+semi-annual fill (flagged)."
+    )
+    chunk_cells: int = Field(
+        250,
+        ge=25,
+        le=5000,
+        multiple_of=25,
+        description="Spatial chunk in fine cells (a multiple of 25).",
+    )
 
 
 class FactorsOptions(_Options):
     """Stage ``factors``: driving-factor rasters on the 0.01 deg grid."""
 
-    resolution_deg: float = Field(0.01, ge=0.001, le=0.25, description="Factor grid spacing, degrees.")
+    resolution_deg: float = Field(
+        0.01, ge=0.001, le=0.25, description="Factor grid spacing, degrees."
+    )
 
 
 class GeodetectorOptions(_Options):
     """Stage ``geodetector``: factor, interaction, risk and ecological detectors (Wang et al. 2010)."""
 
-    threshold_mm_yr: float = Field(-15.0, ge=-200.0, le=0.0, description="Subsidence threshold on vertical velocity, mm/yr.")
-    ratio: float = Field(0.5, gt=0.0, le=10.0, description="Non-subsidence : subsidence sample ratio (1:0.5 in the paper).")
-    min_spacing_deg: float = Field(0.01, ge=0.0, le=1.0, description="Minimum sample spacing, degrees.")
-    max_subsidence_samples: int = Field(20000, ge=10, le=10**8, description="Cap on subsidence samples.")
-    n_strata: int = Field(20, ge=2, le=100, description="Strata per continuous factor.")
-    discretization: Literal["natural_breaks", "quantile", "equal_interval", "geometric", "std", "optimal"] = Field(
-        "natural_breaks", description="How continuous factors are stratified."
+    threshold_mm_yr: float = Field(
+        -15.0, ge=-200.0, le=0.0, description="Subsidence threshold on vertical velocity, mm/yr."
     )
-    draws: int = Field(20, ge=1, le=1000, description="Repeated sample draws (mean and spread of q).")
+    ratio: float = Field(
+        0.5,
+        gt=0.0,
+        le=10.0,
+        description="Non-subsidence : subsidence sample ratio (1:0.5 in the paper).",
+    )
+    min_spacing_deg: float = Field(
+        0.01, ge=0.0, le=1.0, description="Minimum sample spacing, degrees."
+    )
+    max_subsidence_samples: int = Field(
+        20000, ge=10, le=10**8, description="Cap on subsidence samples."
+    )
+    n_strata: int = Field(20, ge=2, le=100, description="Strata per continuous factor.")
+    discretization: Literal[
+        "natural_breaks", "quantile", "equal_interval", "geometric", "std", "optimal"
+    ] = Field("natural_breaks", description="How continuous factors are stratified.")
+    draws: int = Field(
+        20, ge=1, le=1000, description="Repeated sample draws (mean and spread of q)."
+    )
     permutations: int = Field(199, ge=0, le=10000, description="Permutations for the null of q.")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of sampling and permutations.")
 
@@ -354,12 +533,24 @@ class GeodetectorOptions(_Options):
 class AnalysisOptions(_Options):
     """Stage ``analysis``: region series, lags, areas, volumes, groundwater loss (SCIENCE.md 6, 8)."""
 
-    area_threshold_mm_yr: float = Field(20.0, ge=5.0, le=50.0, description="tau: area subsiding faster than this, mm/yr.")
-    kappa: float = Field(1.0, ge=0.5, le=1.2, description="Groundwater loss per unit subsidence volume.")
-    max_lag_months: int = Field(12, ge=1, le=36, description="Largest lag of the cross-correlation, months.")
-    detrend: Literal["none", "linear", "seasonal", "diff"] = Field("linear", description="Pre-processing before lags.")
+    area_threshold_mm_yr: float = Field(
+        20.0, ge=5.0, le=50.0, description="tau: area subsiding faster than this, mm/yr."
+    )
+    kappa: float = Field(
+        1.0, ge=0.5, le=1.2, description="Groundwater loss per unit subsidence volume."
+    )
+    max_lag_months: int = Field(
+        12, ge=1, le=36, description="Largest lag of the cross-correlation, months."
+    )
+    detrend: Literal["none", "linear", "seasonal", "diff"] = Field(
+        "linear", description="Pre-processing before lags."
+    )
     volume_epochs: list[tuple[str, str]] = Field(
-        default_factory=lambda: [("2014-12", "2020-12"), ("2020-12", "2022-12"), ("2014-12", "2022-12")],
+        default_factory=lambda: [
+            ("2014-12", "2020-12"),
+            ("2020-12", "2022-12"),
+            ("2014-12", "2022-12"),
+        ],
         description="Epoch pairs (YYYY-MM) for subsidence volume.",
     )
 
@@ -379,18 +570,32 @@ class ReportOptions(_Options):
 class Config(_Options):
     """The whole configuration of a run."""
 
-    store: StoreOptions = Field(default_factory=StoreOptions, description="Where products are written.")
-    cluster: ClusterOptions = Field(default_factory=ClusterOptions, description="Which Dask cluster computes.")
-    sources: SourcesOptions = Field(default_factory=SourcesOptions, description="Inputs; unset ones come from the twin.")
-    discover: DiscoverOptions = Field(default_factory=DiscoverOptions, description=DiscoverOptions.__doc__)
+    store: StoreOptions = Field(
+        default_factory=StoreOptions, description="Where products are written."
+    )
+    cluster: ClusterOptions = Field(
+        default_factory=ClusterOptions, description="Which Dask cluster computes."
+    )
+    sources: SourcesOptions = Field(
+        default_factory=SourcesOptions, description="Inputs; unset ones come from the twin."
+    )
+    discover: DiscoverOptions = Field(
+        default_factory=DiscoverOptions, description=DiscoverOptions.__doc__
+    )
     ingest: IngestOptions = Field(default_factory=IngestOptions, description=IngestOptions.__doc__)
     sbas: SBASOptions = Field(default_factory=SBASOptions, description=SBASOptions.__doc__)
     adjust: AdjustOptions = Field(default_factory=AdjustOptions, description=AdjustOptions.__doc__)
     mosaic: MosaicOptions = Field(default_factory=MosaicOptions, description=MosaicOptions.__doc__)
     hydro: HydroOptions = Field(default_factory=HydroOptions, description=HydroOptions.__doc__)
-    factors: FactorsOptions = Field(default_factory=FactorsOptions, description=FactorsOptions.__doc__)
-    geodetector: GeodetectorOptions = Field(default_factory=GeodetectorOptions, description=GeodetectorOptions.__doc__)
-    analysis: AnalysisOptions = Field(default_factory=AnalysisOptions, description=AnalysisOptions.__doc__)
+    factors: FactorsOptions = Field(
+        default_factory=FactorsOptions, description=FactorsOptions.__doc__
+    )
+    geodetector: GeodetectorOptions = Field(
+        default_factory=GeodetectorOptions, description=GeodetectorOptions.__doc__
+    )
+    analysis: AnalysisOptions = Field(
+        default_factory=AnalysisOptions, description=AnalysisOptions.__doc__
+    )
     report: ReportOptions = Field(default_factory=ReportOptions, description=ReportOptions.__doc__)
 
 
@@ -428,7 +633,9 @@ def from_yaml(text: str) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> Config:
     """Read and validate a YAML config (defaults when ``path`` is None), then apply dotted overrides.
 
     Raises :class:`ConfigError` listing every invalid field with its path and value.
@@ -466,7 +673,11 @@ _SECRET_KEY = re.compile(r"(secret|password|token|key|credential|authorization|s
 def _is_secret_path(path: str) -> bool:
     parts = path.split(".")
     in_free_form = any(p in _FREE_FORM for p in parts[:-1])
-    return (in_free_form and bool(_SECRET_KEY.search(parts[-1]))) or parts[-1] in {"password"} or "headers" in parts
+    return (
+        (in_free_form and bool(_SECRET_KEY.search(parts[-1])))
+        or parts[-1] in {"password"}
+        or "headers" in parts
+    )
 
 
 def redacted_dump(cfg: BaseModel) -> dict[str, Any]:
@@ -482,8 +693,12 @@ def redacted_dump(cfg: BaseModel) -> dict[str, Any]:
         if isinstance(obj, Mapping):
             out = {}
             for k, v in obj.items():
-                secret = free_form and _SECRET_KEY.search(str(k)) and not isinstance(v, Mapping | bool)
-                out[k] = "***" if (secret and v is not None) else scrub(v, free_form or k in _FREE_FORM)
+                secret = (
+                    free_form and _SECRET_KEY.search(str(k)) and not isinstance(v, Mapping | bool)
+                )
+                out[k] = (
+                    "***" if (secret and v is not None) else scrub(v, free_form or k in _FREE_FORM)
+                )
             return out
         if isinstance(obj, list | tuple):
             return [scrub(v, free_form) for v in obj]
@@ -512,12 +727,20 @@ def to_yaml(cfg: BaseModel, *, comments: bool = True, redact: bool = True) -> st
     lines: list[str] = []
     if comments:
         lines.append(f"# ncp_subsidence configuration. {type(cfg).__doc__.strip().splitlines()[0]}")
-        lines.append("# Unknown keys are rejected; check a file with `ncp-subsidence config --check FILE`.")
+        lines.append(
+            "# Unknown keys are rejected; check a file with `ncp-subsidence config --check FILE`."
+        )
     _emit(type(cfg), data, lines, indent=0, comments=comments)
     return "\n".join(lines) + "\n"
 
 
-def _emit(model: type[BaseModel] | None, data: Mapping[str, Any], lines: list[str], indent: int, comments: bool) -> None:
+def _emit(
+    model: type[BaseModel] | None,
+    data: Mapping[str, Any],
+    lines: list[str],
+    indent: int,
+    comments: bool,
+) -> None:
     pad = "  " * indent
     fields = model.model_fields if model is not None else {}
     for key, value in data.items():
@@ -529,14 +752,21 @@ def _emit(model: type[BaseModel] | None, data: Mapping[str, Any], lines: list[st
         if isinstance(value, Mapping) and value and sub is not None:
             lines.append(f"{pad}{key}:")
             _emit(sub, value, lines, indent + 1, comments)
-        elif isinstance(value, Mapping) and value and all(isinstance(v, Mapping) for v in value.values()) and _dict_of_model(field):
+        elif (
+            isinstance(value, Mapping)
+            and value
+            and all(isinstance(v, Mapping) for v in value.values())
+            and _dict_of_model(field)
+        ):
             lines.append(f"{pad}{key}:")
             inner = _dict_of_model(field)
             for k2, v2 in value.items():
                 lines.append(f"{pad}  {k2}:")
                 _emit(inner, v2, lines, indent + 2, comments)
         else:
-            dumped = yaml.safe_dump({key: value}, default_flow_style=True, sort_keys=False, width=10_000).strip()
+            dumped = yaml.safe_dump(
+                {key: value}, default_flow_style=True, sort_keys=False, width=10_000
+            ).strip()
             if dumped.startswith("{") and dumped.endswith("}"):
                 dumped = dumped[1:-1]
             lines.append(f"{pad}{dumped}")

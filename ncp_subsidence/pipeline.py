@@ -37,7 +37,15 @@ if TYPE_CHECKING:
     import xarray as xr
     from distributed import Client
 
-__all__ = ["RunReport", "Stage", "StageContext", "StageResult", "fingerprint", "resolve_stages", "run_pipeline"]
+__all__ = [
+    "RunReport",
+    "Stage",
+    "StageContext",
+    "StageResult",
+    "fingerprint",
+    "resolve_stages",
+    "run_pipeline",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +94,19 @@ class StageContext:
         """Names of the datasets in the current version of an upstream product."""
         record = self.store.record(stage)
         if record is None:
-            raise StoreError(f"product {stage!r} has no complete version; run stage {stage!r} first")
+            raise StoreError(
+                f"product {stage!r} has no complete version; run stage {stage!r} first"
+            )
         return record.datasets
 
-    def write(self, dataset: str | None, ds: xr.Dataset, *, region_dim: str | None = None, chunks_per_region: int | None = None) -> str:
+    def write(
+        self,
+        dataset: str | None,
+        ds: xr.Dataset,
+        *,
+        region_dim: str | None = None,
+        chunks_per_region: int | None = None,
+    ) -> str:
         """Write one dataset of this stage's product (template, then resumable regions)."""
         from .config import redacted_dump as _redact  # local: keep import graph flat
 
@@ -98,7 +115,9 @@ class StageContext:
         ds.attrs.setdefault("ncp_subsidence_stage", self.stage)
         section = self.options
         if section is not None and hasattr(section, "model_dump"):
-            ds.attrs.setdefault("ncp_subsidence_options", json.dumps(_redact(section), sort_keys=True))
+            ds.attrs.setdefault(
+                "ncp_subsidence_options", json.dumps(_redact(section), sort_keys=True)
+            )
         path = write_cube(
             self.store,
             self.stage,
@@ -153,7 +172,9 @@ class RunReport:
 def fingerprint(stage: Stage, config: Config, inputs: Mapping[str, str]) -> str:
     """The fingerprint of ``stage`` given ``config`` and its inputs' fingerprints."""
     section = getattr(config, stage.name, None)
-    options = redacted_dump(section) if section is not None and hasattr(section, "model_dump") else None
+    options = (
+        redacted_dump(section) if section is not None and hasattr(section, "model_dump") else None
+    )
     extra = stage.fingerprint_extra(config) if hasattr(stage, "fingerprint_extra") else None
     payload = {
         "stage": stage.name,
@@ -185,7 +206,9 @@ def resolve_stages(names: Iterable[str | Stage] | None = None) -> list[Stage]:
         except ModuleNotFoundError as err:
             if names is None:
                 continue  # not yet available in this version: run what exists
-            raise ConfigError(f"stage {item!r} is not available in ncp_subsidence {__version__}") from err
+            raise ConfigError(
+                f"stage {item!r} is not available in ncp_subsidence {__version__}"
+            ) from err
         stage = getattr(module, "STAGE", None)
         if stage is None:
             if names is None:
@@ -244,7 +267,9 @@ def run_pipeline(
     names = [s.name for s in plan]
     unknown_force = set(force) - set(names)
     if unknown_force:
-        raise ConfigError(f"--force names stage(s) {sorted(unknown_force)} that are not in this run ({', '.join(names)})")
+        raise ConfigError(
+            f"--force names stage(s) {sorted(unknown_force)} that are not in this run ({', '.join(names)})"
+        )
     forced = _downstream(plan, set(force))
     store = store or open_store(config.store)
     report = RunReport(store=store.url)
@@ -310,7 +335,17 @@ def _software_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for pkg in ("numpy", "scipy", "dask", "distributed", "xarray", "zarr", "fsspec", "pystac-client", "stackstac"):
+    for pkg in (
+        "numpy",
+        "scipy",
+        "dask",
+        "distributed",
+        "xarray",
+        "zarr",
+        "fsspec",
+        "pystac-client",
+        "stackstac",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

@@ -33,10 +33,15 @@ def s3_bucket(moto_server):
     import s3fs
 
     options = {"endpoint_url": moto_server, "key": "testing-key-id", "secret": "testing-secret-key"}
-    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": moto_server}, key=options["key"], secret=options["secret"])
+    fs = s3fs.S3FileSystem(
+        client_kwargs={"endpoint_url": moto_server}, key=options["key"], secret=options["secret"]
+    )
     bucket = f"ncp-{uuid.uuid4().hex[:12]}"
     fs.mkdir(bucket)
-    yield f"s3://{bucket}", {"endpoint_url": moto_server, "key": options["key"], "secret": options["secret"]}
+    yield (
+        f"s3://{bucket}",
+        {"endpoint_url": moto_server, "key": options["key"], "secret": options["secret"]},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +61,51 @@ def local_cluster():
         yield cluster
     finally:
         cluster.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_twin(tmp_path_factory):
+    """The `tiny` NCP twin (seed 0), written once per session; yields its TwinManifest."""
+    from ncp_subsidence.synthetic import write_twin
+
+    return write_twin(tmp_path_factory.mktemp("twin") / "tiny", preset="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_twin_noise_free(tmp_path_factory):
+    """The `tiny` twin without atmosphere, noise, phase offsets or unwrapping errors."""
+    from ncp_subsidence.synthetic import write_twin
+
+    return write_twin(
+        tmp_path_factory.mktemp("twin") / "noise-free", preset="tiny", seed=0, noise=False
+    )
+
+
+@pytest.fixture(scope="session")
+def rustac_twin(tiny_twin):
+    """A STAC API (rustac) serving the tiny twin's items on 127.0.0.1; yields its URL."""
+    from ncp_subsidence.testing.servers import rustac_server
+
+    with rustac_server(tiny_twin.items_ndjson) as url:
+        yield url
+
+
+def twin_config(manifest, store_url, **sections):
+    """A Config that runs on the given twin (tiny grids) with a store at ``store_url``."""
+    from ncp_subsidence.config import Config
+
+    data = {
+        "store": {"url": str(store_url)},
+        "sources": {
+            "twin": {
+                "preset": manifest.preset,
+                "seed": manifest.seed,
+                "directory": str(manifest.root),
+            }
+        },
+        "factors": {"resolution_deg": manifest.fine_resolution_deg},
+        "ingest": {"chunk_y": 64, "chunk_x": 64},
+    }
+    for key, value in sections.items():
+        data.setdefault(key, {}).update(value)
+    return Config.model_validate(data)

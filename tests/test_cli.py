@@ -12,7 +12,13 @@ from ncp_subsidence.cli import build_parser, main
 
 
 def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "ncp_subsidence.cli", *args], capture_output=True, text=True, timeout=120, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "ncp_subsidence.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kw,
+    )
 
 
 def test_help_lists_subcommands_and_is_fast():

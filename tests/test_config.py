@@ -29,7 +29,12 @@ def test_modified_yaml_round_trip(tmp_path):
     cfg.hydro.chunk_cells = 500
     cfg.analysis.volume_epochs = [("2015-01", "2016-01")]
     cfg.sources.interferograms = {
-        "F1": {"kind": "stac_api", "url": "http://127.0.0.1:1/api", "collections": ["c"], "bbox": (114, 36, 116, 38)}
+        "F1": {
+            "kind": "stac_api",
+            "url": "http://127.0.0.1:1/api",
+            "collections": ["c"],
+            "bbox": (114, 36, 116, 38),
+        }
     }
     path = tmp_path / "c.yaml"
     path.write_text(to_yaml(cfg))
@@ -109,9 +114,18 @@ def test_bbox_order_checked():
 def test_secrets_redacted_in_dump_and_yaml():
     cfg = Config.model_validate(
         {
-            "store": {"url": "s3://b/p", "storage_options": {"key": "AKIAVERYSECRET", "secret": "s3cr3tvalue", "endpoint_url": "http://h"}},
+            "store": {
+                "url": "s3://b/p",
+                "storage_options": {
+                    "key": "AKIAVERYSECRET",
+                    "secret": "s3cr3tvalue",
+                    "endpoint_url": "http://h",
+                },
+            },
             "cluster": {"gateway": {"password": "hunter2hunter2"}},
-            "sources": {"grace": {"url": "https://x", "headers": {"Authorization": "Bearer tok3n-abc"}}},
+            "sources": {
+                "grace": {"url": "https://x", "headers": {"Authorization": "Bearer tok3n-abc"}}
+            },
         }
     )
     dumped = repr(redacted_dump(cfg)) + to_yaml(cfg)

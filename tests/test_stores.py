@@ -34,7 +34,12 @@ def _roundtrip(store: ProductStore, open_kwargs):
     ds = _velocity_dataset()
     store.begin("mosaic", "v1", "fp")
     path = write_cube(store, "mosaic", "v1", None, ds, region_dim="lat", chunks_per_region=1)
-    assert store.done_regions("mosaic", ".") == {"template", "lat[0:16]", "lat[16:32]", "lat[32:40]"}
+    assert store.done_regions("mosaic", ".") == {
+        "template",
+        "lat[0:16]",
+        "lat[16:32]",
+        "lat[32:40]",
+    }
     store.publish("mosaic", ProductRecord("v1", "fp", (".",), "now", "0", {}))
     # spatial_ref is a CF grid-mapping variable: decode_coords="all" makes it a coordinate again
     back = xr.open_zarr(**open_kwargs(path), consolidated=False, decode_coords="all")
@@ -45,19 +50,26 @@ def _roundtrip(store: ProductStore, open_kwargs):
     assert back.rio.crs.to_epsg() == 4326
     assert back["vertical_velocity"].encoding["chunks"] == (16, 16)
     # the resolved record is the pointer readers follow
-    np.testing.assert_array_equal(store.open("mosaic")["velocity_std"].values, ds["velocity_std"].values)
+    np.testing.assert_array_equal(
+        store.open("mosaic")["velocity_std"].values, ds["velocity_std"].values
+    )
 
 
 def test_local_store_roundtrip(tmp_path):
     store = ProductStore(str(tmp_path / "store"))
     _roundtrip(store, lambda path: {"store": str(tmp_path / "store"), "group": path})
-    assert json.loads((tmp_path / "store" / "mosaic" / "v1" / "zarr.json").read_text())["zarr_format"] == 3
+    assert (
+        json.loads((tmp_path / "store" / "mosaic" / "v1" / "zarr.json").read_text())["zarr_format"]
+        == 3
+    )
 
 
 def test_s3_store_roundtrip(s3_bucket):
     prefix, options = s3_bucket
     store = ProductStore(f"{prefix}/run", storage_options=options)
-    _roundtrip(store, lambda path: {"store": f"{prefix}/run", "group": path, "storage_options": options})
+    _roundtrip(
+        store, lambda path: {"store": f"{prefix}/run", "group": path, "storage_options": options}
+    )
     root = zarr.open_group(f"{prefix}/run", mode="r", storage_options=options)
     assert "mosaic" in root
 
@@ -86,7 +98,9 @@ def test_publish_keeps_previous_and_prunes(tmp_path):
     assert store.record("mosaic").version == "v3"
     assert store.exists("mosaic/v2") and store.exists("mosaic/v3")
     assert not (tmp_path / "s" / "mosaic" / "v1").exists()
-    assert float(store.open("mosaic")["vertical_velocity"][0, 0]) == pytest.approx(float(ds["vertical_velocity"][0, 0]) + 2)
+    assert float(store.open("mosaic")["vertical_velocity"][0, 0]) == pytest.approx(
+        float(ds["vertical_velocity"][0, 0]) + 2
+    )
 
 
 def test_missing_product_is_a_clear_error(tmp_path):

@@ -73,14 +73,18 @@ class CubeSchema:
         """
         missing = [v for v in self.required if v not in ds.data_vars]
         if missing:
-            raise DataError(f"{self.name}: missing variable(s) {missing}; present: {sorted(ds.data_vars)}")
+            raise DataError(
+                f"{self.name}: missing variable(s) {missing}; present: {sorted(ds.data_vars)}"
+            )
         out = ds.copy()
         for name, spec in self.variables.items():
             if name not in out.data_vars:
                 continue
             var = out[name]
             if tuple(var.dims) != spec.dims:
-                raise DataError(f"{self.name}.{name}: dims {tuple(var.dims)} but the schema says {spec.dims}")
+                raise DataError(
+                    f"{self.name}.{name}: dims {tuple(var.dims)} but the schema says {spec.dims}"
+                )
             if var.dtype != np.dtype(spec.dtype):
                 out[name] = var.astype(spec.dtype)
             out[name].attrs.update(spec.attrs())
@@ -101,7 +105,9 @@ SCHEMAS: dict[str, CubeSchema] = {
     "ifg": CubeSchema(
         "ifg",
         {
-            "unw_phase": _f("pair,y,x", "rad", "unwrapped interferometric phase, secondary minus reference"),
+            "unw_phase": _f(
+                "pair,y,x", "rad", "unwrapped interferometric phase, secondary minus reference"
+            ),
             "coherence": _f("pair,y,x", "1", "interferometric coherence"),
             "incidence": _f("y,x", "degree", "ellipsoidal incidence angle from the local vertical"),
             "los_east": _f("y,x", "1", "east component of the ground-to-satellite unit vector"),
@@ -115,12 +121,18 @@ SCHEMAS: dict[str, CubeSchema] = {
     "sbas": CubeSchema(
         "sbas",
         {
-            "displacement": _f("time,y,x", "mm", "LOS displacement toward the satellite, relative to the first date"),
+            "displacement": _f(
+                "time,y,x",
+                "mm",
+                "LOS displacement toward the satellite, relative to the first date",
+            ),
             "velocity": _f("y,x", "mm/yr", "LOS velocity toward the satellite"),
             "velocity_std": _f("y,x", "mm/yr", "standard error of the LOS velocity"),
             "temporal_coherence": _f("y,x", "1", "temporal coherence of the network inversion"),
             "n_pairs": _f("y,x", "1", "interferograms used", dtype="int16"),
-            "n_components": _f("y,x", "1", "connected components of the pixel's network", dtype="int16"),
+            "n_components": _f(
+                "y,x", "1", "connected components of the pixel's network", dtype="int16"
+            ),
         },
         region_dim="y",
         chunks={"time": -1, "y": 512, "x": 512},
@@ -140,8 +152,12 @@ SCHEMAS: dict[str, CubeSchema] = {
     "hydro": CubeSchema(
         "hydro",
         {
-            "twsa": _f("time,lat,lon", "mm", "terrestrial water storage anomaly (equivalent water height)"),
-            "gwsa": _f("time,lat,lon", "mm", "groundwater storage anomaly (equivalent water height)"),
+            "twsa": _f(
+                "time,lat,lon", "mm", "terrestrial water storage anomaly (equivalent water height)"
+            ),
+            "gwsa": _f(
+                "time,lat,lon", "mm", "groundwater storage anomaly (equivalent water height)"
+            ),
             "gwsa_trend": _f("lat,lon", "mm/yr", "linear trend of the groundwater storage anomaly"),
         },
         region_dim="lat",
@@ -197,7 +213,9 @@ def _check_chunks(ds: xr.Dataset) -> dict[str, tuple[int, ...]]:
             continue
         for dim, c in zip(var.dims, var.chunks):
             if dim in chunks and chunks[dim] != c:
-                raise DataError(f"variable {name!r} has chunks {c} along {dim!r}, others have {chunks[dim]}; rechunk first")
+                raise DataError(
+                    f"variable {name!r} has chunks {c} along {dim!r}, others have {chunks[dim]}; rechunk first"
+                )
             if len(c) > 1 and (len(set(c[:-1])) != 1 or c[-1] > c[0]):
                 raise DataError(
                     f"variable {name!r} has irregular chunks {c} along {dim!r}: Zarr needs equal chunks "
@@ -242,6 +260,10 @@ def write_cube(
     """
     path = store.path(stage, version, dataset_name)
     key = dataset_name or "."
+    # coordinates are small: hold them in memory so the template writes them at once
+    lazy_coords = {c: ds[c].compute() for c in ds.coords if ds[c].chunks is not None}
+    if lazy_coords:
+        ds = ds.assign_coords(lazy_coords)
     chunks = _check_chunks(ds)
     encoding = {
         name: {"chunks": tuple(c[0] for c in var.chunks)}
@@ -305,7 +327,9 @@ def _write_region(
     # Coordinates were written with the template; a region write carries data variables only,
     # and names their non-index coordinates (e.g. spatial_ref) so xarray keeps the link.
     linked = {
-        name: " ".join(c for c in ds.coords if c not in ds.dims and set(ds[c].dims) <= set(var.dims))
+        name: " ".join(
+            c for c in ds.coords if c not in ds.dims and set(ds[c].dims) <= set(var.dims)
+        )
         for name, var in ds.data_vars.items()
     }
     ds = ds.drop_vars(list(ds.coords))

@@ -93,7 +93,9 @@ class ProductStore:
         Format of the groups and arrays written.
     """
 
-    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None, zarr_format: int = 3):
+    def __init__(
+        self, url: str, storage_options: Mapping[str, Any] | None = None, zarr_format: int = 3
+    ):
         self.url = str(url).rstrip("/") or str(url)
         self.storage_options = dict(storage_options or {})
         self.zarr_format = zarr_format
@@ -123,14 +125,20 @@ class ProductStore:
 
     def __getstate__(self) -> dict[str, Any]:
         # Stores travel to workers by URL; filesystems and zarr stores are rebuilt there.
-        return {"url": self.url, "storage_options": self.storage_options, "zarr_format": self.zarr_format}
+        return {
+            "url": self.url,
+            "storage_options": self.storage_options,
+            "zarr_format": self.zarr_format,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
 
     def _group(self, path: str = "", mode: str = "a") -> zarr.Group:
         try:
-            return zarr.open_group(self.zarr_store, path=path, mode=mode, zarr_format=self.zarr_format)
+            return zarr.open_group(
+                self.zarr_store, path=path, mode=mode, zarr_format=self.zarr_format
+            )
         except FileNotFoundError:
             raise
         except Exception as err:
@@ -221,7 +229,11 @@ class ProductStore:
         state["current"] = record.to_json()
         state.pop("pending", None)
         keep_old = max(keep_versions - 1, 0)
-        stale, history = (history[: len(history) - keep_old], history[len(history) - keep_old :]) if keep_old else (history, [])
+        stale, history = (
+            (history[: len(history) - keep_old], history[len(history) - keep_old :])
+            if keep_old
+            else (history, [])
+        )
         state["history"] = history
         self._write_state(stage, state)
         for version in stale:
@@ -244,7 +256,14 @@ class ProductStore:
         """Group path of a dataset inside a version (``stage/version[/dataset]``)."""
         return f"{stage}/{version}" + (f"/{dataset}" if dataset else "")
 
-    def open(self, stage: str, dataset: str | None = None, *, chunks: Any = None, version: str | None = None) -> xr.Dataset:
+    def open(
+        self,
+        stage: str,
+        dataset: str | None = None,
+        *,
+        chunks: Any = None,
+        version: str | None = None,
+    ) -> xr.Dataset:
         """Open a dataset of the current (or a named) version of ``stage`` lazily.
 
         Raises :class:`StoreError` naming the stage when it has no complete version yet.
@@ -259,7 +278,14 @@ class ProductStore:
             version = record.version
         path = self.path(stage, version, dataset)
         try:
-            return xr.open_zarr(self.zarr_store, group=path, consolidated=False, chunks=chunks if chunks is not None else {}, zarr_format=self.zarr_format)
+            return xr.open_zarr(
+                self.zarr_store,
+                group=path,
+                consolidated=False,
+                chunks=chunks if chunks is not None else {},
+                zarr_format=self.zarr_format,
+                decode_coords="all",  # the CF grid mapping (spatial_ref) comes back as a coordinate
+            )
         except (FileNotFoundError, zarr.errors.NodeNotFoundError, KeyError) as err:
             raise StoreError(f"dataset {path!r} not found in store {self.url!r}") from err
 

@@ -32,7 +32,15 @@ def expected_ramp(shape: tuple[int, int], offset: float) -> np.ndarray:
     return (1000.0 * yy + xx + offset).astype("float32")
 
 
-def _ramp_block(block: np.ndarray, offset: float, name: str, fail_row: int | None, kill_row: int | None, chunk: int, block_info: Any = None) -> np.ndarray:
+def _ramp_block(
+    block: np.ndarray,
+    offset: float,
+    name: str,
+    fail_row: int | None,
+    kill_row: int | None,
+    chunk: int,
+    block_info: Any = None,
+) -> np.ndarray:
     (y0, y1), (x0, x1) = block_info[None]["array-location"]
     row = y0 // chunk
     if fail_row is not None and row == fail_row:
@@ -74,7 +82,10 @@ class RampStage:
         )
         ds = xr.Dataset(
             {"value": (("lat", "lon"), data, {"units": "mm", "long_name": "test ramp"})},
-            coords={"lat": 40.0 - 0.01 * (np.arange(ny) + 0.5), "lon": 114.0 + 0.01 * (np.arange(nx) + 0.5)},
+            coords={
+                "lat": 40.0 - 0.01 * (np.arange(ny) + 0.5),
+                "lon": 114.0 + 0.01 * (np.arange(nx) + 0.5),
+            },
         )
         from ..io.cube import with_crs
 

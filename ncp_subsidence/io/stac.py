@@ -1,0 +1,357 @@
+"""Discovery: STAC APIs (pystac-client), static STAC catalogs (walked), and plain files.
+
+One function, :func:`discover_items`, answers "which items does this source offer in this box
+and time window?" for the three kinds of :class:`~ncp_subsidence.config.SourceOptions`:
+
+``stac_api``
+    pystac-client ``search`` with retries and exponential backoff (urllib3 ``Retry`` on 429/5xx),
+    a timeout, ``max_items``, and an error that names the URL and the HTTP status.
+``static_catalog``
+    A catalog or collection JSON (local path, ``file://``, ``https://``, ``s3://`` through fsspec),
+    walked recursively and filtered by collection, bbox and datetime, because static catalogs
+    cannot be searched.
+``file``
+    A source with no STAC (a GNSS table, fault lines): one item whose ``data`` asset is the URL.
+
+Presets for public catalogs (use as ``sources.<name>.url`` with ``kind: stac_api``)::
+
+    NASA CMR-STAC, ASF (Sentinel-1 products)   https://cmr.earthdata.nasa.gov/stac/ASF
+    NASA CMR-STAC, GES DISC (GLDAS, IMERG)     https://cmr.earthdata.nasa.gov/stac/GES_DISC
+    NASA CMR-STAC, PO.DAAC (GRACE mascons)     https://cmr.earthdata.nasa.gov/stac/POCLOUD
+    Microsoft Planetary Computer               https://planetarycomputer.microsoft.com/api/stac/v1
+    Earth Search (Element 84)                  https://earth-search.aws.element84.com/v1
+
+Planetary Computer asset URLs are signed when the optional ``planetary-computer`` package is
+installed. Earthdata sources take a bearer token in ``headers: {Authorization: "Bearer ..."}``
+(never logged).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import fsspec
+import pystac
+
+from ..config import SourceOptions
+from ..errors import DataError, NetworkError
+
+__all__ = [
+    "PRESETS",
+    "choose_asset",
+    "discover_items",
+    "item_interval",
+    "items_digest",
+    "parse_interval",
+]
+
+log = logging.getLogger(__name__)
+
+PRESETS: dict[str, str] = {
+    "asf": "https://cmr.earthdata.nasa.gov/stac/ASF",
+    "ges_disc": "https://cmr.earthdata.nasa.gov/stac/GES_DISC",
+    "pocloud": "https://cmr.earthdata.nasa.gov/stac/POCLOUD",
+    "planetary_computer": "https://planetarycomputer.microsoft.com/api/stac/v1",
+    "earth_search": "https://earth-search.aws.element84.com/v1",
+}
+
+
+def parse_interval(interval: str | None) -> tuple[_dt.datetime | None, _dt.datetime | None]:
+    """Parse an RFC 3339 interval ``start/end`` (either side may be ``..`` or empty) to UTC datetimes.
+
+    A bare date as the end means the whole day.
+    """
+    if not interval:
+        return None, None
+    parts = interval.split("/")
+    if len(parts) == 1:
+        parts = [parts[0], parts[0]]
+    if len(parts) != 2:
+        raise DataError(f"datetime interval {interval!r} must look like 2014-10-01/2022-12-31")
+
+    def one(text: str, end: bool) -> _dt.datetime | None:
+        text = text.strip()
+        if text in ("", ".."):
+            return None
+        try:
+            value = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as err:
+            raise DataError(
+                f"cannot read {text!r} in datetime interval {interval!r}; use ISO 8601"
+            ) from err
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.UTC)
+        if end and len(text) <= 10:
+            value = value + _dt.timedelta(days=1) - _dt.timedelta(microseconds=1)
+        return value
+
+    return one(parts[0], False), one(parts[1], True)
+
+
+def item_interval(item: pystac.Item) -> tuple[_dt.datetime, _dt.datetime]:
+    """The item's time span (``start_datetime``/``end_datetime``, else ``datetime`` twice), UTC."""
+    common = item.common_metadata
+    start = common.start_datetime or item.datetime
+    end = common.end_datetime or item.datetime
+    if start is None or end is None:
+        raise DataError(f"STAC item {item.id!r} has neither datetime nor start/end_datetime")
+    return _utc(start), _utc(end)
+
+
+def _utc(value: _dt.datetime) -> _dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=_dt.UTC)
+
+
+def _bbox_intersects(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
+    if a is None or b is None:
+        return True
+    return not (a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1])
+
+
+def _matches(
+    item: pystac.Item,
+    collections: Sequence[str],
+    bbox: Sequence[float] | None,
+    interval: tuple[Any, Any],
+) -> bool:
+    if collections and item.collection_id not in collections:
+        return False
+    if not _bbox_intersects(item.bbox, bbox):
+        return False
+    start, end = interval
+    if start is None and end is None:
+        return True
+    i0, i1 = item_interval(item)
+    return (start is None or i1 >= start) and (end is None or i0 <= end)
+
+
+def choose_asset(item: pystac.Item, keys_or_roles: Sequence[str]) -> tuple[str, pystac.Asset]:
+    """The first asset of ``item`` whose key, or one of whose roles, is in ``keys_or_roles``.
+
+    Raises :class:`DataError` listing the item's assets when none matches.
+    """
+    for want in keys_or_roles:
+        if want in item.assets:
+            return want, item.assets[want]
+    for want in keys_or_roles:
+        for key, asset in item.assets.items():
+            if want in (asset.roles or []):
+                return key, asset
+    raise DataError(
+        f"STAC item {item.id!r} has no asset with key or role in {list(keys_or_roles)}; "
+        f"its assets are {sorted(item.assets)} (set sources.<name>.assets)"
+    )
+
+
+def items_digest(items: Iterable[pystac.Item]) -> str:
+    """A stable digest of item ids, datetimes and asset hrefs (what a run depends on)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for item in sorted(items, key=lambda i: (i.collection_id or "", i.id)):
+        h.update(item.id.encode())
+        h.update(
+            str(item.properties.get("datetime") or item.properties.get("start_datetime")).encode()
+        )
+        for key in sorted(item.assets):
+            h.update(f"{key}={item.assets[key].href}".encode())
+    return h.hexdigest()
+
+
+def discover_items(
+    source: SourceOptions,
+    *,
+    bbox: Sequence[float] | None = None,
+    datetime: str | None = None,
+    retries: int = 4,
+    timeout_s: float = 30.0,
+) -> list[pystac.Item]:
+    """Items a source offers within ``bbox`` and ``datetime`` (the source's own values win).
+
+    Parameters
+    ----------
+    source : SourceOptions
+        Where to look (``kind``, ``url``, ``collections``, ``max_items``...).
+    bbox : (west, south, east, north), optional
+        Default area, degrees.
+    datetime : str, optional
+        Default RFC 3339 interval.
+    retries, timeout_s
+        Network policy for STAC APIs (exponential backoff between retries).
+
+    Returns
+    -------
+    list of pystac.Item
+        Sorted by collection, datetime and id. Items without a ``collection`` get the source's
+        first collection (or the catalog's) so they can be saved and served again.
+    """
+    bbox = source.bbox or bbox
+    interval = source.datetime or datetime
+    if source.kind == "file":
+        items = [_file_item(source)]
+    elif source.kind == "static_catalog":
+        items = _walk_static(source, bbox, interval)
+    else:
+        items = _search_api(source, bbox, interval, retries, timeout_s)
+    if source.max_items is not None:
+        items = items[: source.max_items]
+    fallback = source.collections[0] if source.collections else None
+    for item in items:
+        if item.collection_id is None and fallback:
+            item.collection_id = fallback
+        for asset in item.assets.values():  # one spelling for local files: file:// URLs
+            if asset.href.startswith("/"):
+                asset.href = "file://" + asset.href
+    items.sort(key=lambda i: (i.collection_id or "", item_interval(i)[0], i.id))
+    log.info("discovered %d item(s) from %s", len(items), source.url)
+    return items
+
+
+def _file_item(source: SourceOptions) -> pystac.Item:
+    name = source.url.rstrip("/").rsplit("/", 1)[-1]
+    item = pystac.Item(
+        id=name,
+        geometry=None,
+        bbox=None,
+        datetime=_dt.datetime(1970, 1, 1, tzinfo=_dt.UTC),
+        properties={},
+        collection=source.collections[0] if source.collections else None,
+    )
+    item.add_asset("data", pystac.Asset(href=source.url, roles=["data"]))
+    return item
+
+
+def _read_json(url: str) -> dict[str, Any]:
+    try:
+        with fsspec.open(url, "rt") as f:
+            return json.load(f)
+    except FileNotFoundError as err:
+        raise DataError(f"static STAC catalog {url!r} not found; check sources.*.url") from err
+    except json.JSONDecodeError as err:
+        raise DataError(f"static STAC document {url!r} is not valid JSON: {err}") from err
+    except OSError as err:
+        raise NetworkError(f"cannot read static STAC document {url!r}: {err}") from err
+
+
+class _FsspecStacIO(pystac.StacIO):
+    """pystac IO through fsspec, so static catalogs on s3:// and https:// are walked too."""
+
+    def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
+        href = str(source.href if hasattr(source, "href") else source)
+        return json.dumps(_read_json(href))
+
+    def write_text(self, dest: Any, txt: str, *args: Any, **kwargs: Any) -> None:
+        href = str(dest.href if hasattr(dest, "href") else dest)
+        with fsspec.open(href, "wt") as f:
+            f.write(txt)
+
+
+def _walk_static(
+    source: SourceOptions, bbox: Sequence[float] | None, interval: str | None
+) -> list[pystac.Item]:
+    url = source.url.removeprefix("file://") if source.url.startswith("file://") else source.url
+    stac_io = _FsspecStacIO()
+    try:
+        root = pystac.read_file(url, stac_io=stac_io)
+    except pystac.STACError as err:
+        raise DataError(f"{url!r} is not a STAC catalog or collection: {err}") from err
+    if isinstance(root, pystac.Item):
+        candidates: Iterable[pystac.Item] = [root]
+    else:
+        candidates = _iter_items(root, set(source.collections))
+    bounds = parse_interval(interval)
+    out = []
+    for item in candidates:
+        if item.collection_id is None:  # a missing collection: the parent's, else the source's
+            parent = item.get_parent()
+            if isinstance(parent, pystac.Collection):
+                item.collection_id = parent.id
+            elif source.collections:
+                item.collection_id = source.collections[0]
+        if _matches(item, source.collections, bbox, bounds):
+            for asset in item.assets.values():  # relative hrefs resolve against the item's file
+                if "://" not in asset.href:
+                    asset.href = asset.get_absolute_href() or asset.href
+            out.append(item)
+    return out
+
+
+def _iter_items(catalog: pystac.Catalog, collections: set[str]) -> Iterable[pystac.Item]:
+    """Items under ``catalog``, skipping collections not asked for (no need to read them)."""
+    if isinstance(catalog, pystac.Collection) and collections and catalog.id not in collections:
+        return
+    yield from catalog.get_items()
+    for child in catalog.get_children():
+        yield from _iter_items(child, collections)
+
+
+def _search_api(
+    source: SourceOptions,
+    bbox: Sequence[float] | None,
+    interval: str | None,
+    retries: int,
+    timeout_s: float,
+) -> list[pystac.Item]:
+    from pystac_client import Client
+    from pystac_client.exceptions import APIError
+    from pystac_client.stac_api_io import StacApiIO
+    from urllib3.util.retry import Retry
+
+    headers = {k: v.get_secret_value() for k, v in source.headers.items()}
+    retry = Retry(
+        total=retries,
+        backoff_factor=0.5,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=None,  # POST searches are retried too
+        raise_on_status=False,
+    )
+    stac_io = StacApiIO(headers=headers, timeout=timeout_s, max_retries=retry)
+    modifier = _planetary_computer_signer(source.url)
+    try:
+        # Client.open re-applies headers and timeout to stac_io (None would clear them)
+        client = Client.open(
+            source.url, headers=headers, stac_io=stac_io, modifier=modifier, timeout=timeout_s
+        )
+        search = client.search(
+            collections=source.collections or None,
+            bbox=list(bbox) if bbox else None,
+            datetime=interval,
+            max_items=source.max_items,
+            query=source.query or None,
+        )
+        return list(search.items())
+    except APIError as err:
+        status = getattr(err, "status_code", None)
+        raise NetworkError(
+            f"STAC API {source.url!r} answered {'HTTP ' + str(status) if status else 'an error'}: "
+            f"{str(err)[:200]} (after {retries} retries)"
+        ) from err
+    except Exception as err:  # requests/urllib3 connection errors, timeouts, bad JSON
+        name = type(err).__name__
+        if (
+            "Timeout" in name
+            or "Connection" in name
+            or "MaxRetry" in name
+            or isinstance(err, OSError | ValueError)
+        ):
+            raise NetworkError(
+                f"STAC API {source.url!r} failed: {name}: {str(err)[:200]} (after {retries} retries)"
+            ) from err
+        raise
+
+
+def _planetary_computer_signer(url: str) -> Any:
+    if "planetarycomputer" not in url:
+        return None
+    try:
+        import planetary_computer
+    except ImportError:
+        log.warning(
+            "planetary-computer is not installed: Planetary Computer assets will not be signed"
+        )
+        return None
+    return planetary_computer.sign_inplace

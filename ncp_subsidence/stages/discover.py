@@ -1,0 +1,198 @@
+"""Stage ``discover``: find the items every source offers and save them in the store.
+
+Each configured source is searched (STAC API), walked (static catalog) or taken as a file;
+sources left unset come from the embedded NCP twin, written first if it is not there. The items
+found are saved as one STAC ItemCollection per source under
+``discover/<version>/catalog/<source>.json`` (and ``.ndjson``), so a run can be reproduced
+exactly, and ingest reads them from there.
+
+The stage's fingerprint includes a digest of the items found, so a rerun after new acquisitions
+appear recomputes discovery and everything downstream, and a rerun with nothing new skips.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pystac
+
+from ..config import Config, SourceOptions, redacted_dump
+from ..errors import DataError
+from ..io.stac import discover_items, items_digest
+
+__all__ = [
+    "RASTER_FACTORS",
+    "SOURCE_KEYS",
+    "STAGE",
+    "DiscoverStage",
+    "load_items",
+    "resolve_sources",
+    "twin_directory",
+]
+
+log = logging.getLogger(__name__)
+
+#: Single-source inputs by name (interferograms are per frame: ``interferograms/<frame>``).
+SOURCE_KEYS = (
+    "grace",
+    "gldas",
+    "fldas",
+    "imerg",
+    "dem",
+    "ndvi",
+    "evapotranspiration",
+    "precipitation",
+    "population",
+    "gdp",
+    "building_density",
+    "faults",
+    "gnss",
+    "regions",
+)
+
+#: Sources that are driving-factor rasters (resampled to the factor grid at ingest).
+RASTER_FACTORS = (
+    "dem",
+    "ndvi",
+    "evapotranspiration",
+    "precipitation",
+    "population",
+    "gdp",
+    "building_density",
+)
+
+
+def twin_directory(config: Config) -> Path:
+    """Where the twin used by this config lives."""
+    twin = config.sources.twin
+    return Path(twin.directory or f"ncp-twin-{twin.preset}-{twin.seed}").expanduser().resolve()
+
+
+def _ensure_twin(config: Config) -> Any:
+    from ..synthetic import load_manifest, write_twin
+
+    directory = twin_directory(config)
+    twin = config.sources.twin
+    if (directory / "twin.json").exists():
+        manifest = load_manifest(directory)
+        if manifest.preset == twin.preset and manifest.seed == twin.seed:
+            return manifest
+        raise DataError(
+            f"{directory} holds the twin preset {manifest.preset!r} seed {manifest.seed}, but the config asks for "
+            f"{twin.preset!r} seed {twin.seed}; set sources.twin.directory to another folder"
+        )
+    log.info("writing the NCP twin (%s, seed %d) to %s", twin.preset, twin.seed, directory)
+    return write_twin(directory, preset=twin.preset, seed=twin.seed)
+
+
+def resolve_sources(config: Config) -> dict[str, SourceOptions]:
+    """Every input as a SourceOptions: the configured ones, and the twin's for those left unset."""
+    sources = config.sources
+    out: dict[str, SourceOptions] = {}
+    manifest = _ensure_twin(config) if sources.uses_twin else None
+    catalog = str(manifest.catalog) if manifest is not None else None
+    if sources.interferograms:
+        for frame, src in sources.interferograms.items():
+            out[f"interferograms/{frame}"] = src
+    else:
+        for frame, collection in manifest.frame_collections.items():
+            out[f"interferograms/{frame}"] = SourceOptions(
+                kind="static_catalog", url=catalog, collections=[collection]
+            )
+    for key in SOURCE_KEYS:
+        src = getattr(sources, key)
+        if src is None:
+            src = SourceOptions(
+                kind="static_catalog", url=catalog, collections=[manifest.collections[key]]
+            )
+        out[key] = src
+    return out
+
+
+class DiscoverStage:
+    """Search every source and save the items found (see the module docstring)."""
+
+    name = "discover"
+    reads: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self._cache: dict[str, list[pystac.Item]] | None = None
+        self._cache_key: str | None = None
+
+    def _discover(self, config: Config) -> dict[str, list[pystac.Item]]:
+        key = json.dumps(redacted_dump(config.sources), sort_keys=True)
+        if self._cache is not None and self._cache_key == key:
+            return self._cache
+        found: dict[str, list[pystac.Item]] = {}
+        for name, src in resolve_sources(config).items():
+            items = discover_items(
+                src,
+                bbox=config.sources.bbox,
+                datetime=config.sources.datetime,
+                retries=config.sources.retries,
+                timeout_s=config.sources.timeout_s,
+            )
+            if not items and config.discover.fail_on_empty:
+                raise DataError(
+                    f"source {name!r} ({src.url}, collections {src.collections}) returned no items in "
+                    f"bbox {list(src.bbox or config.sources.bbox)} and {src.datetime or config.sources.datetime}; "
+                    "widen the search or set discover.fail_on_empty: false"
+                )
+            found[name] = items
+        self._cache, self._cache_key = found, key
+        return found
+
+    def fingerprint_extra(self, config: Config) -> dict[str, Any]:
+        found = self._discover(config)
+        return {
+            "sources": redacted_dump(config.sources),
+            "items": {k: items_digest(v) for k, v in sorted(found.items())},
+        }
+
+    def run(self, ctx: Any) -> None:
+        found = self._discover(ctx.config)
+        index = {}
+        for name, items in found.items():
+            collection = pystac.ItemCollection(items)
+            ctx.write_file(
+                f"catalog/{name}.json",
+                json.dumps(collection.to_dict(transform_hrefs=False), sort_keys=True),
+            )
+            ctx.write_file(
+                f"catalog/{name}.ndjson",
+                "".join(
+                    json.dumps(i.to_dict(transform_hrefs=False), sort_keys=True) + "\n"
+                    for i in items
+                ),
+            )
+            index[name] = len(items)
+        ctx.write_file("catalog/index.json", json.dumps(index, sort_keys=True, indent=1))
+        log.info("discovered %s", ", ".join(f"{k}: {v}" for k, v in index.items()))
+
+
+def load_items(store: Any, name: str, version: str | None = None) -> list[pystac.Item]:
+    """The items a run's discovery saved for source ``name`` (current version by default)."""
+    if version is None:
+        record = store.record("discover")
+        if record is None:
+            raise DataError("no discovery has completed in this store; run stage 'discover' first")
+        version = record.version
+    try:
+        data = json.loads(store.read_file(f"discover/{version}/catalog/{name}.json"))
+    except FileNotFoundError as err:
+        raise DataError(f"discovery saved no items for source {name!r}") from err
+    return list(pystac.ItemCollection.from_dict(data))
+
+
+def source_names(store: Any) -> list[str]:
+    """Names of the sources the current discovery saved."""
+    record = store.record("discover")
+    if record is None:
+        raise DataError("no discovery has completed in this store; run stage 'discover' first")
+    return sorted(json.loads(store.read_file(f"discover/{record.version}/catalog/index.json")))
+
+
+STAGE = DiscoverStage()

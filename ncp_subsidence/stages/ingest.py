@@ -1,0 +1,387 @@
+"""Stage ``ingest``: stream the discovered products into chunked Zarr cubes.
+
+Datasets written (``ingest/<version>/...``):
+
+``ifg/<frame>``
+    ``unw_phase``, ``coherence`` ``(pair, y, x)`` float32 (pair axis one chunk, spatial chunks
+    ``ingest.chunk_y x ingest.chunk_x``), ``incidence``, ``los_east/north/up`` ``(y, x)``; coords
+    ``reference(pair)``, ``secondary(pair)``; CRS. Read lazily through stackstac, so each task
+    reads only its window of each COG: memory is bounded by the chunk size.
+``hydro/grace``, ``hydro/gldas``, ``hydro/fldas``, ``hydro/imerg``
+    Monthly ``(time, lat, lon)`` on each product's native grid, in mm of water (SCIENCE.md 5.2):
+    ``grace_twsa`` (GRACE cm x 10), ``canopy_water`` (GLDAS kg m-2), ``soil_moisture`` (FLDAS
+    volume fractions x layer thickness, 0-2 m), ``swe``, ``evapotranspiration`` and
+    ``precipitation`` (mm/month). ``time`` is the mid-month date.
+``factors``
+    Driving-factor rasters resampled to the factor grid (``factors.resolution_deg`` over
+    ``sources.bbox``) and ``fault_density``, the fault length per cell (km) from the fault lines.
+``gnss``
+    The GNSS velocity table, dim ``station``: ``lon, lat, height, ve, vn, vu, se, sn, su`` (mm/yr).
+
+Unreadable interferogram assets follow ``ingest.on_error``: ``fail`` raises; ``nan`` fills NaN,
+counts them, logs them and records them in the dataset's attrs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..errors import DataError
+from ..io.cube import SCHEMAS, with_crs
+from ..io.readers import Grid, open_netcdf, read_geojson, read_ifg_stack, read_midas, read_raster
+from ..io.stac import choose_asset
+from ..kernels import downscale as units
+from ..kernels.geometry import hyp3_to_incidence_heading, los_unit_vector_from_hyp3
+from ..kernels.vector import line_length_per_cell
+from .discover import RASTER_FACTORS, load_items, source_names
+
+__all__ = ["STAGE", "IngestStage", "factor_grid", "month_midpoints"]
+
+log = logging.getLogger(__name__)
+
+
+def month_midpoints(times: Any) -> np.ndarray:
+    """The mid-month instant of the calendar month holding each time (datetime64[ns])."""
+    t = pd.DatetimeIndex(pd.to_datetime(np.asarray(times)))
+    start = t.to_period("M").to_timestamp()
+    end = (t.to_period("M") + 1).to_timestamp()
+    return np.asarray(start + (end - start) / 2, dtype="datetime64[ns]")
+
+
+def _monthly(ds: xr.Dataset) -> xr.Dataset:
+    """Label each solution by its month's midpoint; average solutions sharing a month."""
+    ds = ds.assign_coords(time=month_midpoints(ds["time"].values))
+    if ds.indexes["time"].has_duplicates:
+        ds = ds.groupby("time").mean()
+    return ds.sortby("time")
+
+
+def factor_grid(config: Any) -> Grid:
+    """The driving-factor grid: ``sources.bbox`` at ``factors.resolution_deg``."""
+    west, south, east, north = config.sources.bbox
+    res = config.factors.resolution_deg
+    ny, nx = round((north - south) / res), round((east - west) / res)
+    return Grid(4326, (west, north - ny * res, west + nx * res, north), res, (ny, nx))
+
+
+def _latlon(ds: xr.Dataset, lat: str = "lat", lon: str = "lon") -> xr.Dataset:
+    ds = ds.rename({lat: "lat", lon: "lon"}) if (lat, lon) != ("lat", "lon") else ds
+    for c in ("lat", "lon"):
+        ds[c].attrs = {}
+    return ds
+
+
+def _hrefs(items: list[Any], keys: tuple[str, ...] = ("data",)) -> list[str]:
+    return [
+        choose_asset(i, keys)[1].get_absolute_href() or choose_asset(i, keys)[1].href for i in items
+    ]
+
+
+def _read_grace(items: list[Any]) -> xr.Dataset:
+    parts = [open_netcdf(h) for h in _hrefs(items)]
+    ds = xr.concat(parts, "time") if len(parts) > 1 else parts[0]
+    if "lwe_thickness" not in ds:
+        raise DataError(
+            f"GRACE file(s) lack variable 'lwe_thickness' (have {sorted(ds.data_vars)})"
+        )
+    units_attr = str(ds["lwe_thickness"].attrs.get("units", "")).strip().lower()
+    if units_attr not in ("cm", "centimeters", "centimetres"):
+        raise DataError(
+            f"GRACE lwe_thickness has units {units_attr!r}; expected cm (CSR/JPL mascons)"
+        )
+    out = xr.Dataset(
+        {
+            "grace_twsa": (
+                ds["lwe_thickness"].dims,
+                units.grace_cm_to_mm(ds["lwe_thickness"].values),
+            )
+        },
+        coords={c: ds[c] for c in ("time", "lat", "lon")},
+    )
+    out["grace_twsa"].attrs = {
+        "units": "mm",
+        "long_name": "GRACE terrestrial water storage anomaly (equivalent water height)",
+    }
+    return _monthly(_latlon(out))
+
+
+def _concat_yearly(items: list[Any], group: str | None = None) -> xr.Dataset:
+    parts = [open_netcdf(h, group=group) for h in _hrefs(items)]
+    return (
+        xr.concat(parts, "time", data_vars="all", coords="minimal", compat="override")
+        if len(parts) > 1
+        else parts[0]
+    )
+
+
+def _read_gldas(items: list[Any]) -> xr.Dataset:
+    ds = _concat_yearly(items)
+    _require(ds, ("CanopInt_inst",), "GLDAS")
+    _require_units(ds, "CanopInt_inst", ("kg m-2", "kg/m2", "kg m**-2"), "GLDAS")
+    out = xr.Dataset({"canopy_water": ds["CanopInt_inst"].astype("float64")})
+    out["canopy_water"].attrs = {
+        "units": "mm",
+        "long_name": "canopy interception storage (GLDAS CanopInt_inst)",
+    }
+    return _monthly(_latlon(out))
+
+
+def _read_fldas(items: list[Any]) -> xr.Dataset:
+    ds = _concat_yearly(items)
+    layers = (
+        "SoilMoi00_10cm_tavg",
+        "SoilMoi10_40cm_tavg",
+        "SoilMoi40_100cm_tavg",
+        "SoilMoi100_200cm_tavg",
+    )
+    _require(ds, (*layers, "SWE_inst", "Rainf_f_tavg", "Evap_tavg"), "FLDAS")
+    for layer in layers:
+        _require_units(ds, layer, ("m^3 m-3", "m3 m-3", "m3/m3", "m^3/m^3"), "FLDAS")
+    lat, lon = ("Y", "X") if "Y" in ds.dims else ("lat", "lon")
+    times = ds["time"].values
+    n_days = units.days_in_month(times)[:, None, None]
+    sm = units.fldas_soil_moisture_mm([ds[v].values for v in layers])
+    out = xr.Dataset(
+        {
+            "soil_moisture": (
+                ds[layers[0]].dims,
+                sm,
+                {"units": "mm", "long_name": "soil moisture 0-2 m (FLDAS)"},
+            ),
+            "swe": (
+                ds["SWE_inst"].dims,
+                units.kg_per_m2_to_mm(ds["SWE_inst"].values),
+                {"units": "mm", "long_name": "snow water equivalent (FLDAS)"},
+            ),
+            "precipitation": (
+                ds["Rainf_f_tavg"].dims,
+                units.kg_per_m2_per_s_to_mm_per_month(ds["Rainf_f_tavg"].values, n_days),
+                {"units": "mm/month", "long_name": "precipitation (FLDAS)"},
+            ),
+            "evapotranspiration": (
+                ds["Evap_tavg"].dims,
+                units.kg_per_m2_per_s_to_mm_per_month(ds["Evap_tavg"].values, n_days),
+                {"units": "mm/month", "long_name": "evapotranspiration (FLDAS)"},
+            ),
+        },
+        coords={"time": times, lat: ds[lat].values, lon: ds[lon].values},
+    )
+    return _monthly(_latlon(out, lat, lon))
+
+
+def _read_imerg(items: list[Any]) -> xr.Dataset:
+    ds = _concat_yearly(items, group="Grid")
+    _require(ds, ("precipitation",), "IMERG")
+    pr = ds["precipitation"].transpose("time", "lat", "lon")  # IMERG is lon-first
+    n_days = units.days_in_month(ds["time"].values)[:, None, None]
+    out = xr.Dataset(
+        {
+            "precipitation": (
+                ("time", "lat", "lon"),
+                units.mm_per_hour_to_mm_per_month(pr.values, n_days),
+                {"units": "mm/month", "long_name": "precipitation (IMERG)"},
+            )
+        },
+        coords={"time": ds["time"].values, "lat": ds["lat"].values, "lon": ds["lon"].values},
+    )
+    return _monthly(out)
+
+
+def _require(ds: xr.Dataset, names: tuple[str, ...], product: str) -> None:
+    missing = [n for n in names if n not in ds.variables]
+    if missing:
+        raise DataError(
+            f"{product} file(s) lack variable(s) {missing}; present: {sorted(ds.data_vars)}"
+        )
+
+
+def _require_units(ds: xr.Dataset, name: str, accepted: tuple[str, ...], product: str) -> None:
+    got = str(ds[name].attrs.get("units", "")).strip()
+    if got not in accepted:
+        raise DataError(
+            f"{product} variable {name!r} has units {got!r}; expected one of {list(accepted)}"
+        )
+
+
+def _read_factor(items: list[Any], name: str, grid: Grid) -> xr.DataArray:
+    """A factor raster on the factor grid: bilinear where finer, cell average where coarser."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    (href,) = _hrefs(items[:1])
+    src = read_raster(href)
+    src_res = float(abs(src["x"][1] - src["x"][0]))
+    out = np.full(grid.shape, np.nan, dtype="float64")
+    src_transform = rasterio.transform.from_origin(
+        float(src["x"][0]) - src_res / 2, float(src["y"][0]) + src_res / 2, src_res, src_res
+    )
+    dst_transform = rasterio.transform.from_origin(
+        grid.bounds[0], grid.bounds[3], grid.resolution, grid.resolution
+    )
+    reproject(
+        src.values,
+        out,
+        src_transform=src_transform,
+        src_crs=f"EPSG:{src.attrs.get('epsg') or 4326}",
+        dst_transform=dst_transform,
+        dst_crs="EPSG:4326",
+        src_nodata=np.nan,
+        dst_nodata=np.nan,
+        resampling=Resampling.average if src_res < grid.resolution * 0.999 else Resampling.bilinear,
+    )
+    lat, lon = grid.coords()
+    units_attr = items[0].properties.get("twin:units") or items[0].properties.get("units") or ""
+    return xr.DataArray(
+        out.astype("float32"),
+        dims=("lat", "lon"),
+        coords={"lat": lat, "lon": lon},
+        attrs={"units": units_attr, "long_name": name.replace("_", " ")},
+    )
+
+
+def _fault_density(items: list[Any], grid: Grid) -> xr.DataArray:
+    lines: list[np.ndarray] = []
+    for href in _hrefs(items):
+        for feature in read_geojson(href):
+            geom = feature.get("geometry") or {}
+            if geom.get("type") == "LineString":
+                lines.append(np.asarray(geom["coordinates"], dtype=float)[:, :2])
+            elif geom.get("type") == "MultiLineString":
+                lines.extend(np.asarray(c, dtype=float)[:, :2] for c in geom["coordinates"])
+    km = line_length_per_cell(lines, grid.bounds[0], grid.bounds[3], grid.resolution, grid.shape)
+    lat, lon = grid.coords()
+    return xr.DataArray(
+        km.astype("float32"),
+        dims=("lat", "lon"),
+        coords={"lat": lat, "lon": lon},
+        attrs={"units": "km", "long_name": "fault length per cell"},
+    )
+
+
+class IngestStage:
+    """Stream discovered products into chunked Zarr cubes (see the module docstring)."""
+
+    name = "ingest"
+    reads: tuple[str, ...] = ("discover",)
+
+    def run(self, ctx: Any) -> None:
+        opts = ctx.options
+        names = source_names(ctx.store)
+        for name in [n for n in names if n.startswith("interferograms/")]:
+            self._ingest_frame(ctx, name.split("/", 1)[1], load_items(ctx.store, name), opts)
+        self._ingest_hydro(ctx, names)
+        self._ingest_factors(ctx, names)
+        if "gnss" in names:
+            self._ingest_gnss(ctx, load_items(ctx.store, "gnss"))
+
+    def _ingest_frame(self, ctx: Any, frame: str, items: list[Any], opts: Any) -> None:
+        source = ctx.config.sources.interferograms.get(frame)
+        assets = source.assets if source and source.assets else ["unw_phase", "corr"]
+        ds, failures = read_ifg_stack(
+            items,
+            phase_asset=assets[0],
+            coherence_asset=assets[1] if len(assets) > 1 else None,
+            chunks=(opts.chunk_y, opts.chunk_x),
+            on_error=opts.on_error,
+        )
+        ds = ds.assign_coords(item_id=("pair", ds["item_id"].values.astype(object)))
+        geometry = self._geometry(items, ds)
+        if geometry is not None:
+            ds = ds.assign(geometry)
+        ds = SCHEMAS["ifg"].conform(ds)
+        ds.attrs.update({"frame": frame, "n_pairs": int(ds.sizes["pair"]), **failures.attrs()})
+        for key in ("sat:relative_orbit", "sat:orbit_state", "twin:heading"):
+            if key in items[0].properties:
+                ds.attrs[key.replace(":", "_")] = items[0].properties[key]
+        ds = with_crs(ds)
+        ds = ds.chunk({"pair": -1, "y": opts.chunk_y, "x": opts.chunk_x})
+        ctx.write(f"ifg/{frame}", ds, region_dim="y")
+        log.info(
+            "ingested frame %s: %d pairs, %d x %d pixels, %d unreadable asset(s)",
+            frame,
+            ds.sizes["pair"],
+            ds.sizes["y"],
+            ds.sizes["x"],
+            len(failures),
+        )
+
+    @staticmethod
+    def _geometry(items: list[Any], ds: xr.Dataset) -> dict[str, Any] | None:
+        item = items[0]
+        if "lv_theta" not in item.assets or "lv_phi" not in item.assets:
+            return None
+        theta = read_raster(item.assets["lv_theta"].get_absolute_href())
+        phi = read_raster(item.assets["lv_phi"].get_absolute_href())
+        if theta.shape != (ds.sizes["y"], ds.sizes["x"]):
+            raise DataError(
+                f"geometry of {item.id} has shape {theta.shape}, interferograms {(ds.sizes['y'], ds.sizes['x'])}"
+            )
+        u = los_unit_vector_from_hyp3(theta.values, phi.values, nodata=None)
+        inc, _ = hyp3_to_incidence_heading(theta.values, phi.values, nodata=None)
+        dims = ("y", "x")
+        return {
+            "incidence": (dims, inc.astype("float32")),
+            "los_east": (dims, u[..., 0].astype("float32")),
+            "los_north": (dims, u[..., 1].astype("float32")),
+            "los_up": (dims, u[..., 2].astype("float32")),
+        }
+
+    def _ingest_hydro(self, ctx: Any, names: list[str]) -> None:
+        readers = {
+            "grace": _read_grace,
+            "gldas": _read_gldas,
+            "fldas": _read_fldas,
+            "imerg": _read_imerg,
+        }
+        chunk = ctx.options.hydro_time_chunk
+        for key, reader in readers.items():
+            if key not in names:
+                continue
+            items = load_items(ctx.store, key)
+            if not items:
+                continue
+            ds = reader(items).astype("float32")
+            ds = with_crs(ds).chunk({"time": chunk, "lat": -1, "lon": -1})
+            ds.attrs["source"] = key
+            ctx.write(f"hydro/{key}", ds)
+
+    def _ingest_factors(self, ctx: Any, names: list[str]) -> None:
+        grid = factor_grid(ctx.config)
+        layers = {}
+        for key in RASTER_FACTORS:
+            if key in names:
+                items = load_items(ctx.store, key)
+                if items:
+                    layers[key] = _read_factor(items, key, grid)
+        if "faults" in names:
+            layers["fault_density"] = _fault_density(load_items(ctx.store, "faults"), grid)
+        if not layers:
+            return
+        ds = with_crs(xr.Dataset(layers))
+        ctx.write("factors", ds.chunk({"lat": 512, "lon": 512}))
+
+    def _ingest_gnss(self, ctx: Any, items: list[Any]) -> None:
+        (href,) = _hrefs(items[:1])
+        table = read_midas(href)
+        ds = xr.Dataset.from_dataframe(table.set_index("station"))
+        for c in ("ve", "vn", "vu", "se", "sn", "su"):
+            ds[c].attrs = {
+                "units": "mm/yr",
+                "long_name": {"v": "velocity", "s": "velocity uncertainty"}[c[0]]
+                + " "
+                + {"e": "east", "n": "north", "u": "up"}[c[1]]
+                + " (ITRF)",
+            }
+        ds["lon"].attrs = {"units": "degrees_east"}
+        ds["lat"].attrs = {"units": "degrees_north"}
+        ds["height"].attrs = {"units": "m"}
+        ds = ds.assign_coords(station=ds["station"].values.astype(object))
+        ctx.write("gnss", ds)
+
+
+STAGE = IngestStage()

@@ -1,0 +1,70 @@
+"""Size presets of the NCP twin.
+
+Every preset covers the NCP bbox (113.5-119.5 E, 34.5-40.5 N) with two adjacent ascending frames
+``A040`` (113.5-116.7 E) and ``A142`` (116.3-119.5 E), 34.5-40.5 N, overlapping by 0.4 deg. Sizes
+scale with the InSAR posting, the number of dates and the fine product grid.
+
+=========  =========  ==========  ============  =====  ==========  =========  ===========
+preset     posting    frame grid  date spacing  dates  pairs       fine grid  GNSS
+           (deg)      (rows x     (nominal,     per    per frame   (deg,
+                      cols)       days)         frame  (~)         rows x cols)
+=========  =========  ==========  ============  =====  ==========  =========  ===========
+tiny       0.025      240 x 128   108           ~25    ~47         0.05 120^2  40
+demo       0.0125     480 x 256   48            ~56    ~110        0.01 600^2  120
+large      0.004      1500 x 800  12            ~220   ~650        0.01 600^2  300
+=========  =========  ==========  ============  =====  ==========  =========  ===========
+
+Dates start 2014-11-29 (A040) and 2014-12-05 (A142) on the Sentinel-1 12-day grid and run to the
+end of 2022; every ``date_step``-th slot is kept and a seeded ~8 % of them dropped (gaps). Each date
+is paired with its ``neighbours`` next dates. Hydrology truth is stored monthly on a 0.05 deg grid
+(``hydro_resolution_deg``) in every preset; ``truth.gwsa_field`` evaluates it anywhere.
+Measured write times and sizes are in the report of issue 3 and in ``docs`` once the lead adds
+them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["PRESETS", "Preset"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes of one twin preset.
+
+    Parameters
+    ----------
+    name : str
+        Preset name.
+    posting_deg : float
+        InSAR geocoded pixel spacing, degrees.
+    date_step : int
+        Keep every ``date_step``-th slot of the 12-day Sentinel-1 repeat.
+    neighbours : int
+        Each date is paired with this many following dates.
+    fine_resolution_deg : float
+        Resolution of the truth / factor product grid, degrees.
+    hydro_resolution_deg : float
+        Resolution of the monthly hydrology truth (GWSA, TWSA...), degrees.
+    n_gnss : int
+        Number of GNSS stations.
+    drop_fraction : float
+        Fraction of acquisition slots dropped at random (gaps).
+    """
+
+    name: str
+    posting_deg: float
+    date_step: int
+    neighbours: int
+    fine_resolution_deg: float
+    hydro_resolution_deg: float
+    n_gnss: int
+    drop_fraction: float = 0.08
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset("tiny", 0.025, 9, 2, 0.05, 0.05, 40),
+    "demo": Preset("demo", 0.0125, 4, 2, 0.01, 0.05, 120),
+    "large": Preset("large", 0.004, 1, 3, 0.01, 0.05, 300),
+}

@@ -1,0 +1,149 @@
+"""Writers (and a reader for MIDAS) of the twin's products in their real formats.
+
+COGs: rasterio ``driver="COG"``, DEFLATE + floating-point predictor, one thread, no timestamps,
+so the same array gives the same bytes. NetCDF: xarray + h5netcdf with fixed encodings.
+
+MIDAS velocity format (Nevada Geodetic Lab ``midas.IGS14.txt``; Blewitt et al. 2016, JGR
+121:2054-2068), whitespace separated, one station per line, 27 columns:
+
+=====  ==========================================================
+ 1     station id (4 characters)
+ 2     MIDAS version label (``MIDAS5``)
+ 3-4   first and last epoch, decimal years
+ 5     duration, years
+ 6     number of epochs of data
+ 7     number of epochs of good data
+ 8     number of velocity sample pairs
+ 9-11  east, north, up velocity, m/yr
+12-14  east, north, up velocity uncertainty, m/yr
+15-17  east, north, up offset at the first epoch, m
+18-20  east, north, up fraction of outliers
+21-23  east, north, up standard deviation of the velocity pairs, m/yr
+24     number of steps assumed
+25-27  latitude (deg), longitude (deg, -180..180), height (m)
+=====  ==========================================================
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import rasterio
+import xarray as xr
+from rasterio.transform import Affine
+
+__all__ = [
+    "MIDAS_COLUMNS",
+    "read_midas",
+    "write_cog",
+    "write_geojson",
+    "write_midas",
+]
+
+MIDAS_COLUMNS = (
+    "station", "version", "t_first", "t_last", "duration", "n_epochs", "n_good", "n_pairs",
+    "ve", "vn", "vu", "se", "sn", "su", "oe", "on", "ou", "fe", "fn", "fu",
+    "sde", "sdn", "sdu", "n_steps", "lat", "lon", "height",
+)  # fmt: skip
+
+
+def write_cog(
+    path: Path,
+    array: np.ndarray,
+    transform,
+    tags: dict | None = None,
+    description: str | None = None,
+) -> None:
+    """Write a single-band float32 EPSG:4326 COG, NaN nodata, deterministic bytes.
+
+    Parameters
+    ----------
+    path : Path
+        Output file.
+    array : ndarray, shape (rows, cols)
+        Values (cast to float32).
+    transform : sequence of 6 float
+        GDAL geotransform (west, dx, 0, north, 0, -dy).
+    tags : dict, optional
+        GDAL metadata (e.g. ``units``).
+    description : str, optional
+        Band description.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.ascontiguousarray(array, dtype=np.float32)
+    profile = {
+        "driver": "COG",
+        "height": data.shape[0],
+        "width": data.shape[1],
+        "count": 1,
+        "dtype": "float32",
+        "crs": "EPSG:4326",
+        "transform": Affine.from_gdal(*transform),
+        "nodata": float("nan"),
+        "compress": "DEFLATE",
+        "predictor": 3,
+        "num_threads": 1,
+        "blocksize": 256,
+    }
+    with rasterio.Env(GDAL_NUM_THREADS=1), rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, 1)
+        if tags:
+            dst.update_tags(**tags)
+        if description:
+            dst.set_band_description(1, description)
+
+
+def write_geojson(path: Path, features: list[dict]) -> None:
+    """Write a GeoJSON FeatureCollection (EPSG:4326) with sorted keys."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fc = {"type": "FeatureCollection", "features": features}
+    path.write_text(json.dumps(fc, sort_keys=True, indent=1) + "\n")
+
+
+def write_midas(path: Path, table: pd.DataFrame) -> None:
+    """Write a station table in the MIDAS velocity format (columns ``MIDAS_COLUMNS``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for r in table.itertuples(index=False):
+        d = r._asdict()
+        lines.append(
+            f"{d['station']:4s} {d['version']} {d['t_first']:9.4f} {d['t_last']:9.4f} "
+            f"{d['duration']:7.4f} {d['n_epochs']:5d} {d['n_good']:5d} {d['n_pairs']:6d} "
+            + " ".join(f"{d[k]:9.6f}" for k in ("ve", "vn", "vu", "se", "sn", "su"))
+            + " "
+            + " ".join(f"{d[k]:9.5f}" for k in ("oe", "on", "ou"))
+            + " "
+            + " ".join(f"{d[k]:6.4f}" for k in ("fe", "fn", "fu"))
+            + " "
+            + " ".join(f"{d[k]:9.6f}" for k in ("sde", "sdn", "sdu"))
+            + f" {d['n_steps']:3d} {d['lat']:12.8f} {d['lon']:13.8f} {d['height']:9.3f}"
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_midas(path: Path) -> pd.DataFrame:
+    """Read a MIDAS velocity file into a DataFrame with ``MIDAS_COLUMNS`` (velocities m/yr)."""
+    df = pd.read_csv(path, sep=r"\s+", header=None, names=list(MIDAS_COLUMNS), dtype={0: str})
+    return df
+
+
+def netcdf_encoding(ds: xr.Dataset, time_units: str) -> dict:
+    """Fixed float32 / zlib encodings for every data variable and the time coordinate."""
+    enc: dict = {}
+    for name, var in ds.data_vars.items():
+        if name.endswith("bounds") or name.endswith("bnds"):
+            enc[name] = {"dtype": "float64"}
+            continue
+        enc[name] = {
+            "dtype": var.dtype if var.dtype.kind != "f" else "float32",
+            "zlib": True,
+            "complevel": 4,
+            "shuffle": True,
+            "_FillValue": np.float32(-99999.0) if var.dtype.kind == "f" else None,
+        }
+    if "time" in ds.coords:
+        enc["time"] = {"units": time_units, "calendar": "standard", "dtype": "float64"}
+    return enc

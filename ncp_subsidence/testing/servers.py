@@ -1,0 +1,175 @@
+"""Real servers on 127.0.0.1 for tests and benchmarks: a STAC API (rustac) and a faulty proxy.
+
+Both are context managers that start the server, wait until it answers, and always stop it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import http.server
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["FaultyProxy", "free_port", "rustac_server"]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url_host: str, port: int, path: str = "/", timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection(url_host, port, timeout=1)
+            conn.request("GET", path)
+            if conn.getresponse().status < 500:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"server on {url_host}:{port} did not answer within {timeout} s")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def rustac_server(*hrefs: str | Path) -> Iterator[str]:
+    """Serve STAC items (ndjson/JSON files) with ``rustac serve`` on 127.0.0.1; yields the API URL.
+
+    Every item needs a ``collection``; collections are created from the items.
+    """
+    exe = shutil.which("rustac") or str(Path(sys.executable).with_name("rustac"))
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "serve", "--create-collections", "--addr", f"127.0.0.1:{port}", *map(str, hrefs)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        try:
+            _wait_http("127.0.0.1", port)
+        except TimeoutError:
+            proc.kill()
+            _, err = proc.communicate(timeout=5)
+            raise RuntimeError(f"rustac serve failed to start: {err.decode()[-500:]}") from None
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class FaultyProxy:
+    """An HTTP proxy on 127.0.0.1 in front of ``upstream`` that misbehaves on purpose.
+
+    Parameters
+    ----------
+    upstream : str
+        ``http://host:port`` to forward to.
+    fail_first : int
+        Answer HTTP ``status`` to the first ``fail_first`` requests, then forward.
+    always : bool
+        Answer ``status`` to every request (a service that stays down).
+    delay_s : float
+        Sleep this long before answering (a slow service).
+    malformed : bool
+        Answer 200 with a body that is not JSON.
+
+    Use as a context manager; ``url`` is the proxy's address and ``requests`` counts requests.
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        fail_first: int = 0,
+        always: bool = False,
+        status: int = 500,
+        delay_s: float = 0.0,
+        malformed: bool = False,
+    ):
+        self.upstream = upstream.removeprefix("http://")
+        self.fail_first = fail_first
+        self.always = always
+        self.status = status
+        self.delay_s = delay_s
+        self.malformed = malformed
+        self.requests = 0
+        self._lock = threading.Lock()
+        self._server: http.server.ThreadingHTTPServer | None = None
+        self.url = ""
+
+    def __enter__(self) -> FaultyProxy:
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # quiet
+                return
+
+            def _handle(self) -> None:
+                with proxy._lock:
+                    proxy.requests += 1
+                    n = proxy.requests
+                if proxy.delay_s:
+                    time.sleep(proxy.delay_s)
+                if proxy.always or n <= proxy.fail_first:
+                    body = b'{"code": "ServerError", "description": "injected failure"}'
+                    self.send_response(proxy.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                payload = self.rfile.read(length) if length else None
+                host, port = proxy.upstream.split(":")
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length")
+                }
+                conn.request(self.command, self.path, body=payload, headers=headers)
+                resp = conn.getresponse()
+                body = resp.read()
+                if proxy.malformed:
+                    body = b"<html>this is not JSON"
+                # links in the upstream's documents must point back at the proxy
+                body = body.replace(f"http://{proxy.upstream}".encode(), proxy.url.encode())
+                self.send_response(resp.status)
+                self.send_header("Content-Type", resp.getheader("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = _handle
+            do_POST = _handle
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                return  # a client that gave up (timeout) is expected here
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

@@ -1,0 +1,240 @@
+"""Ingest: the twin's products into Zarr cubes, bit-exact, on local disk and on S3 (moto)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import dask
+import numpy as np
+import pytest
+import rasterio
+import rioxarray  # noqa: F401
+import xarray as xr
+from conftest import twin_config
+
+from ncp_subsidence.errors import DataError
+from ncp_subsidence.io.stores import ProductStore
+from ncp_subsidence.kernels.vector import line_length_per_cell
+from ncp_subsidence.pipeline import run_pipeline
+from ncp_subsidence.stages.discover import load_items
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    with dask.config.set(scheduler="threads", num_workers=2):
+        yield
+
+
+@pytest.fixture(scope="module")
+def ingested(tiny_twin, tmp_path_factory):
+    cfg = twin_config(tiny_twin, tmp_path_factory.mktemp("ingest") / "store")
+    with dask.config.set(scheduler="threads", num_workers=2):
+        run_pipeline(cfg, ["discover", "ingest"])
+    return cfg, ProductStore(cfg.store.url)
+
+
+def _path(href):
+    return href.removeprefix("file://")
+
+
+def test_phase_is_bit_exact_with_coords_and_crs(ingested, tiny_twin):
+    _cfg, store = ingested
+    frame = tiny_twin.frames[0]
+    ds = store.open("ingest", f"ifg/{frame}")
+    items = load_items(store, f"interferograms/{frame}")
+    assert ds.sizes["pair"] == len(items) == tiny_twin.grids["frames"][frame]["n_pairs"]
+    assert ds.chunks["pair"] == (len(items),)  # the pair axis is one chunk
+    assert ds.rio.crs.to_epsg() == 4326
+    phase = ds["unw_phase"].values
+    for k, item in enumerate(items):
+        with rasterio.open(_path(item.assets["unw_phase"].href)) as src:
+            expected = src.read(1)
+            t = src.transform
+        np.testing.assert_array_equal(phase[k], expected)  # NaN in the same places, equal elsewhere
+        assert np.datetime64(ds["reference"].values[k], "s") == np.datetime64(
+            item.common_metadata.start_datetime.replace(tzinfo=None), "s"
+        )
+        assert np.datetime64(ds["secondary"].values[k], "s") == np.datetime64(
+            item.common_metadata.end_datetime.replace(tzinfo=None), "s"
+        )
+    # grid exactly aligned: cell centres from the COG transform, no extra row or column
+    ny, nx = tiny_twin.grids["frames"][frame]["shape"]
+    assert phase.shape[1:] == (ny, nx)
+    np.testing.assert_allclose(ds["x"].values, t.c + t.a * (np.arange(nx) + 0.5), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ds["y"].values, t.f + t.e * (np.arange(ny) + 0.5), rtol=0, atol=1e-9)
+    with rasterio.open(_path(items[0].assets["corr"].href)) as src:
+        np.testing.assert_array_equal(ds["coherence"].values[0], src.read(1))
+
+
+def test_geometry_matches_truth(ingested, tiny_twin):
+    _cfg, store = ingested
+    frame = tiny_twin.frames[1]
+    ds = store.open("ingest", f"ifg/{frame}")
+    truth = xr.open_zarr(tiny_twin.truth, group=f"frames/{frame}", consolidated=False)
+    np.testing.assert_allclose(ds["incidence"].values, truth["incidence"].values, atol=1e-4)
+    for c in ("los_east", "los_north", "los_up"):
+        np.testing.assert_allclose(ds[c].values, truth[c].values, atol=1e-5)
+    unit = np.sqrt(ds["los_east"] ** 2 + ds["los_north"] ** 2 + ds["los_up"] ** 2)
+    np.testing.assert_allclose(unit.values, 1.0, atol=1e-5)
+    assert 28.5 < float(ds["incidence"].min()) < float(ds["incidence"].max()) < 46.5
+
+
+def test_hydro_in_mm_on_native_grids(ingested, tiny_twin):
+    _cfg, store = ingested
+    grace = store.open("ingest", "hydro/grace")
+    (item,) = load_items(store, "grace")
+    raw = xr.open_dataset(_path(item.assets["data"].href), engine="h5netcdf")
+    assert raw["lwe_thickness"].attrs["units"] == "cm"
+    np.testing.assert_allclose(
+        grace["grace_twsa"].values, (raw["lwe_thickness"].values * 10).astype("float32"), rtol=1e-6
+    )
+    assert grace["grace_twsa"].attrs["units"] == "mm"
+    # one solution per calendar month, labelled at mid-month, GRACE/GRACE-FO gap absent
+    months = grace["time"].values.astype("datetime64[M]")
+    assert len(np.unique(months)) == len(months)
+    assert not np.isin(np.datetime64("2017-12", "M"), months)
+    imerg = store.open("ingest", "hydro/imerg")
+    assert imerg["precipitation"].dims == ("time", "lat", "lon")  # IMERG's lon-first transposed
+    assert imerg["precipitation"].attrs["units"] == "mm/month"
+    fldas = store.open("ingest", "hydro/fldas")
+    assert set(fldas.data_vars) >= {"soil_moisture", "swe", "precipitation", "evapotranspiration"}
+    gldas = store.open("ingest", "hydro/gldas")
+    assert float(gldas["canopy_water"].min()) >= 0
+
+
+def test_factors_and_gnss(ingested, tiny_twin):
+    _cfg, store = ingested
+    factors = store.open("ingest", "factors")
+    assert set(factors.data_vars) >= {
+        "dem",
+        "ndvi",
+        "evapotranspiration",
+        "precipitation",
+        "population",
+        "gdp",
+        "building_density",
+        "fault_density",
+    }
+    assert factors.sizes["lat"] == tiny_twin.grids["fine_shape"][0]
+    # same grid as the factor COGs: resampling is the identity there
+    truth = xr.open_zarr(tiny_twin.truth, consolidated=False)
+    np.testing.assert_allclose(factors["dem"].values, truth["dem"].values, rtol=1e-5, atol=1e-3)
+    assert float(factors["fault_density"].sum()) > 0
+    gnss = store.open("ingest", "gnss").load()
+    assert gnss.sizes["station"] == tiny_twin.sizes["n_gnss"]
+    assert gnss["vu"].attrs["units"] == "mm/yr"
+    # the plate motion dominates the horizontal ITRF velocities (SCIENCE.md 4.2: about +27, -10 mm/yr)
+    assert 24 < float(gnss["ve"].median()) < 30 and -12 < float(gnss["vn"].median()) < -7
+
+
+def test_s3_ingest_equals_local(ingested, tiny_twin, s3_bucket):
+    _cfg_local, local = ingested
+    prefix, options = s3_bucket
+    cfg = twin_config(tiny_twin, f"{prefix}/store")
+    cfg.store.storage_options = options
+    run_pipeline(cfg, ["discover", "ingest"])
+    s3 = ProductStore(cfg.store.url, options)
+    assert s3.record("ingest").datasets == local.record("ingest").datasets
+    for name in local.record("ingest").datasets:
+        a, b = local.open("ingest", name).load(), s3.open("ingest", name).load()
+        xr.testing.assert_identical(a.drop_attrs(deep=False), b.drop_attrs(deep=False))
+
+
+def _broken_twin(tiny_twin, tmp_path):
+    root = tmp_path / "twin"
+    shutil.copytree(tiny_twin.root, root, ignore=shutil.ignore_patterns("truth"))
+    frame = tiny_twin.frames[0]
+    victim = sorted((root / "sentinel1" / frame).glob("*/*_unw_phase.tif"))[3]
+    victim.write_bytes(victim.read_bytes()[:300])  # a truncated COG
+    return root, victim
+
+
+def test_unreadable_asset_fail_policy(tiny_twin, tmp_path):
+    root, victim = _broken_twin(tiny_twin, tmp_path)
+    cfg = twin_config(tiny_twin, tmp_path / "store")
+    cfg.sources.twin.directory = str(root)
+    with pytest.raises(
+        DataError, match=f"cannot read asset 'unw_phase'.*{victim.name}.*on_error: nan"
+    ):
+        run_pipeline(cfg, ["discover", "ingest"])
+    store = ProductStore(cfg.store.url)
+    assert store.record("discover") is not None
+    assert store.record("ingest") is None  # nothing published
+
+
+def test_unreadable_asset_nan_policy(tiny_twin, tmp_path):
+    root, victim = _broken_twin(tiny_twin, tmp_path)
+    cfg = twin_config(tiny_twin, tmp_path / "store", ingest={"on_error": "nan"})
+    cfg.sources.twin.directory = str(root)
+    run_pipeline(cfg, ["discover", "ingest"])
+    ds = ProductStore(cfg.store.url).open("ingest", f"ifg/{tiny_twin.frames[0]}")
+    assert ds.attrs["n_unreadable_assets"] == 1
+    assert victim.name in ds.attrs["unreadable_assets"]
+    phase = ds["unw_phase"].values
+    assert np.isnan(phase[3]).all()
+    assert np.isfinite(phase[2]).any() and np.isfinite(phase[4]).any()
+
+
+def test_stac_api_down_is_a_clear_error_and_writes_nothing(tiny_twin, tmp_path):
+    from ncp_subsidence.config import to_yaml
+    from ncp_subsidence.testing.servers import FaultyProxy, free_port
+
+    with FaultyProxy(f"http://127.0.0.1:{free_port()}", always=True, status=500) as proxy:
+        cfg = twin_config(tiny_twin, tmp_path / "store")
+        cfg.sources.interferograms = {
+            "A040": {"kind": "stac_api", "url": proxy.url, "collections": ["twin-s1-ifg-A040"]}
+        }
+        cfg.sources.retries = 1
+        path = tmp_path / "config.yaml"
+        path.write_text(to_yaml(cfg))
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ncp_subsidence.cli",
+                "run",
+                "--config",
+                str(path),
+                "--stages",
+                "discover",
+                "ingest",
+                "--workers",
+                "1",
+                "-q",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert out.returncode == 1
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("ncp-subsidence: error")]
+    assert (
+        len(errors) == 1
+        and "NetworkError" in errors[0]
+        and proxy.url in errors[0]
+        and "500" in errors[0]
+    )
+    store = ProductStore(str(tmp_path / "store"))
+    assert store.record("discover") is None and store.pending("discover") is None
+
+
+def test_fault_length_per_cell_is_exact():
+    # a meridian segment 0.3 deg long crosses three 0.1 deg cells; a diagonal crosses cell corners
+    north_south = np.array([[116.05, 39.0], [116.05, 38.7]])
+    km = line_length_per_cell([north_south], 116.0, 39.0, 0.1, (4, 2))
+    expected_cell = 6371.0071810 * np.radians(0.1)
+    np.testing.assert_allclose(km[:3, 0], expected_cell, rtol=1e-9)
+    assert km[3].sum() == 0 and km[:, 1].sum() == 0
+    diagonal = np.array([[116.0, 39.0], [116.2, 38.8]])
+    total = line_length_per_cell([diagonal], 116.0, 39.0, 0.1, (2, 2)).sum()
+    # pieces are straight in lon/lat, lengths great-circle chords: finer cuts agree to ~1e-7
+    assert total == pytest.approx(
+        line_length_per_cell([diagonal], 116.0, 39.0, 0.01, (20, 20)).sum(), rel=1e-6
+    )
+    # a line leaving the grid keeps only its inside part
+    outside = np.array([[115.9, 38.95], [116.1, 38.95]])
+    assert line_length_per_cell([outside], 116.0, 39.0, 0.1, (1, 1)).sum() == pytest.approx(
+        6371.0071810 * np.radians(0.1) * np.cos(np.radians(38.95)), rel=1e-3
+    )
