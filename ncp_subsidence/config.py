@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -104,52 +112,105 @@ class StoreOptions(_Options):
 
 
 class GatewayOptions(_Options):
-    """dask-gateway (JupyterHub) cluster."""
+    """dask-gateway (JupyterHub / daskhub) cluster."""
 
     address: str | None = Field(
-        None, description="Gateway address; None reads dask config (JupyterHub sets it)."
+        None,
+        max_length=2048,
+        description="Gateway address, e.g. https://hub.example.org/services/dask-gateway; None reads dask config (JupyterHub sets it).",
     )
     proxy_address: str | None = Field(
-        None, description="Gateway scheduler proxy address, if different."
+        None,
+        max_length=2048,
+        description="Gateway scheduler proxy address (e.g. tls://host:8786), if different from address.",
+    )
+    public_address: str | None = Field(
+        None,
+        max_length=2048,
+        description="Address for dashboard links shown to the user, if different from address.",
     )
     auth: Literal["simple", "jupyterhub", "kerberos", "basic"] | None = Field(
-        None, description="Authentication kind; None reads dask config."
+        None,
+        description="Authentication kind: simple and basic send username/password (HTTP basic); None reads dask config.",
     )
-    username: str | None = Field(None, description="User name for simple/basic auth.")
+    username: str | None = Field(
+        None, max_length=256, description="User name for simple/basic auth."
+    )
     password: SecretStr | None = Field(None, description="Password for basic auth (never logged).")
     cluster_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Gateway cluster options (worker_cores, worker_memory, image...).",
+        description="Gateway cluster options exposed by the server (worker_cores, worker_memory, image...).",
     )
-    adapt_minimum: int = Field(0, ge=0, le=10000, description="Adaptive scaling: fewest workers.")
+    adapt_minimum: int = Field(
+        0, ge=0, le=10000, description="Adaptive scaling: fewest workers (used with adapt_maximum)."
+    )
     adapt_maximum: int | None = Field(
         None,
         ge=1,
         le=10000,
-        description="Adaptive scaling: most workers; None scales to n_workers.",
+        description="Adaptive scaling: most workers; None: a fixed cluster of cluster.n_workers (default 2).",
     )
+
+    @model_validator(mode="after")
+    def _adapt_range(self) -> GatewayOptions:
+        if self.adapt_maximum is not None and self.adapt_maximum < self.adapt_minimum:
+            raise ValueError(
+                f"gateway.adapt_maximum ({self.adapt_maximum}) is below adapt_minimum ({self.adapt_minimum})"
+            )
+        return self
+
+
+_K8S_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 
 
 class KubernetesOptions(_Options):
-    """dask-kubernetes operator cluster."""
+    """dask-kubernetes operator cluster (a DaskCluster resource)."""
 
     name: str = Field(
         "ncp-subsidence",
+        max_length=50,
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
-        description="DaskCluster name (DNS-1123).",
+        description="DaskCluster name (DNS-1123 label; pods append suffixes, so at most 50 characters).",
     )
     namespace: str | None = Field(
-        None, description="Kubernetes namespace; None uses the current one."
+        None,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Kubernetes namespace; None uses the current one.",
     )
     image: str = Field(
         "ghcr.io/ncp-subsidence/ncp-subsidence:0.1.0",
-        description="Container image for scheduler and workers.",
+        min_length=1,
+        max_length=512,
+        description="Container image for scheduler and workers (the repository's Dockerfile).",
     )
-    worker_cpu: str = Field("1", description="CPU request and limit of each worker.")
-    worker_memory: str = Field("4Gi", description="Memory request and limit of each worker.")
+    worker_cpu: str = Field(
+        "1",
+        pattern=_K8S_QUANTITY,
+        description="CPU request and limit of each worker, e.g. 1 or 500m.",
+    )
+    worker_memory: str = Field(
+        "4Gi",
+        pattern=_K8S_QUANTITY,
+        description="Memory request and limit of each worker, e.g. 4Gi.",
+    )
+    scheduler_cpu: str = Field(
+        "1", pattern=_K8S_QUANTITY, description="CPU request and limit of the scheduler."
+    )
+    scheduler_memory: str = Field(
+        "2Gi", pattern=_K8S_QUANTITY, description="Memory request and limit of the scheduler."
+    )
     s3_secret: str | None = Field(
         "ncp-s3-credentials",
-        description="Secret whose keys (AWS_ACCESS_KEY_ID, ...) become worker env vars.",
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) become env vars of every pod; None: none.",
+    )
+    idle_timeout: int = Field(
+        0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="Seconds without clients after which the operator deletes the cluster; 0 never.",
     )
     env: dict[str, str] = Field(
         default_factory=dict, description="Extra environment variables for every pod."
@@ -157,17 +218,50 @@ class KubernetesOptions(_Options):
 
 
 class CoiledOptions(_Options):
-    """Coiled cluster."""
+    """Coiled cluster (needs a Coiled account: `coiled login`)."""
 
-    name: str | None = Field(None, description="Coiled cluster name; None lets Coiled choose.")
-    region: str | None = Field(None, description="Cloud region, e.g. ap-east-1 or us-west-2.")
-    worker_memory: str = Field("8GiB", description="Memory of each worker VM.")
+    name: str | None = Field(
+        None, max_length=128, description="Coiled cluster name; None lets Coiled choose."
+    )
+    region: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[a-z0-9-]+$",
+        description="Cloud region, e.g. ap-east-1 or us-west-2 (near the data bucket).",
+    )
+    worker_memory: str = Field(
+        "8GiB",
+        pattern=r"^[0-9]+(\.[0-9]+)?\s*(GiB|GB|MiB|MB|TiB|TB)$",
+        description="Memory of each worker VM, e.g. 8GiB.",
+    )
+    worker_cpu: int | None = Field(
+        None, ge=1, le=512, description="vCPUs of each worker VM; None lets Coiled choose."
+    )
     spot_policy: Literal["on-demand", "spot", "spot_with_fallback"] = Field(
         "spot_with_fallback", description="Spot instance policy."
     )
     software: str | None = Field(
-        None, description="Coiled software environment; None syncs the local environment."
+        None,
+        max_length=256,
+        description="Coiled software environment; None (and no container) syncs the local environment.",
     )
+    container: str | None = Field(
+        None,
+        max_length=512,
+        description="Container image for scheduler and workers (the repository's image); its entrypoint is ignored.",
+    )
+    idle_timeout: str | None = Field(
+        None,
+        max_length=32,
+        pattern=r"^[0-9]+\s*(s|seconds?|m|minutes?|h|hours?)$",
+        description="Shut down after this long idle, e.g. '20 minutes'; None uses Coiled's default.",
+    )
+
+    @model_validator(mode="after")
+    def _one_environment(self) -> CoiledOptions:
+        if self.software and self.container:
+            raise ValueError("coiled: give software or container, not both")
+        return self
 
 
 class ClusterOptions(_Options):
@@ -351,11 +445,23 @@ class DiscoverOptions(_Options):
 class IngestOptions(_Options):
     """Stage ``ingest``: stream discovered products into chunked Zarr cubes."""
 
-    chunk_y: int = Field(
-        512, ge=16, le=8192, description="Spatial chunk rows of interferogram cubes."
+    chunk_y: int | None = Field(
+        None,
+        ge=16,
+        le=8192,
+        description="Spatial chunk rows of interferogram cubes; None sizes chunks to chunk_mb.",
     )
-    chunk_x: int = Field(
-        512, ge=16, le=8192, description="Spatial chunk columns of interferogram cubes."
+    chunk_x: int | None = Field(
+        None,
+        ge=16,
+        le=8192,
+        description="Spatial chunk columns of interferogram cubes; None sizes chunks to chunk_mb.",
+    )
+    chunk_mb: float = Field(
+        128.0,
+        ge=8.0,
+        le=2048.0,
+        description="Target size of one (pair, y, x) chunk when chunk_y/chunk_x are None, MB.",
     )
     hydro_time_chunk: int = Field(
         -1, ge=-1, le=10000, description="Time chunk of hydrology cubes; -1 keeps the whole axis."
@@ -412,8 +518,9 @@ class AdjustOptions(_Options):
     radius_m: float = Field(
         200.0,
         ge=50.0,
-        le=500.0,
-        description="Window radius around a station for the InSAR median, metres.",
+        le=10000.0,
+        description="Window radius around a station for the InSAR median, metres (50-500 at "
+        "~100 m pixels; coarse test grids such as the tiny twin's 0.025 deg need a few km).",
     )
     min_pixels: int = Field(
         5, ge=1, le=1000, description="Valid pixels needed in a station window."
@@ -446,6 +553,29 @@ class AdjustOptions(_Options):
         "ITRF2014_EURA", description="Plate-motion model."
     )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of CV splits and tree models.")
+    holdout_stations: list[str] | None = Field(
+        None,
+        max_length=100000,
+        description="Explicit validation station ids (never fitted); None: seeded split by "
+        "holdout_fraction.",
+    )
+    min_coherence: float = Field(
+        0.7, ge=0.0, le=1.0, description="Temporal coherence a window pixel needs."
+    )
+    correction_spacing_deg: float = Field(
+        0.01,
+        ge=0.0005,
+        le=0.5,
+        description="Spacing of the coarse grid the correction surface is predicted on (client) "
+        "before bilinear resampling blockwise, degrees.",
+    )
+    regional_pole_max_abs_vu: float = Field(
+        5.0,
+        gt=0.0,
+        le=100.0,
+        description="GNSS_regional: stations with |vertical velocity| above this (mm/yr, in "
+        "subsidence zones) are left out of the Euler-pole fit.",
+    )
 
 
 class MosaicOptions(_Options):
@@ -463,6 +593,26 @@ class MosaicOptions(_Options):
     gnss_weight: float = Field(1.0, ge=0.0, le=1e6, description="lambda_G: weight of GNSS ties.")
     damping: float = Field(1e-6, ge=0.0, le=1.0, description="mu: damping that fixes the datum.")
     feather_km: float = Field(10.0, ge=0.0, le=200.0, description="Feathering distance cap, km.")
+    min_coherence: float = Field(
+        0.7, ge=0.0, le=1.0, description="Temporal coherence an overlap pixel needs."
+    )
+    gnss_radius_m: float = Field(
+        200.0,
+        ge=50.0,
+        le=10000.0,
+        description="Window radius of the GNSS ties (median vertical velocity), metres.",
+    )
+    gnss_min_pixels: int = Field(
+        5, ge=1, le=1000, description="Valid pixels a GNSS tie window needs."
+    )
+    chunk: int = Field(
+        512, ge=16, le=8192, description="Output chunk size along lat and lon, cells."
+    )
+    adjusted_frame_model: Literal["offset", "plane"] = Field(
+        "offset",
+        description="Overlap correction of frames GNSS-adjusted in stage adjust (frames without "
+        "GNSS always get a plane + offset).",
+    )
 
 
 class HydroOptions(_Options):
@@ -499,6 +649,14 @@ class FactorsOptions(_Options):
     resolution_deg: float = Field(
         0.01, ge=0.001, le=0.25, description="Factor grid spacing, degrees."
     )
+    gwsa_resampling: Literal["auto", "average", "bilinear", "nearest"] = Field(
+        "auto",
+        description="GWSA trend to the factor grid: auto = cell average from a finer grid, "
+        "bilinear from a coarser one.",
+    )
+    chunk_cells: int = Field(
+        512, ge=16, le=8192, description="Spatial chunk of the factors product, cells."
+    )
 
 
 class GeodetectorOptions(_Options):
@@ -528,6 +686,64 @@ class GeodetectorOptions(_Options):
     )
     permutations: int = Field(199, ge=0, le=10000, description="Permutations for the null of q.")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of sampling and permutations.")
+    aggregation: Literal["median", "mean", "centre"] = Field(
+        "median",
+        description="Vertical velocity to the factor grid: median or mean of the mosaic pixels "
+        "in each factor cell, or the pixel nearest the cell centre.",
+    )
+    breaks_per_draw: bool = Field(
+        False,
+        description="Natural breaks from each draw's sample (as [H25]) instead of once from "
+        "every valid cell; slower.",
+    )
+    breaks_sample_size: int = Field(
+        5000, ge=100, le=10**6, description="Values used to compute breaks (SCIENCE.md 7.3)."
+    )
+    min_stratum_size: int = Field(
+        2, ge=1, le=100, description="Strata with fewer samples merge into a neighbour."
+    )
+    convention: Literal["R", "pypi"] = Field(
+        "R", description="Factor-detector convention (singletons, lambda variance)."
+    )
+    interaction_convention: Literal["wang2010", "R", "pypi"] = Field(
+        "wang2010", description="Interaction classification (SCIENCE.md 7.4 table: wang2010)."
+    )
+    sensitivity_thresholds: list[float] = Field(
+        default_factory=lambda: [-20.0, -15.0, -10.0],
+        min_length=0,
+        max_length=20,
+        description="Thresholds of the sensitivity sweep, mm/yr (each in [-200, 0]).",
+    )
+    sensitivity_ratios: list[float] = Field(
+        default_factory=lambda: [2.0, 1.0, 0.5],
+        min_length=0,
+        max_length=20,
+        description="Non-subsidence per subsidence ratios of the sweep (each in (0, 10]).",
+    )
+    whole_plain: bool = Field(
+        True,
+        description="Also run the factor and interaction detectors over every valid mosaic "
+        "pixel (Dask reduction).",
+    )
+    chunk_cells: int = Field(
+        256, ge=8, le=8192, description="Factor cells per block side of the whole-plain pass."
+    )
+
+    @field_validator("sensitivity_thresholds")
+    @classmethod
+    def _thresholds_in_range(cls, v: list[float]) -> list[float]:
+        bad = [t for t in v if not -200.0 <= t <= 0.0]
+        if bad:
+            raise ValueError(f"sensitivity thresholds {bad} outside [-200, 0] mm/yr")
+        return v
+
+    @field_validator("sensitivity_ratios")
+    @classmethod
+    def _ratios_in_range(cls, v: list[float]) -> list[float]:
+        bad = [r for r in v if not 0.0 < r <= 10.0]
+        if bad:
+            raise ValueError(f"sensitivity ratios {bad} outside (0, 10]")
+        return v
 
 
 class AnalysisOptions(_Options):

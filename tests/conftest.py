@@ -90,6 +90,23 @@ def rustac_twin(tiny_twin):
         yield url
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tiny_twin, tmp_path_factory):
+    """discover -> ingest -> sbas run once per session on the tiny twin; yields (config, store).
+
+    Tests read the products; none may write into this store.
+    """
+    import dask
+
+    from ncp_subsidence.io.stores import ProductStore
+    from ncp_subsidence.pipeline import run_pipeline
+
+    cfg = twin_config(tiny_twin, tmp_path_factory.mktemp("run") / "store")
+    with dask.config.set(scheduler="threads", num_workers=2):
+        run_pipeline(cfg, ["discover", "ingest", "sbas"])
+    return cfg, ProductStore(cfg.store.url)
+
+
 def twin_config(manifest, store_url, **sections):
     """A Config that runs on the given twin (tiny grids) with a store at ``store_url``."""
     from ncp_subsidence.config import Config
@@ -109,3 +126,36 @@ def twin_config(manifest, store_url, **sections):
     for key, value in sections.items():
         data.setdefault(key, {}).update(value)
     return Config.model_validate(data)
+
+
+@pytest.fixture(scope="session")
+def truth_pipeline(tiny_twin, tmp_path_factory):
+    """discover -> ingest -> hydro (truth) -> factors -> mosaic (truth) -> geodetector on the tiny twin.
+
+    ``hydro`` and ``mosaic`` are :mod:`ncp_subsidence.testing.truth_stages`: the twin's truth
+    written as real products (GWSA trend at 0.025 deg, frame truth velocity mosaicked at the
+    0.025 deg InSAR posting), so ``factors`` averages 2 x 2 hydro cells and ``geodetector``
+    takes the median of 2 x 2 mosaic pixels per 0.05 deg factor cell. Yields (config, store).
+    """
+    import dask
+
+    from ncp_subsidence.io.stores import ProductStore
+    from ncp_subsidence.pipeline import run_pipeline
+    from ncp_subsidence.testing.truth_stages import TruthHydroStage, TruthMosaicStage
+
+    cfg = twin_config(
+        tiny_twin,
+        tmp_path_factory.mktemp("geodetector") / "store",
+        geodetector={"draws": 4, "permutations": 49, "chunk_cells": 32},
+    )
+    stages = [
+        "discover",
+        "ingest",
+        TruthHydroStage(str(tiny_twin.root), tiny_twin.seed, resolution_deg=0.025),
+        "factors",
+        TruthMosaicStage(str(tiny_twin.truth)),
+        "geodetector",
+    ]
+    with dask.config.set(scheduler="threads", num_workers=2):
+        run_pipeline(cfg, stages)
+    return cfg, ProductStore(cfg.store.url)

@@ -28,11 +28,8 @@ def _threads():
 
 
 @pytest.fixture(scope="module")
-def ingested(tiny_twin, tmp_path_factory):
-    cfg = twin_config(tiny_twin, tmp_path_factory.mktemp("ingest") / "store")
-    with dask.config.set(scheduler="threads", num_workers=2):
-        run_pipeline(cfg, ["discover", "ingest"])
-    return cfg, ProductStore(cfg.store.url)
+def ingested(tiny_run):
+    return tiny_run
 
 
 def _path(href):

@@ -4,7 +4,7 @@ Datasets written (``ingest/<version>/...``):
 
 ``ifg/<frame>``
     ``unw_phase``, ``coherence`` ``(pair, y, x)`` float32 (pair axis one chunk, spatial chunks
-    ``ingest.chunk_y x ingest.chunk_x``), ``incidence``, ``los_east/north/up`` ``(y, x)``; coords
+    ``ingest.chunk_y x ingest.chunk_x``, or sized to ``ingest.chunk_mb``), ``incidence``, ``los_east/north/up`` ``(y, x)``; coords
     ``reference(pair)``, ``secondary(pair)``; CRS. Read lazily through stackstac, so each task
     reads only its window of each COG: memory is bounded by the chunk size.
 ``hydro/grace``, ``hydro/gldas``, ``hydro/fldas``, ``hydro/imerg``
@@ -59,6 +59,14 @@ def _monthly(ds: xr.Dataset) -> xr.Dataset:
     if ds.indexes["time"].has_duplicates:
         ds = ds.groupby("time").mean()
     return ds.sortby("time")
+
+
+def spatial_chunks(n_pair: int, options: Any, itemsize: int = 4) -> tuple[int, int]:
+    """Spatial chunk (y, x) of a (pair, y, x) cube: the configured one, or square chunks holding
+    about ``chunk_mb`` MB with the whole pair axis (a multiple of 16, between 64 and 2048)."""
+    side = int((options.chunk_mb * 2**20 / (itemsize * max(n_pair, 1))) ** 0.5) // 16 * 16
+    side = min(2048, max(64, side))
+    return options.chunk_y or side, options.chunk_x or side
 
 
 def factor_grid(config: Any) -> Grid:
@@ -282,11 +290,12 @@ class IngestStage:
     def _ingest_frame(self, ctx: Any, frame: str, items: list[Any], opts: Any) -> None:
         source = ctx.config.sources.interferograms.get(frame)
         assets = source.assets if source and source.assets else ["unw_phase", "corr"]
+        chunks = spatial_chunks(len(items), opts)
         ds, failures = read_ifg_stack(
             items,
             phase_asset=assets[0],
             coherence_asset=assets[1] if len(assets) > 1 else None,
-            chunks=(opts.chunk_y, opts.chunk_x),
+            chunks=chunks,
             on_error=opts.on_error,
         )
         ds = ds.assign_coords(item_id=("pair", ds["item_id"].values.astype(object)))
@@ -299,7 +308,7 @@ class IngestStage:
             if key in items[0].properties:
                 ds.attrs[key.replace(":", "_")] = items[0].properties[key]
         ds = with_crs(ds)
-        ds = ds.chunk({"pair": -1, "y": opts.chunk_y, "x": opts.chunk_x})
+        ds = ds.chunk({"pair": -1, "y": chunks[0], "x": chunks[1]})
         ctx.write(f"ifg/{frame}", ds, region_dim="y")
         log.info(
             "ingested frame %s: %d pairs, %d x %d pixels, %d unreadable asset(s)",

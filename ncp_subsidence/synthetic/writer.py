@@ -37,6 +37,9 @@ __all__ = ["write_twin", "FACTOR_UNITS", "GNSS_HOLDOUT_FRACTION"]
 log = logging.getLogger(__name__)
 
 GNSS_HOLDOUT_FRACTION = 0.25
+#: Fraction of land pixels each noisy interferogram loses to decorrelation (NaN), the least
+#: coherent ones: realistic stacks have about 5 % NaN per interferogram.
+DECORRELATED_FRACTION = 0.06
 FACTOR_UNITS = {
     "gwsa_trend": ("mm/yr", "GWSA trend 2002-2022"),
     "dem": ("m", "elevation above the ellipsoid"),
@@ -495,12 +498,14 @@ def _write_frame(root: Path, truth: TwinTruth, p, frame, index: int, seed: int, 
         return uu * d_up + (plate_los + err) * (t[k] - T0)
 
     rng_atm_seed = f"atm-{frame.name}"
-    # coherence model: base coherence (urban high, farmland lower), decay with time span
+    # coherence model (multilooked C band): short-span coherence gamma0 (urban high, farmland
+    # lower) decaying with the time span toward a long-term floor gamma_inf that is higher where
+    # built-up scatterers persist; sea decorrelates
     _seed(seed, f"coh-{frame.name}")
-    gamma0 = (
-        0.55 + 0.35 * truth.building_density(lo2, la2) + 0.08 * np.tanh(truth.dem(lo2, la2) / 300.0)
-    )
+    building = truth.building_density(lo2, la2)
+    gamma0 = 0.55 + 0.35 * building + 0.08 * np.tanh(truth.dem(lo2, la2) / 300.0)
     gamma0 = np.where(sea, 0.08, gamma0)
+    gamma_inf = np.where(sea, 0.08, 0.22 + 0.45 * building)
     los_cache: dict[int, np.ndarray] = {}
     atm_cache: dict[int, np.ndarray] = {}
     tcen = t - t.mean()
@@ -533,7 +538,7 @@ def _write_frame(root: Path, truth: TwinTruth, p, frame, index: int, seed: int, 
         phase = sar.phase_from_los(los_cache[a], los_cache[b])
         dt_days = (t[b] - t[a]) * 365.25
         season = 1.0 - 0.25 * np.clip(np.sin(2 * np.pi * (0.5 * (t[a] + t[b]) - 0.3)), 0, None)
-        coh = (0.12 + (gamma0 - 0.12) * np.exp(-dt_days / 90.0)) * season
+        coh = (gamma_inf + (gamma0 - gamma_inf) * np.exp(-dt_days / 150.0)) * season
         if noise:
             rng = _seed(seed, f"pair-{frame.name}-{j}")
             coh = np.clip(coh + rng.normal(0.0, 0.04, shape), 0.0, 1.0)
@@ -549,7 +554,8 @@ def _write_frame(root: Path, truth: TwinTruth, p, frame, index: int, seed: int, 
                 phase = phase + 2 * np.pi * cyc * patch
                 if patch.any():
                     unw_log.append((j, bw.lon, bw.lat, rad, cyc))
-            bad = sea | (coh < 0.3)
+            # unwrapping fails where coherence is lowest: the pair's least coherent ~6 % of land
+            bad = sea | (coh < np.quantile(coh[~sea], DECORRELATED_FRACTION))
         else:
             bad = sea
         phase = np.where(bad, np.nan, phase)

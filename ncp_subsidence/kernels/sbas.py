@@ -1,0 +1,1026 @@
+"""SBAS network inversion: design matrices, connectivity, batched per-pixel inversion.
+
+Pure numpy/scipy on plain arrays with the pair axis last. The pixel-wise solver never loops over
+pixels in Python: every pixel is solved with its own valid interferograms through batched,
+banded normal equations (see :func:`invert_network`).
+
+Conventions (DESIGN.md section 3): interferogram phase ``phi = phase(secondary) -
+phase(reference)`` in radians; LOS displacement ``d = -lambda / (4 pi) * phi`` in mm, positive
+toward the satellite, relative to the first date; velocities in mm/yr with 365.25-day years.
+
+References
+----------
+.. [1] Berardino P, Fornaro G, Lanari R, Sansosti E (2002). A new algorithm for surface
+   deformation monitoring based on small baseline differential SAR interferograms. IEEE TGRS
+   40(11):2375-2383, Eq. 3-5 (velocity parameterisation, SVD minimum-norm solution).
+.. [2] Pepe A, Lanari R (2006). On the extension of the minimum cost flow algorithm for phase
+   unwrapping of multitemporal differential SAR interferograms. IEEE TGRS 44(9):2374-2383
+   (temporal coherence).
+.. [3] López-Quiroz P, Doin M-P, Tupin F, Briole P, Nicolas J-M (2009). Time series analysis of
+   Mexico City subsidence constrained by radar interferometry. J. Appl. Geophys. 69(1):1-15;
+   Doin M-P et al. (2011). Presentation of the small baseline NSBAS processing chain. Fringe 2011
+   (NSBAS temporal constraint).
+.. [4] Yunjun Z, Fattahi H, Amelung F (2019). Small baseline InSAR time series analysis:
+   unwrapping error correction and noise reduction. Computers & Geosciences 133:104331
+   (weights, temporal coherence, triplet closure, reference point).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple
+
+import numpy as np
+import scipy.sparse
+
+from ncp_subsidence.errors import ConfigError, DataError
+
+__all__ = [
+    "SENTINEL1_WAVELENGTH",
+    "NetworkInversion",
+    "closure_phase",
+    "decimal_year_offsets",
+    "default_min_pairs",
+    "design_matrix_phase",
+    "design_matrix_velocity",
+    "invert_network",
+    "network_components",
+    "nsbas_basis",
+    "pair_weights",
+    "reference_phase",
+    "select_reference",
+    "unwrapping_error_mask",
+    "validate_network",
+]
+
+#: Sentinel-1 C-band wavelength in metres.
+SENTINEL1_WAVELENGTH = 0.05546576
+#: Days per year for velocities (DESIGN.md section 3).
+DAYS_PER_YEAR = 365.25
+#: Coherence is clipped to this range before it becomes a weight (SCIENCE.md 1.2).
+COHERENCE_CLIP = (0.05, 0.99)
+
+Method = Literal["svd", "nsbas"]
+Weights = Literal["none", "coherence", "fisher"]
+
+
+class NetworkInversion(NamedTuple):
+    """Result of :func:`invert_network`; leading shape ``...`` is that of the input pixels.
+
+    Attributes
+    ----------
+    displacement : ndarray, shape (..., n_date), float32, mm
+        LOS displacement relative to the first date, positive toward the satellite.
+    velocity : ndarray, shape (...), float32, mm/yr
+        OLS slope of ``displacement`` against time in years.
+    velocity_std : ndarray, shape (...), float32, mm/yr
+        Standard error of that slope from the fit residuals.
+    temporal_coherence : ndarray, shape (...), float32, 0-1
+        ``|mean_j exp(i (dphi_j - dphi_hat_j))|`` over the pixel's valid pairs.
+    rms_residual : ndarray, shape (...), float32, radians
+        Root-mean-square interferogram residual over the pixel's valid pairs.
+    n_pairs_used : ndarray, shape (...), int32
+        Number of valid interferograms of the pixel.
+    n_components : ndarray, shape (...), int32
+        Connected components of the pixel's valid network (1 = connected).
+    """
+
+    displacement: np.ndarray
+    velocity: np.ndarray
+    velocity_std: np.ndarray
+    temporal_coherence: np.ndarray
+    rms_residual: np.ndarray
+    n_pairs_used: np.ndarray
+    n_components: np.ndarray
+
+
+# ---------------------------------------------------------------------------------------------
+# network description
+# ---------------------------------------------------------------------------------------------
+
+
+def decimal_year_offsets(dates: np.ndarray) -> np.ndarray:
+    """Time of each acquisition in years (365.25 days) since the first one.
+
+    Parameters
+    ----------
+    dates : ndarray of datetime64, shape (n_date,)
+        Acquisition times, strictly increasing.
+
+    Returns
+    -------
+    ndarray, shape (n_date,), float64, years
+    """
+    dates = np.asarray(dates)
+    seconds = (dates - dates[0]) / np.timedelta64(1, "s")
+    return seconds.astype(np.float64) / (DAYS_PER_YEAR * 86400.0)
+
+
+def validate_network(
+    pairs: np.ndarray, dates: np.ndarray, n_pair: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check a pair network and return it in canonical form.
+
+    Parameters
+    ----------
+    pairs : array_like of int, shape (n_pair, 2)
+        Indices into ``dates`` of the reference and secondary acquisition of each pair.
+    dates : array_like of datetime64, shape (n_date,)
+        Acquisition times; must be strictly increasing.
+    n_pair : int, optional
+        Length of the phase stack's pair axis, checked against ``pairs``.
+
+    Returns
+    -------
+    pairs : ndarray, shape (n_pair, 2), int64
+        Each row ordered (earlier, later).
+    sign : ndarray, shape (n_pair,), float64
+        ``-1`` where a row was reversed (its phase must be negated), else ``+1``.
+
+    Raises
+    ------
+    DataError
+        For an empty network, a malformed pair array, unknown dates, a pair of one date with
+        itself, duplicate pairs, dates that are not datetime64 or not strictly increasing.
+    """
+    dates = np.asarray(dates)
+    if not np.issubdtype(dates.dtype, np.datetime64):
+        raise DataError(
+            f"dates must be numpy datetime64, got dtype {dates.dtype}; convert with "
+            "np.asarray(dates, dtype='datetime64[s]')"
+        )
+    if dates.ndim != 1 or dates.size < 2:
+        raise DataError(
+            f"dates must be a 1-D array of at least 2 acquisitions, got shape {dates.shape}"
+        )
+    if np.any(np.isnat(dates)):
+        raise DataError("dates contain NaT; drop the acquisitions without a time")
+    steps = np.diff(dates)
+    if np.any(steps <= np.timedelta64(0, "s")):
+        bad = int(np.argmax(steps <= np.timedelta64(0, "s")))
+        raise DataError(
+            f"dates must be strictly increasing, but dates[{bad}]={dates[bad]} >= "
+            f"dates[{bad + 1}]={dates[bad + 1]}; sort the dates (and remap the pair indices) "
+            "and drop duplicates"
+        )
+    pairs_arr = np.asarray(pairs)
+    if pairs_arr.size == 0:
+        raise DataError(
+            "the interferogram network is empty (0 pairs); at least one pair per date is needed"
+        )
+    if pairs_arr.ndim != 2 or pairs_arr.shape[1] != 2:
+        raise DataError(f"pairs must have shape (n_pair, 2), got {pairs_arr.shape}")
+    if not np.issubdtype(pairs_arr.dtype, np.integer):
+        raise DataError(
+            f"pairs must be integer indices into dates, got dtype {pairs_arr.dtype}; "
+            "map acquisition times to indices with np.searchsorted(dates, times)"
+        )
+    pairs_arr = pairs_arr.astype(np.int64)
+    n_date = dates.size
+    outside = (pairs_arr < 0) | (pairs_arr >= n_date)
+    if np.any(outside):
+        row = int(np.argmax(outside.any(axis=1)))
+        raise DataError(
+            f"pair {row} = {pairs_arr[row].tolist()} names a date outside 0..{n_date - 1}; "
+            "every pair must index into dates (add the missing acquisitions to dates)"
+        )
+    same = pairs_arr[:, 0] == pairs_arr[:, 1]
+    if np.any(same):
+        row = int(np.argmax(same))
+        raise DataError(f"pair {row} = {pairs_arr[row].tolist()} joins a date with itself; drop it")
+    sign = np.where(pairs_arr[:, 0] > pairs_arr[:, 1], -1.0, 1.0)
+    ordered = np.sort(pairs_arr, axis=1)
+    _, first, counts = np.unique(ordered, axis=0, return_index=True, return_counts=True)
+    if np.any(counts > 1):
+        dup = ordered[first[counts > 1][0]]
+        raise DataError(
+            f"duplicate pair {dup.tolist()} ({dates[dup[0]]} - {dates[dup[1]]}) appears "
+            f"{int(counts[counts > 1][0])} times; keep one interferogram per pair of dates"
+        )
+    if n_pair is not None and n_pair != ordered.shape[0]:
+        raise DataError(
+            f"the phase stack has {n_pair} pairs along its last axis but pairs lists "
+            f"{ordered.shape[0]}; pass the pair axis last and one row of pairs per interferogram"
+        )
+    return ordered, sign
+
+
+def design_matrix_phase(pairs: np.ndarray, n_date: int) -> np.ndarray:
+    """Phase-history design matrix ``A`` of ``A phi = dphi`` with ``phi_0 = 0``.
+
+    Parameters
+    ----------
+    pairs : ndarray of int, shape (n_pair, 2)
+        (earlier, later) date indices.
+    n_date : int
+        Number of acquisitions.
+
+    Returns
+    -------
+    ndarray, shape (n_pair, n_date - 1), float64
+        ``-1`` at the reference date, ``+1`` at the secondary date; the first date's column is
+        dropped (SCIENCE.md 1.2, [H25] Eq. 1-2).
+    """
+    pairs = np.asarray(pairs)
+    a = np.zeros((pairs.shape[0], n_date), dtype=np.float64)
+    rows = np.arange(pairs.shape[0])
+    a[rows, pairs[:, 0]] -= 1.0
+    a[rows, pairs[:, 1]] += 1.0
+    return a[:, 1:]
+
+
+def design_matrix_velocity(pairs: np.ndarray, dates: np.ndarray) -> np.ndarray:
+    """Berardino's velocity design matrix ``B`` of ``B v = dphi``.
+
+    Parameters
+    ----------
+    pairs : ndarray of int, shape (n_pair, 2)
+        (earlier, later) date indices.
+    dates : ndarray of datetime64, shape (n_date,)
+        Acquisition times, strictly increasing.
+
+    Returns
+    -------
+    ndarray, shape (n_pair, n_date - 1), float64, years
+        ``B[j, k] = t_{k+1} - t_k`` if ``s_j <= k < e_j`` else 0, so that ``v`` is the mean phase
+        velocity (rad/yr) between consecutive acquisitions.
+
+    References
+    ----------
+    Berardino et al. (2002), Eq. 3-4.
+    """
+    pairs = np.asarray(pairs)
+    dt = np.diff(decimal_year_offsets(dates))
+    k = np.arange(dt.size)
+    inside = (k[None, :] >= pairs[:, :1]) & (k[None, :] < pairs[:, 1:2])
+    return inside * dt[None, :]
+
+
+def network_components(pairs: np.ndarray, n_date: int, valid: np.ndarray | None = None):
+    """Connected components of each pixel's network of valid pairs, all pixels at once.
+
+    Label propagation with pointer jumping (min-label hooking), vectorised over pixels; the
+    number of sweeps grows with the logarithm of the network diameter, not with the pixels.
+
+    Parameters
+    ----------
+    pairs : ndarray of int, shape (n_pair, 2)
+        (earlier, later) date indices.
+    n_date : int
+        Number of acquisitions.
+    valid : ndarray of bool, shape (..., n_pair), optional
+        Which pairs each pixel has; all pairs when omitted.
+
+    Returns
+    -------
+    labels : ndarray of int64, shape (..., n_date)
+        For every date, the smallest date index of its component.
+    n_components : ndarray of int32, shape (...)
+        Number of components (isolated dates count as one each).
+    """
+    pairs = np.asarray(pairs, dtype=np.int64)
+    if valid is None:
+        valid = np.ones(pairs.shape[0], dtype=bool)
+    valid = np.asarray(valid, dtype=bool)
+    lead = valid.shape[:-1]
+    v = valid.reshape(-1, valid.shape[-1])
+    n_pix = v.shape[0]
+    labels = np.broadcast_to(np.arange(n_date, dtype=np.int64), (n_pix, n_date)).copy()
+    s, e = pairs[:, 0], pairs[:, 1]
+    rows = np.arange(n_pix)[:, None]
+    while True:
+        low = np.minimum(labels[:, s], labels[:, e])
+        low = np.where(v, low, n_date)
+        new = labels.copy()
+        np.minimum.at(new, (rows, s[None, :]), low)
+        np.minimum.at(new, (rows, e[None, :]), low)
+        while True:  # pointer jumping: follow labels to their roots
+            jumped = np.take_along_axis(new, new, axis=1)
+            if np.array_equal(jumped, new):
+                break
+            new = jumped
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    n_comp = (labels == np.arange(n_date)).sum(axis=1).astype(np.int32)
+    return labels.reshape(*lead, n_date), n_comp.reshape(lead)
+
+
+def default_min_pairs(n_date: int, n_pair: int) -> int:
+    """Default minimum number of valid pairs per pixel, ``max(N, 0.5 M)`` (SCIENCE.md 1.3).
+
+    ``N = n_date - 1`` unknowns, ``M = n_pair`` interferograms.
+    """
+    return int(max(n_date - 1, math.ceil(0.5 * n_pair)))
+
+
+def pair_weights(
+    coherence: np.ndarray | None,
+    weights: Weights = "none",
+    looks: float = 1.0,
+) -> np.ndarray | None:
+    """Interferogram weights from spatial coherence (SCIENCE.md 1.2).
+
+    Parameters
+    ----------
+    coherence : ndarray, shape (..., n_pair), 0-1, or None
+        Spatial coherence; NaN is taken as the lower clip (as MintPy does).
+    weights : {"none", "coherence", "fisher"}
+        ``none``: ``w = 1`` (Berardino); ``coherence``: ``w = gamma``; ``fisher``:
+        ``w = 2 L gamma^2 / (1 - gamma^2)`` (the inverse Cramér-Rao phase variance). ``gamma`` is
+        clipped to [0.05, 0.99] first.
+    looks : float
+        Number of looks ``L`` for ``fisher``.
+
+    Returns
+    -------
+    ndarray, shape (..., n_pair), float64, or None for ``none``.
+    """
+    if weights == "none":
+        return None
+    if weights not in ("coherence", "fisher"):
+        raise ConfigError(f"weights={weights!r} is not known; use 'none', 'coherence' or 'fisher'")
+    if coherence is None:
+        raise ConfigError(
+            f"weights={weights!r} needs the coherence stack; pass coherence= or use weights='none'"
+        )
+    gamma = np.asarray(coherence, dtype=np.float64)
+    gamma = np.clip(np.where(np.isnan(gamma), COHERENCE_CLIP[0], gamma), *COHERENCE_CLIP)
+    if weights == "coherence":
+        return gamma
+    if not looks >= 1:
+        raise ConfigError(f"looks={looks} must be >= 1 for Fisher weights")
+    g2 = gamma * gamma
+    return 2.0 * looks * g2 / (1.0 - g2)
+
+
+# ---------------------------------------------------------------------------------------------
+# banded LDL^T, vectorised over pixels (pixel axis last)
+# ---------------------------------------------------------------------------------------------
+
+
+def _band_ldl(band: np.ndarray, tol: float):
+    """Semidefinite banded LDL^T of many symmetric matrices, vectorised over the last axis.
+
+    ``band[a, i, p]`` holds entry ``(a, a - i)`` of pixel ``p``'s matrix (``i = 0`` is the
+    diagonal). A pivot ``<= tol * diagonal`` is taken as zero: its multipliers and ``inv_d`` are
+    set to zero, which yields a least-squares particular solution for consistent systems
+    (``rhs`` in the range of the matrix).
+
+    Returns ``lower`` (same layout, ``lower[a, i] = L[a, a - i]``, unit diagonal implied),
+    ``inv_d`` (n, P) and ``n_zero`` (P,), the number of zero pivots.
+    """
+    n, bw1, n_pix = band.shape
+    bw = bw1 - 1
+    lower = np.empty_like(band)
+    ld = np.empty_like(band)  # ld[a, i] = L[a, a-i] * D[a-i]
+    inv_d = np.empty((n, n_pix))
+    n_zero = np.zeros(n_pix, dtype=np.int32)
+    num = np.empty(n_pix)
+    zero = np.empty(n_pix, dtype=bool)
+    for a in range(n):
+        lo = max(0, a - bw)
+        for c in range(lo, a):  # multipliers L[a, c], c = lo .. a-1
+            i, k = a - c, c - lo
+            if k:
+                np.einsum("ip,ip->p", ld[a, i + 1 : a - lo + 1], lower[c, 1 : k + 1], out=num)
+                np.subtract(band[a, i], num, out=ld[a, i])
+            else:
+                ld[a, i] = band[a, i]
+            np.multiply(ld[a, i], inv_d[c], out=lower[a, i])
+        d = inv_d[a]
+        k = a - lo
+        if k:
+            np.einsum("ip,ip->p", lower[a, 1 : k + 1], ld[a, 1 : k + 1], out=num)
+            np.subtract(band[a, 0], num, out=d)
+        else:
+            d[...] = band[a, 0]
+        np.multiply(band[a, 0], tol, out=num)
+        np.less_equal(d, num, out=zero)
+        n_zero += zero
+        # a zero pivot gets inv_d = 0, hence zero multipliers below it; its ld entries are then
+        # only ever multiplied by those zeros
+        np.copyto(d, np.inf, where=zero)
+        np.divide(1.0, d, out=d)
+    return lower, inv_d, n_zero
+
+
+def _band_solve(lower: np.ndarray, inv_d: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve ``L D L^T x = rhs`` for ``rhs`` of shape (n, k, P) with factors of :func:`_band_ldl`."""
+    n, bw1, _ = lower.shape
+    bw = bw1 - 1
+    z = rhs.copy()
+    tmp = np.empty_like(z[0])
+    for a in range(1, n):
+        k = min(bw, a)
+        np.einsum("ip,ikp->kp", lower[a, 1 : k + 1], z[a - 1 :: -1][:k], out=tmp)
+        z[a] -= tmp
+    z *= inv_d[:, None, :]
+    idx = np.arange(1, bw + 1)
+    for a in range(n - 2, -1, -1):
+        k = min(bw, n - 1 - a)
+        np.einsum("ip,ikp->kp", lower[a + idx[:k], idx[:k]], z[a + 1 : a + k + 1], out=tmp)
+        z[a] -= tmp
+    return z
+
+
+# ---------------------------------------------------------------------------------------------
+# inversion
+# ---------------------------------------------------------------------------------------------
+
+
+def _cumulative_dt(dt: np.ndarray) -> np.ndarray:
+    """(n_date, n_date - 1) matrix T with ``phi = T v`` (``phi_k = sum_{i<k} dt_i v_i``)."""
+    n = dt.size
+    return np.vstack([np.zeros((1, n)), np.tril(np.ones((n, n))) * dt[None, :]])
+
+
+def _full_network_operator(
+    pairs: np.ndarray,
+    t: np.ndarray,
+    method: str,
+    rcond: float,
+    kappa: float,
+    seasonal: bool,
+) -> np.ndarray:
+    """Linear map (n_date, n_pair) from a complete, unit-weight stack to the phase history."""
+    n_date = t.size
+    dt = np.diff(t)
+    inside = (np.arange(n_date - 1)[None, :] >= pairs[:, :1]) & (
+        np.arange(n_date - 1)[None, :] < pairs[:, 1:2]
+    )
+    if method == "svd":
+        b = inside * dt[None, :]
+        return _cumulative_dt(dt) @ np.linalg.pinv(b, rcond=rcond)
+    a = design_matrix_phase(pairs, n_date)
+    n = n_date - 1
+    model = nsbas_basis(t, seasonal)
+    q = model.shape[1]
+    k2 = kappa * kappa
+    normal = np.zeros((n + q, n + q))
+    normal[:n, :n] = a.T @ a + k2 * np.eye(n)
+    normal[:n, n:] = -k2 * model[1:]
+    normal[n:, :n] = -k2 * model[1:].T
+    normal[n:, n:] = k2 * model.T @ model
+    rhs = np.zeros((n + q, pairs.shape[0]))
+    rhs[:n] = a.T
+    sol = np.linalg.solve(normal, rhs)
+    return np.vstack([np.zeros((1, pairs.shape[0])), sol[:n]])
+
+
+def nsbas_basis(t: np.ndarray, seasonal: bool = True) -> np.ndarray:
+    """Temporal model of the NSBAS constraint: columns ``t, 1`` (and ``sin 2 pi t, cos 2 pi t``).
+
+    Parameters
+    ----------
+    t : ndarray, shape (n_date,), years
+    seasonal : bool
+
+    Returns
+    -------
+    ndarray, shape (n_date, 2 or 4)
+    """
+    cols = [t, np.ones_like(t)]
+    if seasonal:
+        cols += [np.sin(2 * np.pi * t), np.cos(2 * np.pi * t)]
+    return np.stack(cols, axis=1)
+
+
+def _min_norm_offsets(phi: np.ndarray, labels: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    """Per-component offsets that turn an LS solution into the minimum-norm-velocity one.
+
+    Parameters
+    ----------
+    phi : ndarray, shape (n_date, P)
+        A least-squares phase history with ``phi_0 = 0`` (any offset per component).
+    labels : ndarray, shape (P, n_date)
+        Component label (smallest date index) of every date, from :func:`network_components`.
+    dt : ndarray, shape (n_date - 1,)
+        Time steps.
+
+    Returns
+    -------
+    ndarray, shape (n_date, P): ``phi`` plus the offsets ``c`` minimising
+    ``sum_k ((phi_k - phi_{k-1} + c_{m(k)} - c_{m(k-1)}) / dt_k)^2`` with the first date's
+    component fixed, i.e. Berardino's SVD solution for a disconnected network.
+    """
+    n_pix, n_date = labels.shape
+    is_root = labels == np.arange(n_date)
+    rank = np.cumsum(is_root, axis=1) - 1
+    cid = np.take_along_axis(rank, labels, axis=1)  # (P, n_date), 0 for the first date's
+    n_c = int(cid.max()) + 1
+    step = cid[:, 1:] != cid[:, :-1]  # (P, n_date - 1)
+    pix, k = np.nonzero(step)
+    i, j = cid[pix, k], cid[pix, k + 1]
+    w = 1.0 / dt[k] ** 2
+    g = phi[k + 1, pix] - phi[k, pix]
+    lap = np.zeros((n_pix, n_c, n_c))
+    rhs = np.zeros((n_pix, n_c))
+    np.add.at(lap, (pix, i, i), w)
+    np.add.at(lap, (pix, j, j), w)
+    np.add.at(lap, (pix, i, j), -w)
+    np.add.at(lap, (pix, j, i), -w)
+    np.add.at(rhs, (pix, j), -w * g)
+    np.add.at(rhs, (pix, i), w * g)
+    sub = lap[:, 1:, 1:]
+    unused = np.arange(1, n_c)[None, :] >= (cid.max(axis=1) + 1)[:, None]
+    diag = np.einsum("pii->pi", sub)
+    diag += unused
+    offsets = np.zeros((n_pix, n_c))
+    if n_c > 1:
+        offsets[:, 1:] = np.linalg.solve(sub, rhs[:, 1:, None])[..., 0]
+    return phi + np.take_along_axis(offsets, cid, axis=1).T
+
+
+def _transpose_block(x: np.ndarray, dtype) -> np.ndarray:
+    """``x.T`` as a C-contiguous array of ``dtype``, copied in cache-sized tiles."""
+    out = np.empty(x.shape[::-1], dtype=dtype)
+    step = 256
+    for i in range(0, x.shape[0], step):
+        out[:, i : i + step] = x[i : i + step].T
+    return out
+
+
+def _solve_block(
+    phase: np.ndarray,
+    valid: np.ndarray,
+    weight: np.ndarray | None,
+    ctx: dict,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Phase histories of one block of pixels through banded normal equations.
+
+    ``phase`` (n_pair, P) float64 with zeros where invalid; returns ``phi`` (n_date, P) and the
+    number of components (P,).
+    """
+    n_date, pairs, bw = ctx["n_date"], ctx["pairs"], ctx["bandwidth"]
+    n = n_date - 1
+    n_pix = phase.shape[1]
+    # phase is zero where invalid, so the unit-weight right-hand side needs no weighting
+    wv = valid.astype(np.float64) if weight is None else np.where(valid, weight, 0.0)
+    inc_abs, inc = ctx["incidence_abs_t"], ctx["incidence_t"]
+    degree = inc_abs @ wv  # (n_date, P)
+    rhs_full = inc @ (phase if weight is None else wv * phase)  # (n_date, P)
+    band = np.zeros((n, bw + 1, n_pix))
+    band[:, 0] = degree[1:]
+    inner = ctx["inner_pairs"]
+    band[pairs[inner, 1] - 1, pairs[inner, 1] - pairs[inner, 0]] = -wv[inner]
+    lower, inv_d, n_zero = _band_ldl(band, ctx["rcond"])
+    n_comp = (1 + n_zero).astype(np.int32)
+    if ctx["method"] == "svd":
+        phi = np.zeros((n_date, n_pix))
+        phi[1:] = _band_solve(lower, inv_d, rhs_full[1:, None, :])[:, 0]
+        deficient = np.flatnonzero(n_zero > 0)
+        if deficient.size:
+            labels, _ = network_components(pairs, n_date, valid[:, deficient].T)
+            phi[:, deficient] = _min_norm_offsets(phi[:, deficient], labels, ctx["dt"])
+        return phi, n_comp
+    # NSBAS: append kappa * (phi_k - F_k theta) = 0 for every date (F: the temporal model),
+    # kappa relative to the pixel's mean interferogram weight; the bordered system
+    # [[L + k2 I, -k2 F1], [-k2 F1^T, k2 F^T F]] is solved through its Schur complement.
+    model = ctx["model"]
+    q = model.shape[1]
+    n_valid = valid.sum(axis=0)
+    k2 = ctx["kappa"] ** 2 * np.where(n_valid > 0, wv.sum(axis=0) / np.maximum(n_valid, 1), 1.0)
+    band[:, 0] += k2
+    lower, inv_d, _ = _band_ldl(band, 0.0)
+    rhs = np.empty((n, 1 + q, n_pix))
+    rhs[:, 0] = rhs_full[1:]
+    rhs[:, 1:] = model[1:, :, None]  # k2 cancels: solve with F1, scale below
+    x = _band_solve(lower, inv_d, rhs)
+    x0, xf = x[:, 0], x[:, 1:]  # (n, P), (n, q, P) with L x = F1 (not k2 F1)
+    # S = k2 F^T F - k2^2 F1^T K^-1 F1 ; b = k2 F1^T K^-1 r
+    schur = k2[:, None, None] * (model.T @ model)[None] - (k2 * k2)[:, None, None] * np.einsum(
+        "nq,nrp->pqr", model[1:], xf
+    )
+    b = k2[:, None] * np.einsum("nq,np->pq", model[1:], x0)
+    theta = np.linalg.solve(schur, b[..., None])[..., 0]  # (P, q)
+    phi = np.zeros((n_date, n_pix))
+    phi[1:] = x0 + k2 * np.einsum("nqp,pq->np", xf, theta)
+    return phi, n_comp
+
+
+def invert_network(
+    unw_phase: np.ndarray,
+    pairs: np.ndarray,
+    dates: np.ndarray,
+    *,
+    coherence: np.ndarray | None = None,
+    weights: Weights = "none",
+    method: Method = "svd",
+    wavelength: float = SENTINEL1_WAVELENGTH,
+    rcond: float = 1e-10,
+    min_pairs: int | None = None,
+    looks: float = 1.0,
+    nsbas_kappa: float = 1e-2,
+    nsbas_seasonal: bool = True,
+    closure_threshold: float | None = None,
+    block_size: int = 8192,
+) -> NetworkInversion:
+    """Invert a stack of unwrapped interferograms into LOS displacement time series.
+
+    Every pixel is solved with its own valid (non-NaN) interferograms. Pixels that have every
+    pair and unit weights share one operator (the SVD pseudo-inverse of Berardino's ``B``,
+    applied as a single GEMM). All other pixels are solved together through their weighted
+    normal equations ``A_p^T W_p A_p phi = A_p^T W_p dphi`` in the phase parameterisation
+    (``phi_0 = 0``): the matrices are graph Laplacians, banded when the network links near
+    dates, built for all pixels with sparse products and factorised by a semidefinite banded
+    LDL^T vectorised over pixels. Zero pivots count the extra connected components; for those
+    rare pixels the per-component offsets are set to Berardino's minimum-norm velocity solution,
+    so the result equals ``pinv(W^{1/2} B) W^{1/2} dphi`` for every pixel.
+
+    Parameters
+    ----------
+    unw_phase : ndarray, shape (..., n_pair), radians
+        Unwrapped interferometric phase ``phase(secondary) - phase(reference)``; NaN = no data.
+    pairs : ndarray of int, shape (n_pair, 2)
+        Indices into ``dates`` of each pair's reference and secondary acquisition. A row given
+        as (later, earlier) is reversed and its phase negated.
+    dates : ndarray of datetime64, shape (n_date,)
+        Acquisition times, strictly increasing.
+    coherence : ndarray, shape (..., n_pair), 0-1, optional
+        Spatial coherence, needed for ``weights`` other than ``none``.
+    weights : {"none", "coherence", "fisher"}
+        Interferogram weights, see :func:`pair_weights`.
+    method : {"svd", "nsbas"}
+        ``svd``: Berardino's minimum-norm solution (gap velocities go to zero on disconnected
+        networks). ``nsbas``: adds ``kappa (phi_k - v t_k - c - s sin 2 pi t_k - r cos 2 pi t_k)
+        = 0`` for every date, so a temporal model bridges gaps.
+    wavelength : float, metres
+        Radar wavelength (Sentinel-1 by default).
+    rcond : float
+        Relative cut-off: a pivot of the normal equations at or below ``rcond`` times its
+        diagonal counts as zero (a new component); the full-network pseudo-inverse truncates
+        singular values below ``rcond * sigma_max``.
+    min_pairs : int, optional
+        Pixels with fewer valid pairs are NaN. Default :func:`default_min_pairs`.
+    looks : float
+        Number of looks for Fisher weights.
+    nsbas_kappa : float
+        Weight of the NSBAS temporal rows relative to the pixel's mean interferogram weight.
+    nsbas_seasonal : bool
+        Whether the NSBAS temporal model has an annual sine and cosine besides the rate and
+        offset (:func:`nsbas_basis`); without them a seasonal signal biases the rate that bridges
+        a gap.
+    closure_threshold : float, optional, radians
+        If given, pairs whose median absolute triplet closure exceeds it are dropped per pixel
+        (see :func:`unwrapping_error_mask`). Off by default.
+    block_size : int
+        Pixels solved together; bounds the temporaries to about
+        ``block_size * (10 n_pair + 6 n_date) * 8`` bytes.
+
+    Returns
+    -------
+    NetworkInversion
+        ``displacement`` (..., n_date) mm, ``velocity`` (...) mm/yr, ``velocity_std`` mm/yr,
+        ``temporal_coherence``, ``rms_residual`` rad, ``n_pairs_used``, ``n_components``. Pixels
+        with fewer than ``min_pairs`` valid pairs are NaN (counts are still given).
+
+    Raises
+    ------
+    DataError
+        If the network or the arrays are inconsistent (see :func:`validate_network`).
+    ConfigError
+        For an unknown method or weighting, or a weighting without coherence.
+
+    References
+    ----------
+    Berardino et al. (2002) Eq. 3-5; Pepe & Lanari (2006); López-Quiroz et al. (2009) and Doin
+    et al. (2011); Yunjun et al. (2019).
+    """
+    if method not in ("svd", "nsbas"):
+        raise ConfigError(f"method={method!r} is not known; use 'svd' or 'nsbas'")
+    if not 0.0 < rcond < 1.0:
+        raise ConfigError(f"rcond={rcond} must lie in (0, 1); 1e-10 is the default")
+    if method == "nsbas" and not nsbas_kappa > 0:
+        raise ConfigError(f"nsbas_kappa={nsbas_kappa} must be > 0 (1e-2 is the default)")
+    unw_phase = np.asarray(unw_phase)
+    if unw_phase.ndim < 1:
+        raise DataError("unw_phase must have the pair axis last, got a scalar")
+    pairs_c, sign = validate_network(pairs, dates, unw_phase.shape[-1])
+    dates = np.asarray(dates)
+    n_date, n_pair = dates.size, pairs_c.shape[0]
+    if coherence is not None:
+        coherence = np.asarray(coherence)
+        if coherence.shape != unw_phase.shape:
+            raise DataError(
+                f"coherence has shape {coherence.shape} but unw_phase has {unw_phase.shape}; "
+                "they must match"
+            )
+    if weights == "none":
+        coherence_used = None
+    else:
+        pair_weights(coherence, weights, looks)  # validates the options
+        coherence_used = coherence
+    lead = unw_phase.shape[:-1]
+    n_pix = int(np.prod(lead, dtype=np.int64))
+    phase2d = unw_phase.reshape(n_pix, n_pair)
+    coh2d = None if coherence_used is None else coherence_used.reshape(n_pix, n_pair)
+    if min_pairs is None:
+        min_pairs = default_min_pairs(n_date, n_pair)
+
+    t = decimal_year_offsets(dates)
+    dt = np.diff(t)
+    s_idx, e_idx = pairs_c[:, 0], pairs_c[:, 1]
+    rows = np.arange(n_pair)
+    inc = scipy.sparse.csr_matrix(
+        (
+            np.concatenate([-np.ones(n_pair), np.ones(n_pair)]),
+            (np.r_[s_idx, e_idx], np.r_[rows, rows]),
+        ),
+        shape=(n_date, n_pair),
+    )
+    ctx = {
+        "n_date": n_date,
+        "pairs": pairs_c,
+        "bandwidth": int(np.max(e_idx - s_idx)),
+        "incidence_t": inc,
+        "incidence_abs_t": abs(inc),
+        "inner_pairs": np.flatnonzero(s_idx > 0),
+        "rcond": rcond,
+        "method": method,
+        "kappa": nsbas_kappa,
+        "model": nsbas_basis(t, nsbas_seasonal),
+        "t": t,
+        "dt": dt,
+    }
+    _, full_components = network_components(pairs_c, n_date)
+    full_operator = None
+    if coh2d is None:
+        full_operator = _full_network_operator(
+            pairs_c, t, method, rcond, nsbas_kappa, nsbas_seasonal
+        )
+
+    to_mm = -wavelength / (4.0 * np.pi) * 1000.0
+    disp = np.full((n_pix, n_date), np.nan, dtype=np.float32)
+    out = {
+        name: np.full(n_pix, np.nan, dtype=np.float32)
+        for name in ("velocity", "velocity_std", "temporal_coherence", "rms_residual")
+    }
+    n_used = np.zeros(n_pix, dtype=np.int32)
+    n_comp = np.zeros(n_pix, dtype=np.int32)
+    tc = t - t.mean()
+    sxx = float(np.sum(tc * tc))
+
+    # float32 stacks are read as float32 (their residuals too); anything else as float64
+    work_dtype = np.float32 if phase2d.dtype == np.float32 else np.float64
+    for p0 in range(0, n_pix, block_size):
+        p1 = min(p0 + block_size, n_pix)
+        phase32 = _transpose_block(phase2d[p0:p1], work_dtype)  # (n_pair, P)
+        if np.any(sign < 0):
+            phase32 *= sign[:, None].astype(work_dtype)
+        valid = np.isfinite(phase32)
+        if closure_threshold is not None:
+            valid &= ~unwrapping_error_mask(phase32.T, pairs_c, closure_threshold).T
+        invalid = ~valid
+        np.copyto(phase32, 0.0, where=invalid)
+        count = valid.sum(axis=0, dtype=np.int32)
+        n_used[p0:p1] = count
+        ok = count >= max(min_pairs, 1)
+        if not ok.all():  # undefined pixels: counts only
+            skipped = np.flatnonzero(~ok)
+            n_comp[p0 + skipped] = network_components(pairs_c, n_date, valid[:, skipped].T)[1]
+            solve = np.flatnonzero(ok)
+            if solve.size == 0:
+                continue
+            phase32, valid, count = phase32[:, solve], valid[:, solve], count[solve]
+            invalid = invalid[:, solve]
+        else:
+            solve = slice(p0, p1)
+        target = solve if isinstance(solve, slice) else p0 + solve
+        n_solve = count.size
+        phase = phase32.astype(np.float64, copy=False)
+        weight = None
+        if coh2d is not None:
+            coh_block = coh2d[p0:p1] if isinstance(solve, slice) else coh2d[p0:p1][solve]
+            weight = pair_weights(_transpose_block(coh_block, np.float64), weights, looks)
+        phi = np.empty((n_date, n_solve))
+        comp = np.empty(n_solve, dtype=np.int32)
+        complete = count == n_pair if full_operator is not None else np.zeros(n_solve, bool)
+        n_complete = int(complete.sum())
+        if n_complete > n_solve // 2:
+            # mostly complete pixels: the banded solve only for the others
+            rest = np.flatnonzero(~complete)
+            if rest.size:
+                sub_w = None if weight is None else weight[:, rest]
+                phi[:, rest], comp[rest] = _solve_block(phase[:, rest], valid[:, rest], sub_w, ctx)
+        else:
+            # mostly incomplete: solve all (no copies), complete pixels are overwritten below
+            phi, comp = _solve_block(phase, valid, weight, ctx)
+        if n_complete:
+            phi[:, complete] = full_operator @ phase[:, complete]
+            comp[complete] = full_components
+        n_comp[target] = comp
+
+        # quality: residuals on each pixel's valid pairs (float32 is ample for coherence)
+        phi32 = phi.astype(work_dtype)
+        resid = phase32 - phi32[e_idx]
+        resid += phi32[s_idx]
+        if n_complete < n_solve:
+            np.copyto(resid, 0.0, where=invalid)
+        buf = np.empty_like(resid)
+        nv = count.astype(np.float64)
+        # invalid pairs have resid = 0: each adds exactly 1 to the cosine sum
+        csum = np.cos(resid, out=buf).sum(axis=0).astype(np.float64) - (n_pair - nv)
+        ssum = np.sin(resid, out=buf).sum(axis=0).astype(np.float64)
+        out["temporal_coherence"][target] = np.hypot(csum, ssum) / nv
+        np.square(resid, out=resid)
+        out["rms_residual"][target] = np.sqrt(resid.sum(axis=0).astype(np.float64) / nv)
+
+        d = phi * to_mm  # (n_date, P) mm
+        disp[target] = d.T
+        slope = (tc @ d) / sxx
+        out["velocity"][target] = slope
+        if n_date > 2:
+            d -= d.mean(axis=0)
+            d -= slope * tc[:, None]
+            out["velocity_std"][target] = np.sqrt(np.sum(d * d, axis=0) / (n_date - 2) / sxx)
+
+    return NetworkInversion(
+        displacement=disp.reshape(*lead, n_date),
+        velocity=out["velocity"].reshape(lead),
+        velocity_std=out["velocity_std"].reshape(lead),
+        temporal_coherence=out["temporal_coherence"].reshape(lead),
+        rms_residual=out["rms_residual"].reshape(lead),
+        n_pairs_used=n_used.reshape(lead),
+        n_components=n_comp.reshape(lead),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# unwrapping-error check and reference point
+# ---------------------------------------------------------------------------------------------
+
+
+def _triplets(pairs: np.ndarray) -> np.ndarray:
+    """Pair-index triplets (ij, jk, ik) of a network, shape (n_triplet, 3)."""
+    index = {(int(a), int(b)): n for n, (a, b) in enumerate(pairs)}
+    out = [
+        (index[(i, j)], index[(j, k)], index[(i, k)])
+        for (i, j) in index
+        for (jj, k) in index
+        if jj == j and (i, k) in index
+    ]
+    return np.asarray(out, dtype=np.int64).reshape(-1, 3)
+
+
+def closure_phase(unw_phase: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Triplet closure phase ``C_ijk = dphi_ij + dphi_jk - dphi_ik`` (Yunjun et al. 2019).
+
+    Parameters
+    ----------
+    unw_phase : ndarray, shape (..., n_pair), radians
+    pairs : ndarray of int, shape (n_pair, 2)
+        (earlier, later) date indices.
+
+    Returns
+    -------
+    closure : ndarray, shape (..., n_triplet), radians
+        A multiple of ``2 pi`` (non-zero) flags an unwrapping error in one of the three pairs.
+    triplets : ndarray, shape (n_triplet, 3)
+        Pair indices (ij, jk, ik) of each triplet.
+    """
+    trip = _triplets(np.asarray(pairs))
+    x = np.asarray(unw_phase)
+    return x[..., trip[:, 0]] + x[..., trip[:, 1]] - x[..., trip[:, 2]], trip
+
+
+def unwrapping_error_mask(
+    unw_phase: np.ndarray, pairs: np.ndarray, threshold: float = np.pi / 2
+) -> np.ndarray:
+    """Pairs to drop: median ``|C|`` over the pair's triplets above ``threshold`` (SCIENCE.md 1.3).
+
+    Parameters
+    ----------
+    unw_phase : ndarray, shape (..., n_pair), radians
+    pairs : ndarray of int, shape (n_pair, 2)
+    threshold : float, radians
+
+    Returns
+    -------
+    ndarray of bool, shape (..., n_pair)
+        True where the pair is flagged. Pairs in no triplet (or with only NaN closures) are kept.
+    """
+    closure, trip = closure_phase(unw_phase, pairs)
+    n_pair = np.asarray(pairs).shape[0]
+    lead = closure.shape[:-1]
+    if trip.shape[0] == 0:
+        return np.zeros((*lead, n_pair), dtype=bool)
+    member = np.concatenate([trip[:, 0], trip[:, 1], trip[:, 2]])
+    which = np.tile(np.arange(trip.shape[0]), 3)
+    order = np.argsort(member, kind="stable")
+    member, which = member[order], which[order]
+    counts = np.bincount(member, minlength=n_pair)
+    width = int(counts.max())
+    slot = np.arange(member.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    table = np.full((n_pair, width), -1, dtype=np.int64)
+    table[member, slot] = which
+    absc = np.abs(closure)
+    padded = np.concatenate([absc, np.full((*lead, 1), np.nan)], axis=-1)
+    gathered = padded[..., np.where(table < 0, trip.shape[0], table)]  # (..., n_pair, width)
+    has = ~np.all(np.isnan(gathered), axis=-1)
+    med = np.full((*lead, n_pair), 0.0)
+    if np.any(has):
+        med[has] = np.nanmedian(gathered[has], axis=-1)
+    return med > threshold
+
+
+def select_reference(
+    mean_coherence: np.ndarray,
+    complete: np.ndarray,
+    temporal_coherence: np.ndarray | None = None,
+    *,
+    min_coherence: float = 0.85,
+    min_temporal_coherence: float = 0.95,
+    window: int = 3,
+) -> tuple[int, int]:
+    """Choose the reference pixel (SCIENCE.md 1.2).
+
+    A candidate is the centre of a ``window x window`` box in which every pixel has every
+    interferogram, mean spatial coherence >= ``min_coherence`` and (if given) temporal coherence
+    >= ``min_temporal_coherence``. The candidate with the highest window-mean coherence wins (ties:
+    the first in row-major order).
+
+    Parameters
+    ----------
+    mean_coherence : ndarray, shape (ny, nx), 0-1
+        Mean spatial coherence over the interferograms.
+    complete : ndarray of bool, shape (ny, nx)
+        True where the pixel has no NaN in any interferogram.
+    temporal_coherence : ndarray, shape (ny, nx), optional
+    min_coherence, min_temporal_coherence : float
+    window : int
+        Odd window size in pixels.
+
+    Returns
+    -------
+    (row, col) : tuple of int
+        Index of the window centre.
+
+    Raises
+    ------
+    DataError
+        If no pixel qualifies.
+    """
+    if window < 1 or window % 2 == 0:
+        raise ConfigError(f"window={window} must be a positive odd number of pixels")
+    coh = np.asarray(mean_coherence, dtype=np.float64)
+    ok = np.asarray(complete, dtype=bool) & (np.nan_to_num(coh, nan=-1.0) >= min_coherence)
+    if temporal_coherence is not None:
+        ok &= np.nan_to_num(np.asarray(temporal_coherence), nan=-1.0) >= min_temporal_coherence
+    h = window // 2
+    ny, nx = coh.shape
+    if ny < window or nx < window:
+        raise DataError(f"the scene ({ny} x {nx}) is smaller than the reference window {window}")
+    view = np.lib.stride_tricks.sliding_window_view
+    all_ok = view(ok, (window, window)).all(axis=(-1, -2))
+    score = view(np.nan_to_num(coh), (window, window)).mean(axis=(-1, -2))
+    score = np.where(all_ok, score, -np.inf)
+    if not np.isfinite(score).any():
+        raise DataError(
+            f"no {window}x{window} window has every interferogram, mean coherence >= "
+            f"{min_coherence}"
+            + (
+                ""
+                if temporal_coherence is None
+                else f" and temporal coherence >= {min_temporal_coherence}"
+            )
+            + "; lower the thresholds or give the reference point explicitly"
+        )
+    r, c = np.unravel_index(int(np.argmax(score)), score.shape)
+    return int(r + h), int(c + h)
+
+
+def reference_phase(unw_phase: np.ndarray, row: int, col: int, window: int = 3) -> np.ndarray:
+    """Mean phase of the reference window, to subtract from every interferogram.
+
+    Parameters
+    ----------
+    unw_phase : ndarray, shape (ny, nx, n_pair), radians
+    row, col : int
+        Window centre.
+    window : int
+        Odd window size.
+
+    Returns
+    -------
+    ndarray, shape (n_pair,), radians
+
+    Raises
+    ------
+    DataError
+        If the window leaves the scene or holds NaN in some interferogram.
+    """
+    x = np.asarray(unw_phase)
+    h = window // 2
+    ny, nx = x.shape[:2]
+    if not (h <= row < ny - h and h <= col < nx - h):
+        raise DataError(
+            f"reference window of size {window} at ({row}, {col}) leaves the {ny} x {nx} scene"
+        )
+    box = x[row - h : row + h + 1, col - h : col + h + 1].reshape(-1, x.shape[-1])
+    if np.isnan(box).any():
+        raise DataError(
+            f"the reference window at ({row}, {col}) has NaN in some interferograms; choose a "
+            "point with data in every interferogram (select_reference does)"
+        )
+    return box.astype(np.float64).mean(axis=0)
