@@ -380,6 +380,10 @@ class SourcesOptions(_Options):
     datetime: str = Field(
         "2014-10-01/2022-12-31", description="Time of interest, RFC 3339 interval."
     )
+    hydro_datetime: str = Field(
+        "2002-01-01/2022-12-31",
+        description="Time window of GRACE, GLDAS, FLDAS and IMERG (their baselines and the GWSA trend span 2002-2022).",
+    )
     interferograms: dict[str, SourceOptions] = Field(
         default_factory=dict,
         description="Interferogram products per frame name (HyP3 or LiCSAR COGs).",
@@ -769,6 +773,44 @@ class AnalysisOptions(_Options):
         ],
         description="Epoch pairs (YYYY-MM) for subsidence volume.",
     )
+    cumulative_epochs: tuple[str, str] = Field(
+        ("2014-12", "2022-12"),
+        description="First and last epoch (YYYY-MM) of the cumulative subsidence map and its "
+        "max / percentile; clamped to the common window of the mosaic (and reported).",
+    )
+    volume_mode: Literal["subsidence_only", "net"] = Field(
+        "subsidence_only",
+        description="Headline volume: subsidence only, or net with uplift counted negatively "
+        "(both are always written).",
+    )
+    cumulative_percentile: float = Field(
+        99.9, ge=90.0, le=100.0, description="Percentile of cumulative subsidence, %."
+    )
+    min_months: int = Field(
+        24, ge=6, le=600, description="Finite months a region series needs for trends and lags."
+    )
+    lag_period_tolerance: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Report lag k-12 instead of k when its correlation is within this of r(k) "
+        "(the annual cycle cannot tell them apart).",
+    )
+    region_names_property: str = Field(
+        "name", min_length=1, max_length=64, description="GeoJSON property naming each region."
+    )
+    whole_plain_name: str = Field(
+        "ncp", min_length=1, max_length=64, description="Name of the whole-grid region series."
+    )
+    observed_series: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Optional observed series per region: region name -> CSV (fsspec URL or path) "
+        "with columns date,value (well levels, bulletin storage changes), correlated with GWSA.",
+    )
+    chunk_cells: int = Field(
+        256, ge=16, le=8192, description="Cells per block side of the wide-area Dask reductions."
+    )
 
 
 class ReportOptions(_Options):
@@ -776,6 +818,12 @@ class ReportOptions(_Options):
 
     dpi: int = Field(110, ge=50, le=600, description="Figure resolution.")
     title: str = Field("North China Plain land subsidence", description="Report title.")
+    max_map_cells: int = Field(
+        1000,
+        ge=100,
+        le=10000,
+        description="Maps are block-averaged to at most this many cells per side before plotting.",
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -53,6 +53,9 @@ SOURCE_KEYS = (
     "regions",
 )
 
+#: Gridded hydrology, searched over ``sources.hydro_datetime``.
+HYDRO_SOURCES = ("grace", "gldas", "fldas", "imerg")
+
 #: Sources that are driving-factor rasters (resampled to the factor grid at ingest).
 RASTER_FACTORS = (
     "dem",
@@ -128,10 +131,13 @@ class DiscoverStage:
             return self._cache
         found: dict[str, list[pystac.Item]] = {}
         for name, src in resolve_sources(config).items():
+            window = (
+                config.sources.hydro_datetime if name in HYDRO_SOURCES else config.sources.datetime
+            )
             items = discover_items(
                 src,
                 bbox=config.sources.bbox,
-                datetime=config.sources.datetime,
+                datetime=window,
                 retries=config.sources.retries,
                 timeout_s=config.sources.timeout_s,
             )
