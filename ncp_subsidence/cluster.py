@@ -6,9 +6,12 @@ configured cluster kind:
 - ``local`` (default): a :class:`distributed.LocalCluster` of processes, one thread each, BLAS
   threads pinned to 1 on the workers (MintPy measured the gain; dask does the same by default);
 - ``address``: an existing scheduler;
-- ``gateway``: dask-gateway (JupyterHub), adaptive between ``adapt_minimum`` and ``adapt_maximum``;
+- ``gateway``: dask-gateway (JupyterHub / daskhub), adaptive between ``adapt_minimum`` and
+  ``adapt_maximum``, or a fixed ``n_workers``;
 - ``kubernetes``: the dask-kubernetes operator (``KubeCluster`` from :func:`kubernetes_spec`);
-- ``coiled``: a Coiled cluster.
+- ``coiled``: a Coiled cluster (``coiled.Cluster(**coiled_kwargs(options))``).
+
+The manifests and walkthroughs for each platform are in ``deploy/``.
 
 The last three are optional extras imported lazily; a missing one raises a :class:`ConfigError`
 that names the ``pip install`` to run.
@@ -17,7 +20,7 @@ that names the ``pip install`` to run.
 from __future__ import annotations
 
 import contextlib
-import copy
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -29,7 +32,7 @@ from .errors import ConfigError, NetworkError
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["BLAS_ENV", "coiled_kwargs", "connect", "kubernetes_spec"]
+__all__ = ["BLAS_ENV", "coiled_kwargs", "connect", "gateway_auth", "kubernetes_spec"]
 
 log = logging.getLogger(__name__)
 
@@ -118,25 +121,34 @@ def connect(options: ClusterOptions | None = None) -> Iterator[Client]:
         except ImportError as err:
             raise _missing_extra(kind, "dask-gateway", err) from err
         g = options.gateway
-        auth: Any = None
-        if g.auth == "basic":
-            from dask_gateway.auth import BasicAuth
-
-            auth = BasicAuth(g.username, g.password.get_secret_value() if g.password else None)
-        elif g.auth is not None:
-            auth = g.auth
-        gateway = Gateway(address=g.address, proxy_address=g.proxy_address, auth=auth)
-        cluster = gateway.new_cluster(**g.cluster_options)
+        gateway = Gateway(
+            address=g.address,
+            proxy_address=g.proxy_address,
+            public_address=g.public_address,
+            auth=gateway_auth(options),
+        )
         try:
-            maximum = g.adapt_maximum or options.n_workers
-            if maximum:
-                cluster.adapt(minimum=g.adapt_minimum, maximum=maximum)
-            with cluster.get_client() as client:
-                log.info("gateway cluster %s; dashboard %s", cluster.name, cluster.dashboard_link)
-                yield client
+            try:
+                cluster = gateway.new_cluster(**g.cluster_options)
+            except OSError as err:
+                raise NetworkError(
+                    f"cannot reach the dask-gateway server at {g.address!r}: {err}; check cluster.gateway.address"
+                ) from err
+            try:
+                if g.adapt_maximum is not None:
+                    cluster.adapt(minimum=g.adapt_minimum, maximum=g.adapt_maximum)
+                else:
+                    cluster.scale(options.n_workers or 2)
+                with cluster.get_client() as client:
+                    log.info(
+                        "gateway cluster %s; dashboard %s", cluster.name, cluster.dashboard_link
+                    )
+                    yield client
+            finally:
+                cluster.shutdown()
+                _close_gateway(cluster.gateway)
         finally:
-            cluster.shutdown()
-            gateway.close()
+            _close_gateway(gateway)
         return
 
     if kind == "kubernetes":
@@ -145,7 +157,11 @@ def connect(options: ClusterOptions | None = None) -> Iterator[Client]:
         except ImportError as err:
             raise _missing_extra(kind, "dask-kubernetes", err) from err
         spec = kubernetes_spec(options)
-        cluster = KubeCluster(custom_cluster_spec=spec, namespace=options.kubernetes.namespace)
+        cluster = KubeCluster(
+            custom_cluster_spec=spec,
+            namespace=options.kubernetes.namespace,
+            shutdown_on_close=True,
+        )
         try:
             with Client(cluster) as client:
                 log.info(
@@ -175,14 +191,52 @@ def connect(options: ClusterOptions | None = None) -> Iterator[Client]:
     raise ConfigError(f"unknown cluster.kind {kind!r}")  # pragma: no cover - pydantic forbids it
 
 
+def _close_gateway(gateway: Any) -> None:
+    """Close a ``dask_gateway.Gateway`` once, for good.
+
+    dask-gateway 2026.3's ``Gateway.__del__`` closes the gateway again when it is collected, and
+    with distributed 2026.8 that second close raises (the ``loop`` property refuses a stopped
+    loop), an "exception ignored" at garbage collection. Dropping the loop runner after the
+    first close makes ``__del__`` a no-op.
+    """
+    if not hasattr(gateway, "_loop_runner"):
+        return
+    try:
+        gateway.close()
+    finally:
+        with contextlib.suppress(AttributeError):
+            del gateway._loop_runner
+
+
 def _pre_spawn_env() -> dict[str, Any]:
     import dask
 
     return dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
 
 
+def gateway_auth(options: ClusterOptions) -> Any:
+    """The ``auth`` given to ``dask_gateway.Gateway``: a ``BasicAuth`` for ``simple``/``basic``.
+
+    The server's ``SimpleAuthenticator`` (and any basic-auth authenticator) reads HTTP basic
+    credentials, so both kinds send ``username`` and ``password``; ``jupyterhub`` and
+    ``kerberos`` are passed by name; None lets dask-gateway read its own config.
+    """
+    g = options.gateway
+    if g.auth in ("simple", "basic"):
+        from dask_gateway.auth import BasicAuth
+
+        password = g.password.get_secret_value() if g.password else None
+        return BasicAuth(g.username, password)
+    return g.auth
+
+
 def coiled_kwargs(options: ClusterOptions) -> dict[str, Any]:
-    """The keyword arguments ``connect`` passes to ``coiled.Cluster``."""
+    """The keyword arguments ``connect`` passes to ``coiled.Cluster``.
+
+    Only options that are set are passed, so Coiled's own defaults apply to the rest. With a
+    ``container`` (the repository's image, whose entrypoint is ``ncp-subsidence``) the entrypoint
+    is ignored, so Coiled can start ``dask scheduler`` / ``dask worker`` in it.
+    """
     c = options.coiled
     kwargs: dict[str, Any] = {
         "n_workers": options.n_workers or 4,
@@ -194,18 +248,30 @@ def coiled_kwargs(options: ClusterOptions) -> dict[str, Any]:
         kwargs["name"] = c.name
     if c.region:
         kwargs["region"] = c.region
+    if c.worker_cpu:
+        kwargs["worker_cpu"] = c.worker_cpu
     if c.software:
         kwargs["software"] = c.software
+    if c.container:
+        kwargs["container"] = c.container
+        kwargs["ignore_container_entrypoint"] = True
+    if c.idle_timeout:
+        kwargs["idle_timeout"] = c.idle_timeout
     return kwargs
 
 
 def kubernetes_spec(options: ClusterOptions) -> dict[str, Any]:
     """The DaskCluster manifest for the dask-kubernetes operator.
 
-    Built with ``dask_kubernetes.operator.make_cluster_spec`` and patched: the operator still
-    emits the removed ``dask-scheduler``/``dask-worker`` console scripts, replaced here by
-    ``dask scheduler``/``dask worker``; BLAS is pinned to one thread; S3 credentials come from
-    the configured Secret.
+    Built with ``dask_kubernetes.operator.make_cluster_spec`` and patched:
+
+    - the operator still emits the removed ``dask-scheduler``/``dask-worker`` console scripts;
+      they become ``dask scheduler``/``dask worker``, set as the container ``command`` because
+      the image's entrypoint is ``ncp-subsidence`` (``args`` alone would be appended to it);
+    - workers run ``cluster.threads_per_worker`` threads, BLAS pinned to one thread;
+    - scheduler and workers get their own resources (requests = limits);
+    - S3 credentials come from the configured Secret (``envFrom``);
+    - pods run as the image's non-root user (uid 1000).
     """
     try:
         from dask_kubernetes.operator import make_cluster_spec
@@ -213,21 +279,40 @@ def kubernetes_spec(options: ClusterOptions) -> dict[str, Any]:
         raise _missing_extra("kubernetes", "dask-kubernetes", err) from err
     k = options.kubernetes
     env = {**BLAS_ENV, **k.env}
+    worker_resources = {
+        "requests": {"cpu": k.worker_cpu, "memory": k.worker_memory},
+        "limits": {"cpu": k.worker_cpu, "memory": k.worker_memory},
+    }
     spec = make_cluster_spec(
         name=k.name,
         image=k.image,
         n_workers=options.n_workers or 2,
-        resources={
-            "requests": {"cpu": k.worker_cpu, "memory": k.worker_memory},
-            "limits": {"cpu": k.worker_cpu, "memory": k.worker_memory},
-        },
+        resources=worker_resources,
         env=env,
+        idle_timeout=k.idle_timeout,
     )
-    spec = copy.deepcopy(spec)
+    # a JSON round trip: no objects shared between scheduler and worker (no YAML anchors)
+    spec = json.loads(json.dumps(spec))
+    parts = spec["spec"]
+    parts["scheduler"]["spec"]["containers"][0]["resources"] = {
+        "requests": {"cpu": k.scheduler_cpu, "memory": k.scheduler_memory},
+        "limits": {"cpu": k.scheduler_cpu, "memory": k.scheduler_memory},
+    }
+    for part in (parts["scheduler"], parts["worker"]):
+        part["spec"]["securityContext"] = {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+        }
     for container in _containers(spec):
-        args = container.get("args") or []
+        args = list(container.pop("args", None) or [])
         if args and args[0] in ("dask-scheduler", "dask-worker"):
-            container["args"] = ["dask", args[0].split("-", 1)[1], *args[1:]]
+            args = ["dask", args[0].split("-", 1)[1], *args[1:]]
+        if args[:2] == ["dask", "worker"] and "--nthreads" not in args:
+            args += ["--nthreads", str(options.threads_per_worker)]
+        container["command"] = args[:2]
+        container["args"] = args[2:]
+        container["securityContext"] = {"allowPrivilegeEscalation": False}
         if k.s3_secret:
             container.setdefault("envFrom", []).append(
                 {"secretRef": {"name": k.s3_secret, "optional": True}}
