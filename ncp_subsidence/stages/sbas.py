@@ -116,6 +116,7 @@ def choose_reference(
     *,
     min_coherence: float = 0.85,
     window: int = 3,
+    stations: Any = None,
 ) -> tuple[Any, Any]:
     """Pick a reference point (this computes two small (y, x) maps; call it before building).
 
@@ -127,6 +128,11 @@ def choose_reference(
         Minimum mean spatial coherence over the window.
     window : int
         Odd window size in pixels.
+    stations : sequence of (x, y, |v_up|), optional
+        GNSS stations (coordinates of the frame's grid, vertical speed in mm/yr). SCIENCE.md 1.2
+        prefers a reference co-located with a stable station: the stations are tried from the
+        most stable, and the first whose window has a valid pixel in every interferogram wins;
+        otherwise the most coherent complete window.
 
     Returns
     -------
@@ -142,6 +148,28 @@ def choose_reference(
     complete_v, mean_coh_v = (
         np.asarray(a.transpose("y", "x").values) for a in (complete, mean_coh)
     )
+    h = window // 2
+    ny, nx = complete_v.shape
+    any_valid_v = (
+        np.asarray(ds["unw_phase"].notnull().transpose("pair", "y", "x").values)
+        if stations
+        else None
+    )
+    for sx, sy, speed in sorted(stations or (), key=lambda s: s[2]):
+        row = int(ds.indexes["y"].get_indexer([sy], method="nearest")[0])
+        col = int(ds.indexes["x"].get_indexer([sx], method="nearest")[0])
+        inside = h <= row < ny - h and h <= col < nx - h
+        inside = inside and abs(ds["y"].values[row] - sy) <= abs(float(ds["y"][1] - ds["y"][0]))
+        inside = inside and abs(ds["x"].values[col] - sx) <= abs(float(ds["x"][1] - ds["x"][0]))
+        if not inside:
+            continue
+        box = (slice(None), slice(row - h, row + h + 1), slice(col - h, col + h + 1))
+        if any_valid_v[box].any(axis=(-1, -2)).all():
+            y, x = ds["y"].values[row], ds["x"].values[col]
+            log.info(
+                "reference point at the GNSS station at y=%s x=%s (|v_up| %.1f mm/yr)", y, x, speed
+            )
+            return y, x
     try:
         row, col = ksbas.select_reference(
             mean_coh_v, complete_v, min_coherence=min_coherence, window=window
@@ -202,8 +230,8 @@ def invert_dataset(
         pairs, else it is NaN (SCIENCE.md 1.3; 0.5 by default).
     reference : (y, x), optional
         Coordinates of the reference point: the mean phase of the ``reference_window`` box around
-        the nearest pixel is subtracted from every interferogram before the inversion (a pair
-        with NaN in that box is then NaN everywhere). None: the phase is used as given
+        the nearest pixel is subtracted from every interferogram before the inversion (the mean
+        skips NaN; a pair whose whole box is NaN is then NaN everywhere). None: the phase is used as given
         (already referenced). :func:`choose_reference` picks one.
     reference_window : int
         Odd size of the reference box in pixels.
@@ -266,7 +294,8 @@ def invert_dataset(
                 "leaves the scene; choose a point further from the edge"
             )
         box = unw.isel(y=slice(ry - h, ry + h + 1), x=slice(rx - h, rx + h + 1))
-        ref_phase = box.mean(("y", "x"), skipna=False)
+        # NaN-skipping: a pair is lost only where the whole box is NaN
+        ref_phase = box.mean(("y", "x"), skipna=True)
         unw = unw - ref_phase
         attrs.update(
             reference_y=float(ds["y"].values[ry]),
@@ -348,9 +377,13 @@ class SBASStage:
         ]
         if not frames:
             raise DataError("ingest holds no interferogram frame (ifg/<frame>); nothing to invert")
+        stations = None
+        if "gnss" in ctx.upstream_datasets("ingest"):
+            gnss = ctx.open("ingest", "gnss").load()
+            stations = list(zip(gnss["lon"].values, gnss["lat"].values, np.abs(gnss["vu"].values)))
         for frame in frames:
             ds = ctx.open("ingest", f"ifg/{frame}")
-            reference = self._reference(ds, opts.reference)
+            reference = self._reference(ds, opts.reference, stations)
             out = invert_dataset(
                 ds,
                 method=opts.method,
@@ -371,7 +404,9 @@ class SBASStage:
             ctx.write(frame, out, region_dim="y")
 
     @staticmethod
-    def _reference(ds: xr.Dataset, configured: tuple[float, float] | None) -> tuple[Any, Any]:
+    def _reference(
+        ds: xr.Dataset, configured: tuple[float, float] | None, stations: Any = None
+    ) -> tuple[Any, Any]:
         if configured is not None:
             lon, lat = configured
             inside = ds["x"].min() <= lon <= ds["x"].max() and ds["y"].min() <= lat <= ds["y"].max()
@@ -380,7 +415,7 @@ class SBASStage:
             log.info(
                 "configured reference (%s, %s) lies outside this frame; choosing one", lon, lat
             )
-        return choose_reference(ds)
+        return choose_reference(ds, stations=stations)
 
 
 STAGE = SBASStage()

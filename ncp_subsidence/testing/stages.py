@@ -16,7 +16,17 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-__all__ = ["BLOCKS_COMPUTED", "DoubleStage", "InjectedFault", "RampStage", "expected_ramp"]
+__all__ = [
+    "BLOCKS_COMPUTED",
+    "DoubleStage",
+    "InjectedFault",
+    "RampStage",
+    "TruthSeriesHydroStage",
+    "TruthSeriesMosaicStage",
+    "expected_ramp",
+    "truth_analysis_config",
+    "truth_analysis_store",
+]
 
 #: Count of chunks computed in this process, by stage name (to prove resumed runs skip work).
 BLOCKS_COMPUTED: dict[str, int] = {}
@@ -105,3 +115,159 @@ class DoubleStage:
         out = (ds[["value"]] * 2).astype("float32")
         out["value"].attrs = {"units": "mm", "long_name": "twice the test ramp"}
         ctx.write("cube", out, region_dim="lat")
+
+
+@dataclass
+class TruthSeriesMosaicStage:
+    """Writes the twin's fine-grid truth as product ``mosaic`` (root dataset, as the real stage).
+
+    ``vertical_velocity(lat, lon)`` mm/yr and ``vertical_displacement(time, lat, lon)`` mm
+    (monthly, positive up) from ``truth.zarr`` ``/`` and ``/displacement``; ``velocity_std`` 0.
+    What a perfect ``mosaic`` would write, for testing the stages downstream of it.
+    """
+
+    truth_store: str
+    name: str = "mosaic"
+    reads: tuple[str, ...] = ()
+    chunk: int = 64
+
+    def fingerprint_extra(self, config: Any) -> dict[str, Any]:
+        return {"truth": self.truth_store, "kind": "series"}
+
+    def run(self, ctx: Any) -> None:
+        from ..io.cube import with_crs
+
+        root = xr.open_zarr(self.truth_store, consolidated=False)
+        disp = xr.open_zarr(self.truth_store, group="displacement", consolidated=False)
+        ds = xr.Dataset(
+            {
+                "vertical_velocity": root["vertical_velocity"].reset_coords(drop=True),
+                "velocity_std": xr.zeros_like(root["vertical_velocity"]).reset_coords(drop=True),
+                "vertical_displacement": disp["vertical_displacement"].reset_coords(drop=True),
+            }
+        )
+        for name in ds.data_vars:
+            ds[name].attrs = {
+                "units": "mm" if name == "vertical_displacement" else "mm/yr",
+                "long_name": f"{name.replace('_', ' ')}, positive up (twin truth)",
+            }
+        ds = with_crs(ds).chunk({"time": -1, "lat": self.chunk, "lon": self.chunk})
+        ctx.write(None, ds, region_dim="lat")
+
+
+@dataclass
+class TruthSeriesHydroStage:
+    """Writes the twin's monthly hydrology truth as product ``hydro`` (root dataset).
+
+    ``gwsa(time, lat, lon)`` mm, ``twsa`` mm and ``gwsa_trend(lat, lon)`` mm/yr from
+    ``truth.zarr/hydro`` (the hydro grid), as a perfect ``hydro`` stage would.
+    """
+
+    truth_store: str
+    name: str = "hydro"
+    reads: tuple[str, ...] = ()
+    chunk: int = 64
+
+    def fingerprint_extra(self, config: Any) -> dict[str, Any]:
+        return {"truth": self.truth_store, "kind": "series"}
+
+    def run(self, ctx: Any) -> None:
+        from ..io.cube import with_crs
+
+        hydro = xr.open_zarr(self.truth_store, group="hydro", consolidated=False)
+        ds = hydro[["gwsa", "twsa", "gwsa_trend"]].reset_coords(drop=True)
+        for name, units in (("gwsa", "mm"), ("twsa", "mm"), ("gwsa_trend", "mm/yr")):
+            ds[name].attrs = {"units": units, "long_name": f"{name} (twin truth)"}
+        ds = with_crs(ds).chunk({"time": -1, "lat": self.chunk, "lon": self.chunk})
+        ctx.write(None, ds, region_dim="lat")
+
+
+def truth_analysis_store(manifest: Any, source_store: str, dest: str, config: Any) -> Any:
+    """A store for testing ``analysis``/``report``: a copy of ``source_store`` plus truth products.
+
+    Copies a store in which ``discover`` and ``ingest`` have completed (never writing into the
+    original), then runs :class:`TruthSeriesMosaicStage`, :class:`TruthSeriesHydroStage`,
+    ``factors``, ``geodetector``, ``analysis`` and ``report`` on it with ``config`` (whose store
+    URL must be ``dest``). A ``dest`` that already holds a completed ``report`` is reused, so
+    several test modules share one preparation. Returns the :class:`ProductStore`.
+    """
+    import shutil
+    from pathlib import Path
+
+    import dask
+
+    from ..io.stores import ProductStore
+    from ..pipeline import run_pipeline
+
+    dest_path = Path(dest)
+    if not (dest_path / ".truth-analysis-complete").exists():
+        if dest_path.exists():
+            shutil.rmtree(dest_path)
+        shutil.copytree(source_store, dest_path)
+        stages = [
+            TruthSeriesMosaicStage(str(manifest.truth)),
+            TruthSeriesHydroStage(str(manifest.truth)),
+            "factors",
+            "geodetector",
+            "analysis",
+            "report",
+        ]
+        with dask.config.set(scheduler="threads", num_workers=2):
+            run_pipeline(config, stages)
+        (dest_path / ".truth-analysis-complete").write_text("ok")
+    return ProductStore(str(dest_path))
+
+
+def truth_analysis_config(manifest: Any, dest: str, region: str = "cangzhou") -> Any:
+    """The config of :func:`truth_analysis_store`, with an observed series for ``region``.
+
+    The observed series (``<dest>-observed-<region>.csv``, columns ``date,value``) is the
+    twin's GWSA at the region polygon's centroid, monthly 2005-2022, plus seeded noise of 10 mm:
+    a stand-in for a water-bulletin storage series correlated with the regional GWSA.
+    """
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..config import Config
+    from ..synthetic.truth import TwinTruth, decimal_year
+
+    features = json.loads(Path(manifest.cities_geojson).read_text())["features"]
+    ring = next(
+        np.asarray(f["geometry"]["coordinates"][0])
+        for f in features
+        if f["properties"]["name"] == region
+    )
+    lon, lat = ring[:-1, 0].mean(), ring[:-1, 1].mean()
+    dates = pd.date_range("2005-01-15", "2022-12-15", freq="MS") + pd.Timedelta(days=14)
+    g = TwinTruth(manifest.seed).gwsa(np.array(lon), np.array(lat), decimal_year(dates.values))
+    noise = np.random.default_rng(7).normal(0.0, 10.0, g.shape[-1])
+    csv = Path(f"{dest}-observed-{region}.csv")
+    pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "value": g.reshape(-1) + noise}).to_csv(
+        csv, index=False
+    )
+    return Config.model_validate(
+        {
+            "store": {"url": str(dest)},
+            "sources": {
+                "twin": {
+                    "preset": manifest.preset,
+                    "seed": manifest.seed,
+                    "directory": str(manifest.root),
+                }
+            },
+            "factors": {"resolution_deg": manifest.fine_resolution_deg},
+            "ingest": {"chunk_y": 64, "chunk_x": 64},
+            "geodetector": {
+                "draws": 1,
+                "permutations": 0,
+                "chunk_cells": 32,
+                "sensitivity_thresholds": [],
+                "sensitivity_ratios": [],
+                "whole_plain": False,
+            },
+            "analysis": {"observed_series": {region: str(csv)}, "chunk_cells": 48},
+            "report": {"dpi": 50},
+        }
+    )

@@ -1,0 +1,643 @@
+"""Stage ``adjust``: GNSS-based long-wavelength adjustment of each SAR frame (SCIENCE.md 2-3).
+
+Per frame ``f`` of the ``sbas`` product (graph building only; the numbers live in
+:mod:`ncp_subsidence.kernels.geometry`, :mod:`ncp_subsidence.kernels.adjust` and
+:mod:`ncp_subsidence.models.selection`):
+
+1. **Eurasia-fixed frame** (SCIENCE.md 3.2 step 1, 4.2). The plate-motion LOS term, referenced to
+   the SBAS reference point, ``p(x) = u(x) . v_PMM(x) - u(ref) . v_PMM(ref)``, is subtracted
+   blockwise: ``v_EF = v_LOS - p``, ``d_EF(t) = d(t) - p (t - t_0)``. GNSS velocities become
+   ``v_GNSS - v_PMM``. The plate model is ITRF2014-PMM Eurasia, or an Euler pole fitted to the
+   training stations outside the subsidence zones (``plate_model = 'GNSS_regional'``).
+2. **Station windows.** Only the small index boxes around the stations are computed
+   (:func:`~ncp_subsidence.kernels.adjust.station_window_slices`); the robust window median,
+   its MAD sigma and the local gradient come from
+   :func:`~ncp_subsidence.kernels.adjust.sample_station_windows`.
+3. **Holdout.** Stations are split once for all frames (seeded, stratified by frame,
+   :func:`~ncp_subsidence.models.selection.split_holdout_stations`, or the ids given in
+   ``adjust.holdout_stations``); held-out stations never enter a fit.
+4. **Model selection** on the training residuals ``r = u . v_GNSS,EF - v_EF`` (CV, one-SE rule,
+   outlier and steep-gradient rejection; :func:`~ncp_subsidence.models.selection.select_and_fit`).
+   The correction is predicted small, on the client, on a coarse grid
+   (``adjust.correction_spacing_deg``) and resampled bilinearly blockwise onto the frame.
+5. **Apply** ``v_adj = v_EF + c``, ``d_adj(t) = d_EF(t) + c (t - t_0)`` (linear-in-time
+   correction, SCIENCE.md 3.2), and the vertical-only conversion ``v_U = v_adj / u_U`` (SCIENCE.md
+   2.2: valid once the horizontal plate motion is removed).
+
+Datasets written (``adjust/<version>/<frame>``, dims ``time, y, x`` of the sbas grid):
+
+``velocity`` (mm/yr, LOS, Eurasia-fixed, adjusted), ``displacement`` (mm, LOS, relative to the
+first date), ``correction`` (mm/yr, LOS, the added surface ``c``), ``plate_motion_los`` (mm/yr,
+the referenced plate term removed), ``vertical_velocity`` (mm/yr, up), ``extrapolated`` (uint8,
+1 outside the convex hull of the training stations), and, when the sbas product has them,
+``velocity_std`` and ``temporal_coherence``. Attrs: ``frame``, ``plate_model``,
+``euler_vector_mas_per_yr``, ``reference_lon``/``reference_lat``, ``selected_model``,
+``cv_scheme``, ``cv_table`` (JSON string of every candidate), ``n_gnss_train``,
+``n_gnss_holdout``, ``n_gnss_rejected``, ``train_stations``, ``holdout_stations``,
+``rejected_stations``, ``holdout_rmse_vertical_before``/``_after`` and
+``holdout_rmse_los_before``/``_after`` (mm/yr, None without holdout stations),
+``needs_overlap_adjustment`` (1 for frames without a fit: the mosaic corrects them from their
+overlaps with a plane + offset), ``correction`` (JSON of the fitted model's record).
+A ``stations.json`` file lists every station per frame with its role and residual.
+
+References
+----------
+Mi, J., Wu, Z., Wang, X., Bai, L., Li, Z., Lu, Z. (2026). Mapping wide-area land subsidence from
+groundwater use in the North China plain by machine learning-based InSAR adjustment. Remote Sens.
+Environ. doi:10.1016/j.rse.2025.115226.
+Altamimi, Z., Metivier, L., Rebischung, P., Rouby, H., Collilieux, X. (2017). ITRF2014 plate
+motion model. Geophys. J. Int. 209(3), 1906-1912.
+Stephenson, O. L. et al. (2022). The impact of plate motions on long-wavelength InSAR-derived
+velocity fields. Geophys. Res. Lett. 49, e2022GL099835.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import numpy as np
+import xarray as xr
+
+from ..errors import DataError
+from ..kernels.adjust import (
+    local_coordinates_km,
+    resample_surface,
+    residuals_at_stations,
+    sample_station_windows,
+    station_window_slices,
+)
+from ..kernels.geometry import (
+    fit_euler_pole,
+    plate_motion_los_referenced,
+    plate_velocity_enu,
+    resolve_euler_vector,
+)
+from ..models.selection import (
+    FittedCorrection,
+    ModelSettings,
+    no_fit_attrs,
+    select_and_fit,
+    split_holdout_stations,
+)
+
+__all__ = [
+    "STAGE",
+    "AdjustStage",
+    "FrameStations",
+    "decimal_year",
+    "plate_euler_vector",
+    "sample_frame_stations",
+]
+
+log = logging.getLogger(__name__)
+
+_LOS = ("los_east", "los_north", "los_up")
+
+
+def decimal_year(times: Any) -> np.ndarray:
+    """Decimal years ``year + (day_of_year - 0.5) / days_in_year`` of datetime64 times.
+
+    Parameters
+    ----------
+    times : array_like of datetime64, shape (n,)
+
+    Returns
+    -------
+    ndarray, shape (n,), float64, years
+    """
+    t = np.asarray(times, dtype="datetime64[ns]")
+    year = t.astype("datetime64[Y]")
+    start = year.astype("datetime64[ns]")
+    days = ((year + 1).astype("datetime64[ns]") - start) / np.timedelta64(1, "D")
+    doy = (t.astype("datetime64[D]") - start) / np.timedelta64(1, "D") + 1.0
+    return year.astype(np.int64) + 1970 + (doy - 0.5) / days
+
+
+def _json_float(v: Any) -> float | None:
+    return float(v) if v is not None and np.isfinite(v) else None
+
+
+# --------------------------------------------------------------------------------------------
+# plate motion
+# --------------------------------------------------------------------------------------------
+
+
+def plate_euler_vector(model: str, gnss: xr.Dataset, exclude: set[Hashable], max_abs_vu: float):
+    """The Euler vector (mas/yr) of the plate model, and a JSON-able record of how it was got.
+
+    Parameters
+    ----------
+    model : str
+        'ITRF2014_EURA' (table value) or 'GNSS_regional' (weighted LS fit of ``v_h = omega x X``
+        to the horizontal velocities of stations with ``|vu| <= max_abs_vu``, SCIENCE.md 4.2).
+    gnss : xarray.Dataset
+        The ``ingest/gnss`` table (dim ``station``; ``lon, lat, ve, vn, vu, se, sn`` mm/yr).
+    exclude : set
+        Station ids never to use (the holdout stations).
+    max_abs_vu : float, mm/yr
+
+    Returns
+    -------
+    omega : ndarray, shape (3,), mas/yr
+    record : dict
+    """
+    if model != "GNSS_regional":
+        omega = resolve_euler_vector(model)
+        return omega, {"plate_model": model, "euler_vector_mas_per_yr": omega.tolist()}
+    ids = gnss["station"].values
+    use = np.array([i not in exclude for i in ids]) & (np.abs(gnss["vu"].values) <= max_abs_vu)
+    if use.sum() < 3:
+        raise DataError(
+            f"plate_model='GNSS_regional' needs >= 3 training stations with |vu| <= {max_abs_vu} "
+            f"mm/yr, found {int(use.sum())}; raise adjust.regional_pole_max_abs_vu or use "
+            "plate_model='ITRF2014_EURA'"
+        )
+    fit = fit_euler_pole(
+        gnss["lon"].values[use],
+        gnss["lat"].values[use],
+        gnss["ve"].values[use],
+        gnss["vn"].values[use],
+        gnss["se"].values[use],
+        gnss["sn"].values[use],
+    )
+    return fit.omega, {
+        "plate_model": "GNSS_regional",
+        "euler_vector_mas_per_yr": np.asarray(fit.omega).tolist(),
+        "euler_fit_stations": [str(i) for i in ids[use]],
+        "euler_fit_wrms_mm_per_yr": [fit.wrms_east, fit.wrms_north],
+    }
+
+
+def _pmm_block(le, ln, lu, lat, lon, *, omega, ref):
+    unit = np.stack([le, ln, lu], axis=-1)
+    out = plate_motion_los_referenced(lon, lat, unit, ref[0], ref[1], np.asarray(ref[2]), omega)
+    return out.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# station windows
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FrameStations:
+    """What one frame sees at the GNSS stations (all arrays shape (n_station,)).
+
+    Attributes
+    ----------
+    ids : ndarray of object, station ids
+    median, sigma, gradient : ndarray, mm/yr, mm/yr, mm/yr/km (window median of ``v_EF``)
+    n_pixels : ndarray of int
+    unit : ndarray, shape (n_station, 3), ENU LOS unit vector (window median)
+    valid : ndarray of bool, station inside the frame with enough valid pixels
+    """
+
+    ids: np.ndarray
+    median: np.ndarray
+    sigma: np.ndarray
+    gradient: np.ndarray
+    n_pixels: np.ndarray
+    unit: np.ndarray
+    valid: np.ndarray
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sample_frame_stations(
+    velocity: xr.DataArray,
+    unit: xr.Dataset,
+    station_lon: np.ndarray,
+    station_lat: np.ndarray,
+    station_ids: np.ndarray,
+    *,
+    radius_m: float,
+    min_pixels: int,
+    quality: xr.DataArray | None = None,
+    min_quality: float = 0.7,
+) -> FrameStations:
+    """Window medians of a lazy ``(y, x)`` velocity around each station; only the windows compute.
+
+    Parameters
+    ----------
+    velocity : xarray.DataArray, dims (y, x), mm/yr, dask-backed or not
+    unit : xarray.Dataset with ``los_east, los_north, los_up`` (y, x)
+    station_lon, station_lat : ndarray, shape (n,), degrees
+    station_ids : ndarray, shape (n,)
+    radius_m : float, window radius, m
+    min_pixels : int
+    quality : xarray.DataArray (y, x), optional, temporal coherence
+    min_quality : float
+
+    Returns
+    -------
+    FrameStations
+    """
+    lon = velocity["x"].values
+    lat = velocity["y"].values
+    n = station_lon.size
+    boxes = station_window_slices(lon, lat, station_lon, station_lat, radius_m)
+    pieces = []
+    for box in boxes:
+        if box is None:
+            pieces.append(None)
+            continue
+        sel = {"y": box[0], "x": box[1]}
+        parts = [velocity.isel(sel).data] + [unit[c].isel(sel).data for c in _LOS]
+        parts.append(quality.isel(sel).data if quality is not None else None)
+        pieces.append(parts)
+    (computed,) = dask.compute(pieces)
+    out = FrameStations(
+        ids=np.asarray(station_ids, dtype=object),
+        median=np.full(n, np.nan),
+        sigma=np.full(n, np.nan),
+        gradient=np.full(n, np.nan),
+        n_pixels=np.zeros(n, dtype=np.int64),
+        unit=np.full((n, 3), np.nan),
+        valid=np.zeros(n, dtype=bool),
+    )
+    for i, (box, parts) in enumerate(zip(boxes, computed, strict=True)):
+        if box is None:
+            continue
+        vel, ue, un, uu, q = parts
+        vel = np.where(np.isfinite(ue) & np.isfinite(uu), vel, np.nan)
+        s = sample_station_windows(
+            vel,
+            lon[box[1]],
+            lat[box[0]],
+            station_lon[i : i + 1],
+            station_lat[i : i + 1],
+            radius_m=radius_m,
+            min_pixels=min_pixels,
+            quality=q,
+            min_quality=min_quality,
+        )
+        out.median[i], out.sigma[i] = s.median[0], s.sigma[0]
+        out.gradient[i], out.n_pixels[i], out.valid[i] = (
+            s.max_gradient[0],
+            s.n_pixels[0],
+            s.valid[0],
+        )
+        if s.valid[0]:
+            out.unit[i] = [float(np.nanmedian(c)) for c in (ue, un, uu)]
+    out.valid &= np.all(np.isfinite(out.unit), axis=1)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the stage
+# --------------------------------------------------------------------------------------------
+
+
+def _frame_centre(ds: xr.Dataset) -> tuple[float, float]:
+    x, y = ds["x"].values, ds["y"].values
+    return float((x[0] + x[-1]) / 2), float((y[0] + y[-1]) / 2)
+
+
+def _coarse_axis(v: np.ndarray, spacing: float) -> np.ndarray:
+    lo, hi = float(np.min(v)), float(np.max(v))
+    n = max(int(np.ceil((hi - lo) / spacing)) + 1, 2)
+    return np.linspace(lo, hi, n)
+
+
+def _resample_block(lat2d, lon2d, *, surface, lon_src, lat_src):
+    # elementwise apply_ufunc: each call gets one (y, x) block of the broadcast coordinates
+    return resample_surface(surface, lon_src, lat_src, lon2d[0, :], lat2d[:, 0]).astype(np.float32)
+
+
+def _lazy_surface(surface, lon_src, lat_src, template: xr.DataArray) -> xr.DataArray:
+    """Bilinear resampling of a small client-side surface onto the (chunked) grid of template."""
+    lat2d, lon2d = xr.broadcast(template["y"], template["x"])
+    if template.chunks is not None:
+        chunks = dict(zip(template.dims, template.chunks, strict=True))
+        lat2d, lon2d = lat2d.chunk(chunks), lon2d.chunk(chunks)
+    return xr.apply_ufunc(
+        _resample_block,
+        lat2d.transpose("y", "x"),
+        lon2d.transpose("y", "x"),
+        kwargs={"surface": surface, "lon_src": lon_src, "lat_src": lat_src},
+        dask="parallelized",
+        output_dtypes=[np.float32],
+    )
+
+
+class AdjustStage:
+    """GNSS-based ML long-wavelength adjustment per frame (see the module docstring)."""
+
+    name = "adjust"
+    reads: tuple[str, ...] = ("sbas", "ingest")
+
+    def run(self, ctx: Any) -> None:
+        opts = ctx.options
+        frames = sorted(d for d in ctx.upstream_datasets("sbas") if d != ".")
+        if not frames:
+            raise DataError("the sbas product has no frame datasets; run stage 'sbas' first")
+        gnss = ctx.open("ingest", "gnss").load()
+        ids = np.asarray([str(s) for s in gnss["station"].values], dtype=object)
+        slon, slat = gnss["lon"].values.astype(float), gnss["lat"].values.astype(float)
+
+        # plate model: the regional pole needs the holdout set, which needs the membership; the
+        # membership needs only the geometry, so sample in two passes.
+        inputs = {f: self._open_frame(ctx, f) for f in frames}
+        members: dict[str, list[str]] = {}
+        for f, (sb, geo) in inputs.items():
+            s = sample_frame_stations(
+                sb["velocity"],
+                geo,
+                slon,
+                slat,
+                ids,
+                radius_m=opts.radius_m,
+                min_pixels=opts.min_pixels,
+                quality=sb.get("temporal_coherence"),
+                min_quality=opts.min_coherence,
+            )
+            members[f] = [str(i) for i in ids[s.valid]]
+        if opts.holdout_stations is not None:
+            holdout = set(opts.holdout_stations)
+        else:
+            holdout = {
+                str(h)
+                for h in split_holdout_stations(
+                    members, fraction=opts.holdout_fraction, seed=opts.seed
+                )
+            }
+        omega, plate_record = plate_euler_vector(
+            opts.plate_model, gnss, holdout, opts.regional_pole_max_abs_vu
+        )
+        pmm_enu = plate_velocity_enu(slon, slat, omega)
+        gnss_ef = np.stack(
+            [
+                gnss["ve"].values - pmm_enu[:, 0],
+                gnss["vn"].values - pmm_enu[:, 1],
+                gnss["vu"].values - pmm_enu[:, 2],
+            ],
+            axis=-1,
+        )
+        gnss_sig = np.stack([gnss[c].values for c in ("se", "sn", "su")], axis=-1)
+        records: dict[str, list[dict[str, Any]]] = {}
+        for f in frames:
+            sb, geo = inputs[f]
+            records[f] = self._adjust_frame(
+                ctx, f, sb, geo, ids, slon, slat, gnss_ef, gnss_sig, holdout, omega, plate_record
+            )
+        ctx.write_file("stations.json", json.dumps(records, indent=1, sort_keys=True))
+
+    @staticmethod
+    def _open_frame(ctx: Any, frame: str) -> tuple[xr.Dataset, xr.Dataset]:
+        sb = ctx.open("sbas", frame)
+        ifg = ctx.open("ingest", f"ifg/{frame}")
+        missing = [c for c in _LOS if c not in ifg]
+        if missing:
+            raise DataError(
+                f"ingest/ifg/{frame} lacks LOS geometry {missing}: the adjustment needs the "
+                "ground-to-satellite unit vector per pixel (lv_theta/lv_phi assets)"
+            )
+        geo = ifg[list(_LOS)]
+        if (
+            geo.sizes["y"] != sb.sizes["y"]
+            or geo.sizes["x"] != sb.sizes["x"]
+            or not (
+                np.allclose(geo["y"].values, sb["y"].values)
+                and np.allclose(geo["x"].values, sb["x"].values)
+            )
+        ):
+            raise DataError(
+                f"sbas/{frame} grid {dict(sb.sizes)} differs from its geometry grid "
+                f"{dict(geo.sizes)}; the adjustment needs both on the same (y, x) grid"
+            )
+        geo = geo.assign_coords(y=sb["y"], x=sb["x"])
+        if sb["velocity"].chunks is not None:
+            chunks = dict(zip(sb["velocity"].dims, sb["velocity"].chunks, strict=True))
+            geo = geo.chunk(chunks)
+        return sb, geo
+
+    def _adjust_frame(
+        self,
+        ctx: Any,
+        frame: str,
+        sb: xr.Dataset,
+        geo: xr.Dataset,
+        ids: np.ndarray,
+        slon: np.ndarray,
+        slat: np.ndarray,
+        gnss_ef: np.ndarray,
+        gnss_sig: np.ndarray,
+        holdout: set[str],
+        omega: np.ndarray,
+        plate_record: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        opts = ctx.options
+        # 1. Eurasia-fixed frame, referenced to the SBAS reference point
+        if "reference_y" in sb.attrs and "reference_x" in sb.attrs:
+            ref_lat, ref_lon = float(sb.attrs["reference_y"]), float(sb.attrs["reference_x"])
+        else:  # unreferenced velocities: remove the plate term relative to the frame centre
+            ref_lon, ref_lat = _frame_centre(sb)
+            log.warning(
+                "sbas/%s has no reference point attrs; plate term referenced at the centre", frame
+            )
+        ref_unit = [float(geo[c].sel(y=ref_lat, x=ref_lon, method="nearest").values) for c in _LOS]
+        lat2d, lon2d = xr.broadcast(sb["y"], sb["x"])
+        if sb["velocity"].chunks is not None:
+            chunks = dict(zip(sb["velocity"].dims, sb["velocity"].chunks, strict=True))
+            lat2d, lon2d = lat2d.chunk(chunks), lon2d.chunk(chunks)
+        pmm = xr.apply_ufunc(
+            _pmm_block,
+            geo["los_east"],
+            geo["los_north"],
+            geo["los_up"],
+            lat2d.transpose("y", "x"),
+            lon2d.transpose("y", "x"),
+            kwargs={"omega": omega, "ref": (ref_lon, ref_lat, ref_unit)},
+            dask="parallelized",
+            output_dtypes=[np.float32],
+        )
+        t = decimal_year(sb["time"].values)
+        dt = xr.DataArray(t - t[0], dims="time", coords={"time": sb["time"]})
+        v_ef = sb["velocity"] - pmm
+
+        # 2. station windows on the Eurasia-fixed velocity (small windows only)
+        st = sample_frame_stations(
+            v_ef,
+            geo,
+            slon,
+            slat,
+            ids,
+            radius_m=opts.radius_m,
+            min_pixels=opts.min_pixels,
+            quality=sb.get("temporal_coherence"),
+            min_quality=opts.min_coherence,
+        )
+        resid, rsig = residuals_at_stations(gnss_ef, gnss_sig, st.unit, st.median, st.sigma)
+        is_hold = np.array([i in holdout for i in ids])
+        train = st.valid & ~is_hold & np.isfinite(resid)
+        # held-out stations get the same screen as training ones: the window must be valid and
+        # not on a steep gradient (SCIENCE.md 3.4), else the window median is no measurement of
+        # the station's velocity and the station validates nothing
+        steep = st.gradient > opts.max_gradient_mm_yr_km
+        test = st.valid & is_hold & np.isfinite(resid) & ~steep
+        lon0, lat0 = _frame_centre(sb)
+        xs, ys = local_coordinates_km(slon, slat, lon0, lat0)
+
+        # 3. selection and fit on the training stations only
+        settings = ModelSettings(
+            gp_length_bounds_km=tuple(opts.gp_length_bounds_km),
+            tree_smooth_sigma_km=opts.tree_smooth_sigma_km,
+        )
+        fitted: FittedCorrection | None = None
+        if train.any():
+            fitted = select_and_fit(
+                xs[train],
+                ys[train],
+                resid[train],
+                rsig[train],
+                candidates=opts.candidates,
+                cv={"spatial_block": "block"}.get(opts.cv, opts.cv),
+                seed=opts.seed,
+                origin=(lon0, lat0),
+                outlier_k=opts.outlier_k,
+                max_gradient=st.gradient[train],
+                gradient_max=opts.max_gradient_mm_yr_km,
+                settings=settings,
+            )
+        rejected = np.zeros(ids.size, dtype=bool)
+        if fitted is not None:
+            rejected[np.flatnonzero(train)[~fitted.keep]] = True
+        elif train.any():
+            rejected[train] = True
+
+        # 4. correction: small on the client, bilinear blockwise onto the frame
+        template = sb["velocity"]
+        if fitted is not None:
+            spacing = max(opts.correction_spacing_deg, abs(float(sb["x"][1] - sb["x"][0])))
+            lon_c = _coarse_axis(sb["x"].values, spacing)
+            lat_c = _coarse_axis(sb["y"].values, spacing)
+            surface, extrap = fitted.predict_grid(lon_c, lat_c)
+            correction = _lazy_surface(surface, lon_c, lat_c, template)
+            extrapolated = (
+                _lazy_surface(extrap.astype(float), lon_c, lat_c, template) > 0.5
+            ).astype(np.uint8)
+            c_st = fitted.predict(xs, ys)
+            fit_attrs = fitted.to_attrs()
+        else:
+            correction = xr.zeros_like(template, dtype=np.float32)
+            extrapolated = xr.ones_like(template, dtype=np.uint8)
+            c_st = np.zeros(ids.size)
+            fit_attrs = no_fit_attrs(
+                "no GNSS station in the frame" if not train.any() else "every station rejected"
+            )
+
+        # 5. apply
+        velocity = (v_ef + correction).astype(np.float32)
+        displacement = (sb["displacement"] - pmm * dt + correction * dt).astype(np.float32)
+        vertical = (velocity / geo["los_up"]).astype(np.float32)
+
+        # holdout scores (vertical: GNSS up vs InSAR LOS / u_up; LOS: u . v_GNSS vs InSAR)
+        u_up = st.unit[:, 2]
+        scores = {}
+        for kind, r in (
+            ("los", resid),
+            ("vertical", gnss_ef[:, 2] - st.median / np.where(np.isfinite(u_up), u_up, np.nan)),
+        ):
+            cr = c_st if kind == "los" else c_st / u_up
+            scores[f"holdout_rmse_{kind}_before"] = (
+                _json_float(np.sqrt(np.mean(r[test] ** 2))) if test.any() else None
+            )
+            scores[f"holdout_rmse_{kind}_after"] = (
+                _json_float(np.sqrt(np.mean((r[test] - cr[test]) ** 2))) if test.any() else None
+            )
+
+        attrs = {
+            "frame": frame,
+            **plate_record,
+            "reference_lon": ref_lon,
+            "reference_lat": ref_lat,
+            "first_date": str(sb["time"].values[0]),
+            "selected_model": fit_attrs["selected_model"],
+            "cv_scheme": fit_attrs["cv_scheme"],
+            "cv_table": json.dumps(fit_attrs["cv_table"], sort_keys=True),
+            "correction": json.dumps(fit_attrs, sort_keys=True, default=str),
+            "n_gnss_train": int(fitted.n_train) if fitted is not None else 0,
+            "n_gnss_holdout": int(test.sum()),
+            "n_gnss_rejected": int(rejected.sum()),
+            "train_stations": [str(i) for i in ids[train & ~rejected]],
+            "holdout_stations": [str(i) for i in ids[test]],
+            "rejected_stations": [str(i) for i in ids[rejected]],
+            "holdout_screened_steep": [str(i) for i in ids[st.valid & is_hold & steep]],
+            "needs_overlap_adjustment": int(fitted is None),
+            "correction_cv_rmse": _json_float(
+                fitted.cv_table[fitted.model_id]["cv_rmse"] if fitted is not None else None
+            ),
+            **scores,
+        }
+        out = xr.Dataset(
+            {
+                "velocity": velocity.assign_attrs(
+                    units="mm/yr",
+                    long_name="adjusted LOS velocity toward the satellite, Eurasia-fixed",
+                ),
+                "displacement": displacement.transpose("time", "y", "x").assign_attrs(
+                    units="mm",
+                    long_name="adjusted LOS displacement toward the satellite, relative to the "
+                    "first date, Eurasia-fixed",
+                ),
+                "correction": correction.astype(np.float32).assign_attrs(
+                    units="mm/yr", long_name="long-wavelength correction added to the LOS velocity"
+                ),
+                "plate_motion_los": pmm.assign_attrs(
+                    units="mm/yr",
+                    long_name="plate-motion LOS velocity relative to the reference point (removed)",
+                ),
+                "vertical_velocity": vertical.assign_attrs(
+                    units="mm/yr", long_name="vertical velocity, positive up (vertical-only)"
+                ),
+                "extrapolated": extrapolated.assign_attrs(
+                    units="1",
+                    long_name="1 outside the convex hull of the training GNSS stations",
+                    flag_values=[0, 1],
+                ),
+            },
+            attrs=attrs,
+        )
+        for name in ("velocity_std", "temporal_coherence"):
+            if name in sb:
+                out[name] = sb[name].astype(np.float32)
+        out = out.drop_vars([c for c in out.coords if c not in ("time", "y", "x")])
+        ctx.write(frame, out, region_dim="y")
+        log.info(
+            "adjust %s: model %s, %d train / %d holdout / %d rejected, holdout vertical RMSE "
+            "%s -> %s mm/yr",
+            frame,
+            attrs["selected_model"],
+            attrs["n_gnss_train"],
+            attrs["n_gnss_holdout"],
+            attrs["n_gnss_rejected"],
+            scores["holdout_rmse_vertical_before"],
+            scores["holdout_rmse_vertical_after"],
+        )
+        return [
+            {
+                "station": str(ids[i]),
+                "role": (
+                    "holdout"
+                    if test[i]
+                    else "holdout_screened"
+                    if is_hold[i]
+                    else "rejected"
+                    if rejected[i]
+                    else "train"
+                ),
+                "residual_los": _json_float(resid[i]),
+                "sigma_los": _json_float(rsig[i]),
+                "correction_los": _json_float(c_st[i]),
+                "window_pixels": int(st.n_pixels[i]),
+                "window_gradient": _json_float(st.gradient[i]),
+            }
+            for i in np.flatnonzero(st.valid)
+        ]
+
+
+STAGE = AdjustStage()

@@ -1,0 +1,449 @@
+"""Stage ``mosaic``: overlap adjustment across frames and feathered blending (SCIENCE.md 4).
+
+Reads ``adjust/<frame>`` (Eurasia-fixed, GNSS-adjusted LOS products with ``vertical_velocity``),
+the frame geometry ``ingest/ifg/<frame>`` (``los_up``) and ``ingest/gnss``. Graph building only;
+the numbers live in :mod:`ncp_subsidence.kernels.adjust`.
+
+1. **Overlap samples** (SCIENCE.md 4.3 step 2): every pair of frames whose grids intersect is
+   sampled on a regular grid of ``mosaic.overlap_spacing_km`` cells over the intersection; a
+   cell's value is the median of the frame's vertical-velocity pixels in it with temporal
+   coherence >= ``mosaic.min_coherence`` (only the overlap strips are computed).
+2. **GNSS ties**: the training stations of each frame (never the held-out ones recorded by
+   ``adjust``), vertical velocity in the same Eurasia-fixed frame as ``adjust`` used.
+3. **Sparse least squares** (:func:`~ncp_subsidence.kernels.adjust.adjust_overlaps`): an offset
+   ``k_f = a_f`` per frame adjusted in Stage 3, a plane ``a_f + b_f x + c_f y`` per frame without
+   GNSS (flagged by ``adjust``), GNSS ties weighted ``mosaic.gnss_weight``, damping
+   ``mosaic.damping``.
+4. **Blending** onto the output grid (``mosaic.resolution_deg`` over the union of the frames,
+   cell-registered, ``lat`` descending): per output block a task bilinearly resamples each
+   frame's window, adds ``k_f`` and blends with ``W_f = feather_f / sigma_f^2``
+   (:func:`~ncp_subsidence.kernels.adjust.blend_frames`); the feather (distance to the frame
+   edge, capped at ``mosaic.feather_km``) is computed on each frame's own grid with
+   ``map_overlap``. ``sigma_f = sqrt(velocity_std^2 + CV_rmse^2) / u_up``.
+5. **Time series**: each frame's vertical displacement ``d / u_up`` is resampled to the mid-month
+   epochs common to every frame (:func:`~ncp_subsidence.kernels.adjust.resample_to_epochs`),
+   corrected by ``k_f (t - t_0)``, re-zeroed at the first common month and blended with the
+   velocity weights.
+
+Dataset written (``mosaic/<version>``, dims ``time, lat, lon``): ``vertical_velocity`` (mm/yr),
+``velocity_std`` (mm/yr), ``n_frames`` (int16), ``vertical_displacement`` (mm, relative to the
+first common month). Attrs: ``frames``, ``frame_corrections`` (JSON: per frame model and
+``k_f`` parameters), ``overlap_edges`` (JSON: per edge n, rms before/after in mm/yr),
+``overlap_rms_before``/``overlap_rms_after`` (max over the used edges), ``plate_model``,
+``euler_vector_mas_per_yr``, ``reference_month``, ``n_gnss_ties``, ``unconstrained_components``.
+
+References
+----------
+Mi, J., Wu, Z., Wang, X., Bai, L., Li, Z., Lu, Z. (2026). Mapping wide-area land subsidence from
+groundwater use in the North China plain by machine learning-based InSAR adjustment. Remote Sens.
+Environ. doi:10.1016/j.rse.2025.115226.
+Paige, C. C., Saunders, M. A. (1982). LSQR. ACM TOMS 8(1), 43-71.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import ndimage as ndi
+
+from ..errors import DataError
+from ..io.cube import SCHEMAS, with_crs
+from ..kernels.adjust import (
+    EARTH_RADIUS_KM,
+    GnssTies,
+    OverlapSamples,
+    adjust_overlaps,
+    blend_frames,
+    feather_weights,
+    grid_spacing_km,
+    local_coordinates_km,
+    resample_to_epochs,
+)
+from ..kernels.geometry import plate_velocity_enu
+from .adjust import decimal_year, sample_frame_stations
+
+__all__ = ["STAGE", "MosaicStage", "bilinear_regrid", "common_months"]
+
+log = logging.getLogger(__name__)
+
+_KM_PER_DEG = EARTH_RADIUS_KM * math.pi / 180.0
+
+
+def bilinear_regrid(values, y_src, x_src, y_out, x_out):
+    """Bilinear resampling of a cell-registered grid to new cell centres, NaN off the grid.
+
+    Parameters
+    ----------
+    values : ndarray, shape (..., ny, nx)
+    y_src : ndarray, shape (ny,), monotonic (either direction); x_src : shape (nx,), monotonic
+    y_out : ndarray, shape (my,); x_out : shape (mx,)
+
+    Returns
+    -------
+    ndarray, shape (..., my, mx), float64
+        Points more than half a source cell outside the source grid are NaN; inside the outer
+        half cell the edge value is held. NaN inputs propagate to the outputs that use them.
+    """
+    z = np.asarray(values, dtype=np.float64)
+    ys, xs = np.asarray(y_src, float), np.asarray(x_src, float)
+    if ys.size > 1 and ys[0] > ys[-1]:
+        ys, z = ys[::-1], z[..., ::-1, :]
+    if xs.size > 1 and xs[0] > xs[-1]:
+        xs, z = xs[::-1], z[..., :, ::-1]
+    out_shape = (*z.shape[:-2], np.size(y_out), np.size(x_out))
+    if ys.size < 2 or xs.size < 2:
+        return np.full(out_shape, np.nan)
+    hy, hx = abs(ys[1] - ys[0]) / 2, abs(xs[1] - xs[0]) / 2
+    yo, xo = np.asarray(y_out, float), np.asarray(x_out, float)
+    out_y = (yo < ys[0] - hy) | (yo > ys[-1] + hy)
+    out_x = (xo < xs[0] - hx) | (xo > xs[-1] + hx)
+    yc, xc = np.clip(yo, ys[0], ys[-1]), np.clip(xo, xs[0], xs[-1])
+    iy = np.clip(np.searchsorted(ys, yc) - 1, 0, ys.size - 2)
+    ix = np.clip(np.searchsorted(xs, xc) - 1, 0, xs.size - 2)
+    fy = ((yc - ys[iy]) / (ys[iy + 1] - ys[iy]))[:, None]
+    fx = ((xc - xs[ix]) / (xs[ix + 1] - xs[ix]))[None, :]
+    iy2, ix2 = iy[:, None], ix[None, :]
+    out = (
+        z[..., iy2, ix2] * (1 - fy) * (1 - fx)
+        + z[..., iy2, ix2 + 1] * (1 - fy) * fx
+        + z[..., iy2 + 1, ix2] * fy * (1 - fx)
+        + z[..., iy2 + 1, ix2 + 1] * fy * fx
+    )
+    out[..., out_y, :] = np.nan
+    out[..., :, out_x] = np.nan
+    return out
+
+
+def common_months(first: list[np.datetime64], last: list[np.datetime64]) -> np.ndarray:
+    """Mid-month epochs inside every frame's acquisition span (datetime64[ns]).
+
+    Parameters
+    ----------
+    first, last : list of datetime64, per frame first and last acquisition
+
+    Returns
+    -------
+    ndarray of datetime64[ns], shape (n_month,), increasing; empty when the spans do not meet
+    """
+    lo, hi = max(first), min(last)
+    months = pd.period_range(pd.Timestamp(lo).to_period("M"), pd.Timestamp(hi).to_period("M"))
+    start = months.to_timestamp()
+    mid = start + ((months + 1).to_timestamp() - start) / 2
+    mid = np.asarray(mid, dtype="datetime64[ns]")
+    return mid[(mid >= np.datetime64(lo, "ns")) & (mid <= np.datetime64(hi, "ns"))]
+
+
+def _feather_block(fp, *, dy_km, dx_km, cap_km):
+    return feather_weights(fp, dy_km=dy_km, dx_km=dx_km, cap_km=cap_km, edge_at_border=True)
+
+
+def _blend_block(lat, lon, frames, months_t, origin):
+    """One output block: resample each frame's window, correct, blend (see the module doc)."""
+    vals, feath, sigs, series = [], [], [], []
+    x_km, y_km = local_coordinates_km(lon[None, :], lat[:, None], *origin)
+    for fr in frames:
+        rg = [bilinear_regrid(a, fr["y"], fr["x"], lat, lon) for a in (fr["v"], fr["s"], fr["w"])]
+        k = fr["a"] + fr["b"] * x_km / fr["L"] + fr["c"] * y_km / fr["L"]
+        vals.append(rg[0] + k)
+        sigs.append(rg[1])
+        feath.append(np.nan_to_num(rg[2], nan=0.0))
+        if months_t.size:
+            ts = resample_to_epochs(np.moveaxis(fr["d"], 0, -1), fr["t"], months_t)
+            ts = bilinear_regrid(np.moveaxis(ts, -1, 0), fr["y"], fr["x"], lat, lon)
+            ts = ts + k[None] * (months_t - months_t[0])[:, None, None]
+            series.append(ts - ts[:1])
+    shape = (lat.size, lon.size)
+    if not frames:
+        nan = np.full(shape, np.nan, np.float32)
+        return (
+            nan,
+            nan,
+            np.zeros(shape, np.int16),
+            np.full((months_t.size, *shape), np.nan, np.float32),
+        )
+    v, s, n = blend_frames(np.stack(vals), np.stack(feath), np.stack(sigs))
+    if months_t.size:
+        d, _, _ = blend_frames(np.stack(series), np.stack(feath)[:, None], np.stack(sigs)[:, None])
+    else:
+        d = np.empty((0, *shape))
+    return v.astype(np.float32), s.astype(np.float32), n.astype(np.int16), d.astype(np.float32)
+
+
+def _window(coord: np.ndarray, lo: float, hi: float, pad: float) -> slice | None:
+    idx = np.flatnonzero((coord >= lo - pad) & (coord <= hi + pad))
+    return slice(int(idx[0]), int(idx[-1]) + 1) if idx.size >= 2 else None
+
+
+class MosaicStage:
+    """Overlap adjustment and feathered blending onto one grid (see the module docstring)."""
+
+    name = "mosaic"
+    reads: tuple[str, ...] = ("adjust", "ingest")
+
+    def run(self, ctx: Any) -> None:
+        opts = ctx.options
+        names = sorted(d for d in ctx.upstream_datasets("adjust") if d != ".")
+        if not names:
+            raise DataError("the adjust product has no frame datasets; run stage 'adjust' first")
+        frames = [self._frame(ctx, f) for f in names]
+        west = min(f["x"].min() - f["hx"] for f in frames)
+        east = max(f["x"].max() + f["hx"] for f in frames)
+        south = min(f["y"].min() - f["hy"] for f in frames)
+        north = max(f["y"].max() + f["hy"] for f in frames)
+        res = opts.resolution_deg
+        ny, nx = round((north - south) / res), round((east - west) / res)
+        lat = north - res * (np.arange(ny) + 0.5)
+        lon = west + res * (np.arange(nx) + 0.5)
+        origin = (float((west + east) / 2), float((south + north) / 2))
+
+        overlaps = self._overlaps(frames, opts, origin)
+        ties = self._ties(ctx, frames, opts, origin)
+        models = [opts.adjusted_frame_model if f["fitted"] else "plane" for f in frames]
+        result = adjust_overlaps(
+            len(frames),
+            overlaps,
+            ties,
+            models=models,
+            lambda_gnss=opts.gnss_weight,
+            damping=opts.damping,
+            min_samples=opts.min_overlap_samples,
+        )
+        months = common_months([f["time"][0] for f in frames], [f["time"][-1] for f in frames])
+        months_t = decimal_year(months)
+        ds = self._blend(frames, result, lat, lon, months, months_t, origin, opts)
+        used = [e for e in result.edges if e["used"]]
+        ds.attrs.update(
+            {
+                "frames": names,
+                "frame_corrections": json.dumps(
+                    {
+                        f["name"]: {"model": m, "params_mm_per_yr": p.tolist()}
+                        for f, m, p in zip(frames, result.models, result.params, strict=True)
+                    }
+                ),
+                "correction_length_scale_km": result.length_scale_km,
+                "mosaic_origin_lonlat": list(origin),
+                "overlap_edges": json.dumps(
+                    [{**e, "frames": [names[i] for i in e["frames"]]} for e in result.edges]
+                ),
+                "overlap_rms_before": max((e["rms_before"] for e in used), default=None),
+                "overlap_rms_after": max((e["rms_after"] for e in used), default=None),
+                "unconstrained_components": list(result.unconstrained_components),
+                "n_gnss_ties": int(sum(np.isfinite(t.v_gnss).sum() for t in ties)),
+                "plate_model": frames[0]["attrs"].get("plate_model"),
+                "euler_vector_mas_per_yr": frames[0]["attrs"].get("euler_vector_mas_per_yr"),
+                "reference_month": str(months[0]) if months.size else None,
+            }
+        )
+        log.info(
+            "mosaic: %d frames, corrections %s, overlap RMS %s -> %s mm/yr",
+            len(frames),
+            result.params.round(2).tolist(),
+            ds.attrs["overlap_rms_before"],
+            ds.attrs["overlap_rms_after"],
+        )
+        ctx.write(None, ds, region_dim="lat")
+
+    # ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _frame(ctx: Any, name: str) -> dict[str, Any]:
+        adj = ctx.open("adjust", name)
+        geo = ctx.open("ingest", f"ifg/{name}")[["los_east", "los_north", "los_up"]]
+        geo = geo.assign_coords(y=adj["y"], x=adj["x"])
+        chunks = dict(
+            zip(adj["vertical_velocity"].dims, adj["vertical_velocity"].chunks, strict=True)
+        )
+        geo = geo.chunk(chunks)
+        y, x = adj["y"].values, adj["x"].values
+        u_up = geo["los_up"]
+        cv = adj.attrs.get("correction_cv_rmse")
+        sigma_corr = float(cv) if cv is not None else 2.0
+        std = adj["velocity_std"] if "velocity_std" in adj else xr.zeros_like(u_up)
+        sigma = (np.sqrt(std**2 + sigma_corr**2) / np.abs(u_up)).astype(np.float32)
+        dy_km, dx_km = grid_spacing_km(x, y)
+        return {
+            "name": name,
+            "attrs": adj.attrs,
+            "y": y,
+            "x": x,
+            "hy": abs(y[1] - y[0]) / 2,
+            "hx": abs(x[1] - x[0]) / 2,
+            "dy_km": dy_km,
+            "dx_km": dx_km,
+            "time": adj["time"].values,
+            "t": decimal_year(adj["time"].values),
+            "geo": geo,
+            "vertical": adj["vertical_velocity"],
+            "sigma": sigma,
+            "coherence": adj.get("temporal_coherence"),
+            "displacement": (adj["displacement"] / u_up).astype(np.float32),
+            "footprint": u_up.notnull(),
+            "fitted": not int(adj.attrs.get("needs_overlap_adjustment", 0)),
+        }
+
+    @staticmethod
+    def _overlaps(frames, opts, origin) -> list[OverlapSamples]:
+        out = []
+        for i, fa in enumerate(frames):
+            for j in range(i + 1, len(frames)):
+                fb = frames[j]
+                lo0 = max(fa["x"].min() - fa["hx"], fb["x"].min() - fb["hx"])
+                lo1 = min(fa["x"].max() + fa["hx"], fb["x"].max() + fb["hx"])
+                la0 = max(fa["y"].min() - fa["hy"], fb["y"].min() - fb["hy"])
+                la1 = min(fa["y"].max() + fa["hy"], fb["y"].max() + fb["hy"])
+                if lo1 <= lo0 or la1 <= la0:
+                    continue
+                dlat = opts.overlap_spacing_km / _KM_PER_DEG
+                dlon = dlat / math.cos(math.radians((la0 + la1) / 2))
+                nlat, nlon = max(int((la1 - la0) / dlat), 1), max(int((lo1 - lo0) / dlon), 1)
+                meds, sigs = [], []
+                for f in (fa, fb):
+                    sy, sx = _window(f["y"], la0, la1, 0.0), _window(f["x"], lo0, lo1, 0.0)
+                    if sy is None or sx is None:
+                        break
+                    parts = [f["vertical"].isel(y=sy, x=sx).data, f["sigma"].isel(y=sy, x=sx).data]
+                    coh = f["coherence"]
+                    parts.append(coh.isel(y=sy, x=sx).data if coh is not None else None)
+                    v, s, q = dask.compute(*parts)
+                    ok = np.isfinite(v) & (q >= opts.min_coherence if q is not None else True)
+                    iy = np.floor((f["y"][sy] - la0) / dlat).astype(int)[:, None]
+                    ix = np.floor((f["x"][sx] - lo0) / dlon).astype(int)[None, :]
+                    inside = ok & (iy >= 0) & (iy < nlat) & (ix >= 0) & (ix < nlon)
+                    labels = np.where(inside, iy * nlon + ix + 1, 0)
+                    index = np.arange(1, nlat * nlon + 1)
+                    count = ndi.sum(inside, labels, index)
+                    med = np.where(count > 0, ndi.median(np.nan_to_num(v), labels, index), np.nan)
+                    sg = np.where(count > 0, ndi.median(np.nan_to_num(s), labels, index), np.nan)
+                    meds.append(med)
+                    sigs.append(sg)
+                if len(meds) < 2:
+                    continue
+                cy = la0 + dlat * (np.arange(nlat) + 0.5)
+                cx = lo0 + dlon * (np.arange(nlon) + 0.5)
+                xk, yk = local_coordinates_km(cx[None, :], cy[:, None], *origin)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    w = 1.0 / (sigs[0] ** 2 + sigs[1] ** 2)
+                out.append(OverlapSamples(i, j, xk.ravel(), yk.ravel(), meds[0], meds[1], w))
+        return out
+
+    @staticmethod
+    def _ties(ctx, frames, opts, origin) -> list[GnssTies]:
+        gnss = ctx.open("ingest", "gnss").load()
+        ids = np.asarray([str(s) for s in gnss["station"].values], dtype=object)
+        slon, slat = gnss["lon"].values.astype(float), gnss["lat"].values.astype(float)
+        out = []
+        for k, f in enumerate(frames):
+            train = set(f["attrs"].get("train_stations", []))
+            use = np.array([i in train for i in ids])
+            if not use.any():
+                continue
+            omega = np.asarray(f["attrs"]["euler_vector_mas_per_yr"], float)
+            vu_ef = gnss["vu"].values[use] - plate_velocity_enu(slon[use], slat[use], omega)[:, 2]
+            st = sample_frame_stations(
+                f["vertical"],
+                f["geo"],
+                slon[use],
+                slat[use],
+                ids[use],
+                radius_m=opts.gnss_radius_m,
+                min_pixels=opts.gnss_min_pixels,
+                quality=f["coherence"],
+                min_quality=opts.min_coherence,
+            )
+            ok = st.valid
+            if not ok.any():
+                continue
+            xk, yk = local_coordinates_km(slon[use][ok], slat[use][ok], *origin)
+            sigma = np.sqrt(gnss["su"].values[use][ok] ** 2 + st.sigma[ok] ** 2)
+            out.append(GnssTies(k, xk, yk, st.median[ok], vu_ef[ok], np.maximum(sigma, 1e-3)))
+        return out
+
+    @staticmethod
+    def _blend(frames, result, lat, lon, months, months_t, origin, opts) -> xr.Dataset:
+        feathers = []
+        for f in frames:
+            fp = f["footprint"].data
+            depth = math.ceil(opts.feather_km / max(min(f["dy_km"], f["dx_km"]), 1e-9)) + 1
+            depth = min(depth, *(min(c) for c in fp.chunks))
+            feathers.append(
+                da.map_overlap(
+                    _feather_block,
+                    fp,
+                    depth=depth,
+                    boundary="none",
+                    dtype=np.float64,
+                    dy_km=f["dy_km"],
+                    dx_km=f["dx_km"],
+                    cap_km=opts.feather_km,
+                )
+            )
+        step = opts.chunk
+        res = opts.resolution_deg
+        rows_v, rows_s, rows_n, rows_d = [], [], [], []
+        for r0 in range(0, lat.size, step):
+            la = lat[r0 : r0 + step]
+            cols = ([], [], [], [])
+            for c0 in range(0, lon.size, step):
+                lo = lon[c0 : c0 + step]
+                parts = []
+                for k, f in enumerate(frames):
+                    sy = _window(f["y"], la.min(), la.max(), 2 * f["hy"] + res)
+                    sx = _window(f["x"], lo.min(), lo.max(), 2 * f["hx"] + res)
+                    if sy is None or sx is None:
+                        continue
+                    a, b, c = result.params[k]
+                    parts.append(
+                        {
+                            "y": f["y"][sy],
+                            "x": f["x"][sx],
+                            "t": f["t"],
+                            "v": f["vertical"].data[sy, sx],
+                            "s": f["sigma"].data[sy, sx],
+                            "w": feathers[k][sy, sx],
+                            "d": f["displacement"].data[:, sy, sx],
+                            "a": a,
+                            "b": b,
+                            "c": c,
+                            "L": result.length_scale_km,
+                        }
+                    )
+                out = dask.delayed(_blend_block, nout=4)(la, lo, parts, months_t, origin)
+                shape = (la.size, lo.size)
+                cols[0].append(da.from_delayed(out[0], shape, dtype=np.float32))
+                cols[1].append(da.from_delayed(out[1], shape, dtype=np.float32))
+                cols[2].append(da.from_delayed(out[2], shape, dtype=np.int16))
+                cols[3].append(da.from_delayed(out[3], (months.size, *shape), dtype=np.float32))
+            rows_v.append(cols[0])
+            rows_s.append(cols[1])
+            rows_n.append(cols[2])
+            rows_d.append(cols[3])
+        ds = xr.Dataset(
+            {
+                "vertical_velocity": (("lat", "lon"), da.block(rows_v)),
+                "velocity_std": (("lat", "lon"), da.block(rows_s)),
+                "n_frames": (
+                    ("lat", "lon"),
+                    da.block(rows_n),
+                    {"units": "1", "long_name": "frames contributing to the cell"},
+                ),
+                "vertical_displacement": (("time", "lat", "lon"), da.block([rows_d])),
+            },
+            coords={"time": months, "lat": lat, "lon": lon},
+        )
+        ds = SCHEMAS["mosaic"].conform(ds)
+        ds["vertical_displacement"].attrs["long_name"] = (
+            "vertical displacement, positive up, relative to the first common month"
+        )
+        return with_crs(ds)
+
+
+STAGE = MosaicStage()

@@ -1,0 +1,308 @@
+"""Stage ``adjust`` on the tiny NCP twin and on controlled frames with 0, 1, 2 stations.
+
+The twin chain is the production pipeline, ``discover -> ingest -> sbas -> adjust -> mosaic``:
+the SBAS velocities carry the plate-motion ramp, the frame's long-wavelength error field, the
+atmosphere and noise the twin injected, referenced at the most stable GNSS station. The
+controlled cases (0, 1, 2 stations) use :class:`TruthSbasStage`, which writes the sbas product
+from the twin's truth store (the truth LOS velocity and displacement, referenced like SBAS,
+plus seeded white noise), so that only the station count changes between them.
+
+Tolerances on the tiny twin (0.025 deg ~ 2.5 km pixels, 40 GNSS, ~25 dates):
+
+- the station window must hold a few 2.5 km pixels, so ``radius_m = 3000`` (at ~100 m pixels the
+  default 200 m holds ~12);
+- the floor of the held-out RMSE is the GNSS-vs-InSAR epoch mismatch of the twin (GNSS velocity
+  over its own window vs. the OLS slope over the SAR dates in nonlinear bowls) plus the window
+  median inside bowls: ~1 mm/yr measured on the truth itself (no noise, no error field);
+- the required figures ([M26], issue 6) are asserted as stated: after <= 2.0 mm/yr and at least
+  2x better than before, per frame.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dask
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import twin_config
+
+from ncp_subsidence.io.cube import with_crs
+from ncp_subsidence.io.stores import ProductStore
+from ncp_subsidence.pipeline import run_pipeline
+from ncp_subsidence.stages.adjust import decimal_year
+
+# tiny twin (2.5 km pixels): a 3 km window holds 4-6 pixels; the steep-gradient screen is the
+# same velocity change across the window as SCIENCE.md's 20 mm/yr/km over 200 m: ~2 mm/yr/km at 3 km
+ADJUST = {"radius_m": 3000.0, "min_pixels": 3, "max_gradient_mm_yr_km": 2.0}
+# overlap cells of 10 km hold 4 x 4 tiny-twin pixels (1 km cells hold 10 x 10 pixels at 100 m)
+MOSAIC = {
+    "resolution_deg": 0.025,
+    "overlap_spacing_km": 10.0,
+    "gnss_radius_m": 3000.0,
+    "gnss_min_pixels": 3,
+    "chunk": 64,
+}
+
+
+class TruthSbasStage:
+    """Writes ``sbas/<frame>`` from the twin's truth store (stands in for the SBAS inversion).
+
+    Parameters
+    ----------
+    truth : path of ``truth/truth.zarr``
+    reference : dict frame -> (lat, lon) of the reference pixel, optional (default: a land pixel
+        in the frame's north-west quarter)
+    noise_mm_per_yr : float, white noise on the velocity
+    overrides : dict frame -> callable(velocity (y, x) ndarray, lat, lon) -> extra mm/yr added
+    """
+
+    name = "sbas"
+    reads: tuple[str, ...] = ("ingest",)
+
+    def __init__(self, truth, reference=None, noise_mm_per_yr=1.0, seed=0, overrides=None):
+        self.truth = str(truth)
+        self.reference = reference or {}
+        self.noise = noise_mm_per_yr
+        self.seed = seed
+        self.overrides = overrides or {}
+
+    def fingerprint_extra(self, config):
+        return {
+            "truth": self.truth,
+            "reference": self.reference,
+            "noise": self.noise,
+            "seed": self.seed,
+            "overrides": sorted(self.overrides),
+        }
+
+    def run(self, ctx):
+        rng = np.random.default_rng(self.seed)
+        for name in sorted(ctx.upstream_datasets("ingest")):
+            if not name.startswith("ifg/"):
+                continue
+            frame = name.split("/", 1)[1]
+            tr = xr.open_zarr(self.truth, group=f"frames/{frame}", consolidated=False).load()
+            lat, lon = tr["y"].values, tr["x"].values
+            sea = tr["sea"].values > 0
+            ry, rx = self._reference(frame, lat, lon, sea, tr["vertical_velocity"].values)
+            vel = tr["los_velocity"].values.astype(float)
+            disp = tr["los_displacement"].values.astype(float)
+            if frame in self.overrides:
+                extra = self.overrides[frame](vel, lat, lon)
+                t = decimal_year(tr["time"].values)
+                vel = vel + extra
+                disp = disp + extra[None] * (t - t[0])[:, None, None]
+            vel = vel - vel[ry, rx] + rng.normal(0, self.noise, vel.shape)
+            vel[ry, rx] = 0.0
+            disp = disp - disp[:, ry : ry + 1, rx : rx + 1]
+            disp = (
+                disp
+                - disp[:1]
+                + rng.normal(0, 2.0, disp.shape) * (np.arange(len(disp)) > 0)[:, None, None]
+            )
+            vel[sea], disp[:, sea] = np.nan, np.nan
+            ds = xr.Dataset(
+                {
+                    "displacement": (("time", "y", "x"), disp.astype(np.float32)),
+                    "velocity": (("y", "x"), vel.astype(np.float32)),
+                    "velocity_std": (("y", "x"), np.where(sea, np.nan, 1.0).astype(np.float32)),
+                    "temporal_coherence": (("y", "x"), np.where(sea, 0.2, 0.95).astype(np.float32)),
+                },
+                coords={"time": tr["time"].values, "y": lat, "x": lon},
+                attrs={"reference_y": float(lat[ry]), "reference_x": float(lon[rx])},
+            )
+            ds = with_crs(ds).chunk({"time": -1, "y": 64, "x": 64})
+            ctx.write(frame, ds, region_dim="y")
+
+    def _reference(self, frame, lat, lon, sea, vertical):
+        if frame in self.reference:
+            la, lo = self.reference[frame]
+            return int(np.argmin(np.abs(lat - la))), int(np.argmin(np.abs(lon - lo)))
+        # SBAS picks a coherent reference; here a stable land pixel nearest the frame centre
+        stable = ~sea & (np.abs(vertical) < 2.0)
+        yy, xx = np.meshgrid(np.arange(lat.size), np.arange(lon.size), indexing="ij")
+        dist = np.where(stable, (yy - lat.size / 2) ** 2 + (xx - lon.size / 2) ** 2, np.inf)
+        ry, rx = np.unravel_index(int(np.argmin(dist)), dist.shape)
+        return int(ry), int(rx)
+
+
+_RUNS: dict = {}
+
+
+def twin_run(manifest, tmp_path_factory):
+    """The whole chain discover -> ingest -> sbas (truth) -> adjust -> mosaic, run once.
+
+    Returns the store and the twin's truth; shared by this module and test_stages_mosaic.
+    """
+    key = str(manifest.root)
+    if key not in _RUNS:
+        store = tmp_path_factory.mktemp("adjust-mosaic") / "store"
+        cfg, st = _run(
+            manifest,
+            store,
+            "sbas",
+            stages=("adjust", "mosaic"),
+            adjust={"holdout_stations": list(manifest.gnss_holdout)},
+            mosaic=MOSAIC,
+        )
+        # loaded now: later reruns in the same store publish new versions
+        _RUNS[key] = {
+            "cfg": cfg,
+            "store": st,
+            "adjust": {f: st.open("adjust", f).load() for f in manifest.frames},
+            "sbas": {f: st.open("sbas", f).load() for f in manifest.frames},
+            "geometry": {
+                f: st.open("ingest", f"ifg/{f}")["los_up"].load() for f in manifest.frames
+            },
+            "mosaic": st.open("mosaic").load(),
+            "stations": _stations(st),
+        }
+    return _RUNS[key]
+
+
+def _run(manifest, store, sbas_stage, stages=("adjust",), **sections):
+    adjust = ADJUST | sections.pop("adjust", {})
+    cfg = twin_config(manifest, store, adjust=adjust, **sections)
+    with dask.config.set(scheduler="threads", num_workers=2):
+        run_pipeline(cfg, ["discover", "ingest", sbas_stage, *stages])
+    return cfg, ProductStore(cfg.store.url)
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    with dask.config.set(scheduler="threads", num_workers=2):
+        yield
+
+
+@pytest.fixture(scope="module")
+def adjusted(tiny_twin, tmp_path_factory):
+    return twin_run(tiny_twin, tmp_path_factory)
+
+
+def _stations(store):
+    record = store.record("adjust")
+    return json.loads(store.read_file(f"adjust/{record.version}/stations.json"))
+
+
+def test_holdout_rmse_meets_mi_et_al_per_frame(adjusted, tiny_twin):
+    for frame in tiny_twin.frames:
+        attrs = adjusted["adjust"][frame].attrs
+        before = attrs["holdout_rmse_vertical_before"]
+        after = attrs["holdout_rmse_vertical_after"]
+        assert attrs["n_gnss_holdout"] >= 4, attrs["holdout_stations"]
+        assert after <= 2.0, (frame, before, after)  # Mi et al. 2026: 2.0 mm/yr
+        assert before >= 2.0 * after, (frame, before, after)
+        # held-out stations never fitted
+        assert not set(attrs["holdout_stations"]) & set(attrs["train_stations"])
+        assert set(attrs["holdout_stations"]) <= set(tiny_twin.gnss_holdout)
+        table = json.loads(attrs["cv_table"])
+        assert set(table) == {"P0", "P1", "P2", "P3", "GP", "RF", "GB", "SVR"}
+        assert table[attrs["selected_model"]]["status"] == "ok"
+        best = min(v["cv_rmse"] for v in table.values() if v["cv_rmse"] is not None)
+        chosen = table[attrs["selected_model"]]
+        assert (
+            chosen["cv_rmse"]
+            <= best + table[min(table, key=lambda m: table[m]["cv_rmse"] or 1e9)]["se"]
+        )
+        assert attrs["needs_overlap_adjustment"] == 0
+
+
+def test_products_apply_plate_motion_and_correction(adjusted, tiny_twin):
+    frame = tiny_twin.frames[1]
+    adj = adjusted["adjust"][frame]
+    sb = adjusted["sbas"][frame]
+    geo = {"los_up": adjusted["geometry"][frame]}
+    expected = sb["velocity"] - adj["plate_motion_los"] + adj["correction"]
+    np.testing.assert_allclose(adj["velocity"], expected, atol=1e-3)
+    np.testing.assert_allclose(adj["vertical_velocity"], adj["velocity"] / geo["los_up"], rtol=1e-5)
+    t = decimal_year(adj["time"].values)
+    dt = xr.DataArray(t - t[0], dims="time")
+    change = adj["displacement"] - sb["displacement"]
+    expected_change = ((adj["correction"] - adj["plate_motion_los"]) * dt).transpose(*change.dims)
+    np.testing.assert_allclose(change, expected_change.where(change.notnull()), atol=2e-3)
+    # zero plate term at the SBAS reference point; the plate ramp across the swath is 4-7 mm/yr
+    ref = adj["plate_motion_los"].sel(y=adj.attrs["reference_lat"], x=adj.attrs["reference_lon"])
+    assert abs(float(ref)) < 1e-4
+    ramp = float(adj["plate_motion_los"].max() - adj["plate_motion_los"].min())
+    assert 4.0 < ramp < 7.5
+    # the adjusted vertical velocity recovers the truth (pixel noise ~1.2 mm/yr vertical)
+    truth = xr.open_zarr(tiny_twin.truth, group=f"frames/{frame}", consolidated=False).load()
+    err = (adj["vertical_velocity"] - truth["vertical_velocity"].values).where(truth["sea"] == 0)
+    raw = (sb["velocity"] / geo["los_up"] - truth["vertical_velocity"].values).where(
+        truth["sea"] == 0
+    )
+    err_rms = float(np.sqrt((err**2).mean()))
+    assert err_rms < 2.5 and err_rms < 0.5 * float(np.sqrt(((raw - raw.mean()) ** 2).mean()))
+
+
+def test_stations_in_steep_bowls_are_rejected(adjusted, tiny_twin):
+    rows = adjusted["stations"]
+    steep_seen = 0
+    for frame in tiny_twin.frames:
+        attrs = adjusted["adjust"][frame].attrs
+        for row in rows[frame]:
+            steep = (row["window_gradient"] or 0.0) > ADJUST["max_gradient_mm_yr_km"]
+            if row["station"] in tiny_twin.gnss_holdout:
+                assert row["role"] == ("holdout_screened" if steep else "holdout")
+                continue
+            steep_seen += steep
+            if steep:
+                assert row["role"] == "rejected", row
+                assert row["station"] in attrs["rejected_stations"]
+                assert row["station"] not in attrs["train_stations"]
+    assert steep_seen >= 2  # N011 and N026 sit on the Beijing bowl's flanks
+
+
+@pytest.fixture(scope="module")
+def few_stations(adjusted, tiny_twin):
+    """Reruns of adjust + mosaic in the same store with 1/0 and 2/2 training stations.
+
+    The number of training stations per frame is controlled by holding the others out (a
+    held-out station is never fitted). A040-only stations: N024, N028; A142-only: N029, N032.
+    """
+    cfg, store = adjusted["cfg"], adjusted["store"]
+    g = xr.open_zarr(tiny_twin.truth, group="gnss", consolidated=False).load()
+    everyone = [str(s) for s in g["station"].values]
+    out = {}
+    for case, keep in {"1+0": {"N024"}, "2+2": {"N024", "N028", "N029", "N032"}}.items():
+        _run(
+            tiny_twin,
+            cfg.store.url,
+            TruthSbasStage(tiny_twin.truth),
+            stages=("adjust", "mosaic"),
+            adjust={"holdout_stations": sorted(set(everyone) - keep), "candidates": ["P0", "P1"]},
+            mosaic=MOSAIC,
+        )
+        out[case] = {f: dict(store.open("adjust", f).attrs) for f in tiny_twin.frames}
+        mos = store.open("mosaic")
+        out[case]["mosaic"] = dict(mos.attrs)
+        out[case]["A142_correction"] = store.open("adjust", "A142")["correction"].values
+        out[case]["A142_extrapolated"] = store.open("adjust", "A142")["extrapolated"].values
+    return out
+
+
+def test_frames_with_one_or_two_stations_get_an_offset(few_stations):
+    one = few_stations["1+0"]["A040"]
+    assert (one["selected_model"], one["cv_scheme"], one["n_gnss_train"]) == ("P0", "none", 1)
+    for frame in ("A040", "A142"):
+        two = few_stations["2+2"][frame]
+        assert (two["selected_model"], two["cv_scheme"], two["n_gnss_train"]) == ("P0", "none", 2)
+        table = json.loads(two["cv_table"])
+        assert table["P1"]["status"] == "insufficient stations"
+
+
+def test_frame_without_stations_is_left_to_the_mosaic(few_stations):
+    case = few_stations["1+0"]
+    attrs = case["A142"]
+    assert attrs["selected_model"] == "none" and attrs["needs_overlap_adjustment"] == 1
+    assert (
+        attrs["n_gnss_train"] == 0
+        and attrs["holdout_rmse_vertical_after"] == attrs["holdout_rmse_vertical_before"]
+    )
+    assert np.all(case["A142_correction"] == 0) and np.all(case["A142_extrapolated"] == 1)
+    corrections = json.loads(case["mosaic"]["frame_corrections"])
+    assert corrections["A142"]["model"] == "plane" and corrections["A040"]["model"] == "offset"
+    (edge,) = json.loads(case["mosaic"]["overlap_edges"])
+    assert edge["used"] and edge["rms_after"] < 0.5 * edge["rms_before"]
