@@ -121,6 +121,7 @@ def twin_config(manifest, store_url, **sections):
             }
         },
         "factors": {"resolution_deg": manifest.fine_resolution_deg},
+        "hydro": {"resolution_deg": manifest.grids["hydro_resolution_deg"]},
         "ingest": {"chunk_y": 64, "chunk_x": 64},
     }
     for key, value in sections.items():
