@@ -214,7 +214,23 @@ def _load(args: argparse.Namespace) -> Any:
         overrides["sources.twin.preset"] = args.preset
     if getattr(args, "seed", None) is not None:
         overrides["sources.twin.seed"] = args.seed
-    return load_config(args.config, overrides)
+    config = load_config(args.config, overrides)
+    if args.command == "demo":
+        config = _match_twin_grids(config)
+    return config
+
+
+def _match_twin_grids(config: Any) -> Any:
+    """For the demo, grids the user did not set follow the twin preset's posting."""
+    from .synthetic.presets import grid_settings
+
+    for dotted, value in grid_settings(config.sources.twin.preset).items():
+        section, name = dotted.split(".")
+        options = getattr(config, section)
+        if name not in options.model_fields_set:  # validated on assignment
+            setattr(options, name, value)
+            log.info("demo: %s = %s (from the twin preset)", dotted, value)
+    return config
 
 
 def _compute_with_progress(client: Any, show: bool) -> Any:

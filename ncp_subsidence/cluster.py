@@ -101,7 +101,7 @@ def connect(options: ClusterOptions | None = None) -> Iterator[Client]:
 
     if kind == "address":
         try:
-            client = Client(options.address, timeout="30s")
+            client = Client(options.address, timeout=f"{options.connect_timeout_s}s")
         except OSError as err:
             raise NetworkError(
                 f"cannot reach the Dask scheduler at {options.address!r}: {err}; check cluster.address and that the scheduler runs"

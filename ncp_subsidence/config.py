@@ -283,6 +283,12 @@ class ClusterOptions(_Options):
     address: str | None = Field(
         None, description="Scheduler address for kind=address, e.g. tcp://127.0.0.1:8786."
     )
+    connect_timeout_s: float = Field(
+        30.0,
+        gt=0.0,
+        le=3600.0,
+        description="How long to wait for a scheduler (kind=address), seconds.",
+    )
     dashboard_address: str = Field(
         "127.0.0.1:0", description="Dashboard bind address (local); port 0 picks a free one."
     )

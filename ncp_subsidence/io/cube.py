@@ -243,7 +243,9 @@ def write_cube(
     store : ProductStore
         Destination; ``stage`` must have a pending version (see :meth:`ProductStore.begin`).
     ds : xarray.Dataset
-        Lazy (dask-backed) or in-memory dataset with Zarr-compatible chunks.
+        Lazy (dask-backed) or in-memory dataset with Zarr-compatible chunks. In-memory variables
+        are written with the template, in the chunks of their ``encoding["chunks"]`` if set;
+        small products need no dask graph at all.
     region_dim : str, optional
         Dimension along which data are written in regions, each recorded when done so a rerun
         resumes. None writes all data at once (small products).
@@ -270,9 +272,12 @@ def write_cube(
         for name, var in ds.variables.items()
         if var.chunks is not None
     }
-    for name in ds.variables:
-        ds[name].encoding.pop("chunks", None)
+    for name, var in ds.variables.items():
+        if var.chunks is not None:  # dask chunks decide; an in-memory variable keeps its own
+            ds[name].encoding.pop("chunks", None)
         ds[name].encoding.pop("preferred_chunks", None)
+        if var.chunks is None and "chunks" in var.encoding:
+            encoding[name] = {"chunks": tuple(var.encoding["chunks"])}
 
     done = store.done_regions(stage, key)
     if "template" not in done:

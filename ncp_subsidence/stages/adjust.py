@@ -65,6 +65,7 @@ import xarray as xr
 
 from ..errors import DataError
 from ..kernels.adjust import (
+    grid_spacing_km,
     local_coordinates_km,
     resample_surface,
     residuals_at_stations,
@@ -182,6 +183,20 @@ def _pmm_block(le, ln, lu, lat, lon, *, omega, ref):
 # --------------------------------------------------------------------------------------------
 # station windows
 # --------------------------------------------------------------------------------------------
+
+
+def station_window(opts: Any, lon: np.ndarray, lat: np.ndarray) -> tuple[float, float]:
+    """Station-window radius (m) and steep-gradient threshold (mm/yr/km) for this grid.
+
+    SCIENCE.md 3.2 sets the window at 200 m for ~100 m pixels; on coarser postings the window
+    grows until it holds ``min_pixels`` pixels (radius ``1.25 * pixel * sqrt(min_pixels / pi)``),
+    and the gradient threshold shrinks in proportion, so a station is rejected for the same
+    velocity change across its window (SCIENCE.md 3.4).
+    """
+    dy_km, dx_km = grid_spacing_km(lon, lat)
+    needed = 1000.0 * max(dy_km, dx_km) * 1.25 * float(np.sqrt(opts.min_pixels / np.pi))
+    radius = max(opts.radius_m, needed)
+    return radius, opts.max_gradient_mm_yr_km * opts.radius_m / radius
 
 
 @dataclass
@@ -344,13 +359,14 @@ class AdjustStage:
         inputs = {f: self._open_frame(ctx, f) for f in frames}
         members: dict[str, list[str]] = {}
         for f, (sb, geo) in inputs.items():
+            radius, _ = station_window(opts, sb["x"].values, sb["y"].values)
             s = sample_frame_stations(
                 sb["velocity"],
                 geo,
                 slon,
                 slat,
                 ids,
-                radius_m=opts.radius_m,
+                radius_m=radius,
                 min_pixels=opts.min_pixels,
                 quality=sb.get("temporal_coherence"),
                 min_quality=opts.min_coherence,
@@ -460,13 +476,21 @@ class AdjustStage:
         v_ef = sb["velocity"] - pmm
 
         # 2. station windows on the Eurasia-fixed velocity (small windows only)
+        radius, gradient_max = station_window(opts, sb["x"].values, sb["y"].values)
+        if radius > opts.radius_m:
+            log.info(
+                "%s: station windows of %.0f m, steep above %.2f mm/yr/km",
+                frame,
+                radius,
+                gradient_max,
+            )
         st = sample_frame_stations(
             v_ef,
             geo,
             slon,
             slat,
             ids,
-            radius_m=opts.radius_m,
+            radius_m=radius,
             min_pixels=opts.min_pixels,
             quality=sb.get("temporal_coherence"),
             min_quality=opts.min_coherence,
@@ -477,7 +501,7 @@ class AdjustStage:
         # held-out stations get the same screen as training ones: the window must be valid and
         # not on a steep gradient (SCIENCE.md 3.4), else the window median is no measurement of
         # the station's velocity and the station validates nothing
-        steep = st.gradient > opts.max_gradient_mm_yr_km
+        steep = st.gradient > gradient_max
         test = st.valid & is_hold & np.isfinite(resid) & ~steep
         lon0, lat0 = _frame_centre(sb)
         xs, ys = local_coordinates_km(slon, slat, lon0, lat0)
@@ -500,7 +524,7 @@ class AdjustStage:
                 origin=(lon0, lat0),
                 outlier_k=opts.outlier_k,
                 max_gradient=st.gradient[train],
-                gradient_max=opts.max_gradient_mm_yr_km,
+                gradient_max=gradient_max,
                 settings=settings,
             )
         rejected = np.zeros(ids.size, dtype=bool)

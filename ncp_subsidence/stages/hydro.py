@@ -673,13 +673,9 @@ def _fill_nearest(values: np.ndarray) -> np.ndarray:
     return values[:, rows, cols]
 
 
-def _regrid_block(
-    coarse: np.ndarray, m_lat: np.ndarray, m_lon: np.ndarray, block_info=None
-) -> np.ndarray:
-    (_, _), (i0, i1), (j0, j1) = block_info[None]["array-location"]
-    return np.einsum("ij,tjk,lk->til", m_lat[i0:i1], coarse, m_lon[j0:j1], optimize=True).astype(
-        np.float32
-    )
+def _regrid_block(coarse: np.ndarray, m_lat: np.ndarray, m_lon: np.ndarray) -> np.ndarray:
+    filled = _fill_nearest(np.asarray(coarse, dtype=np.float64))
+    return np.einsum("ij,tjk,lk->til", m_lat, filled, m_lon, optimize=True).astype(np.float32)
 
 
 def regrid_to_fine(
@@ -694,23 +690,29 @@ def regrid_to_fine(
 
     [H25] interpolate each land-surface-model component to 0.01 deg with cubic splines; the
     separable operators of :func:`ncp_subsidence.kernels.downscale.interpolation_matrix` are
-    applied per fine chunk (the coarse field, a few MB, goes whole to every chunk). NaN cells
-    (sea) are filled from the nearest valid cell first so they do not spread; mask afterwards.
+    applied per fine chunk, each chunk reading the whole coarse field (a few MB) from its source
+    (no data are embedded in the graph). NaN cells (sea) are filled from the nearest valid cell
+    first so they do not spread; mask the result afterwards.
     """
     _require_dims(coarse, ("time", *_SPATIAL), coarse.name or "model field")
-    values = _fill_nearest(
-        np.asarray(coarse.transpose("time", "lat", "lon").values, dtype=np.float64)
+    coarse = coarse.transpose("time", "lat", "lon")
+    source = coarse.data if isinstance(coarse.data, da.Array) else da.from_array(coarse.values)
+    source = source.rechunk(-1)
+    rows = _spatial_chunks(lat.size, chunk_cells)
+    cols = _spatial_chunks(lon.size, chunk_cells)
+    m_lat = da.from_array(
+        kds.interpolation_matrix(coarse["lat"].values, lat, method), chunks=(rows, -1)
     )
-    m_lat = kds.interpolation_matrix(coarse["lat"].values, lat, method)
-    m_lon = kds.interpolation_matrix(coarse["lon"].values, lon, method)
-    template = da.empty(
-        (coarse.sizes["time"], lat.size, lon.size),
-        chunks=(-1, _spatial_chunks(lat.size, chunk_cells), _spatial_chunks(lon.size, chunk_cells)),
-        dtype=np.float32,
+    m_lon = da.from_array(
+        kds.interpolation_matrix(coarse["lon"].values, lon, method), chunks=(cols, -1)
     )
-    data = template.map_blocks(
-        lambda _, block_info=None: _regrid_block(values, m_lat, m_lon, block_info), dtype=np.float32
-    )
+    data = da.blockwise(
+        _regrid_block, "tyx",
+        source, "tab",
+        m_lat, "ya",
+        m_lon, "xb",
+        concatenate=True, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
+    )  # fmt: skip
     return xr.DataArray(
         data,
         dims=("time", "lat", "lon"),
@@ -772,7 +774,7 @@ class HydroStage:
 
         def fine(field: xr.DataArray) -> xr.DataArray:
             return regrid_to_fine(
-                field.sel(time=months).load(),
+                field.sel(time=months),
                 lat,
                 lon,
                 method=opts.interpolation,

@@ -118,8 +118,18 @@ def _read_grace(items: list[Any]) -> xr.Dataset:
     return _monthly(_latlon(out))
 
 
-def _concat_yearly(items: list[Any], group: str | None = None) -> xr.Dataset:
-    parts = [open_netcdf(h, group=group) for h in _hrefs(items)]
+def _concat_yearly(items: list[Any], group: str | None = None, product: str = "") -> xr.Dataset:
+    hrefs = _hrefs(items)
+    parts = [open_netcdf(h, group=group) for h in hrefs]
+    # xr.concat would fill a variable missing from one file with NaN: say so instead
+    every = set().union(*(p.data_vars for p in parts)) if parts else set()
+    for href, part in zip(hrefs, parts):
+        missing = sorted(every - set(part.data_vars))
+        if missing:
+            raise DataError(
+                f"{product} file {href} lacks variable(s) {missing} that the other files have; "
+                f"present: {sorted(part.data_vars)}. Replace the file or drop its item"
+            )
     return (
         xr.concat(parts, "time", data_vars="all", coords="minimal", compat="override")
         if len(parts) > 1
@@ -128,7 +138,7 @@ def _concat_yearly(items: list[Any], group: str | None = None) -> xr.Dataset:
 
 
 def _read_gldas(items: list[Any]) -> xr.Dataset:
-    ds = _concat_yearly(items)
+    ds = _concat_yearly(items, product="GLDAS")
     _require(ds, ("CanopInt_inst",), "GLDAS")
     _require_units(ds, "CanopInt_inst", ("kg m-2", "kg/m2", "kg m**-2"), "GLDAS")
     out = xr.Dataset({"canopy_water": ds["CanopInt_inst"].astype("float64")})
@@ -140,7 +150,7 @@ def _read_gldas(items: list[Any]) -> xr.Dataset:
 
 
 def _read_fldas(items: list[Any]) -> xr.Dataset:
-    ds = _concat_yearly(items)
+    ds = _concat_yearly(items, product="FLDAS")
     layers = (
         "SoilMoi00_10cm_tavg",
         "SoilMoi10_40cm_tavg",
@@ -183,7 +193,7 @@ def _read_fldas(items: list[Any]) -> xr.Dataset:
 
 
 def _read_imerg(items: list[Any]) -> xr.Dataset:
-    ds = _concat_yearly(items, group="Grid")
+    ds = _concat_yearly(items, group="Grid", product="IMERG")
     _require(ds, ("precipitation",), "IMERG")
     pr = ds["precipitation"].transpose("time", "lat", "lon")  # IMERG is lon-first
     n_days = units.days_in_month(ds["time"].values)[:, None, None]
@@ -354,8 +364,13 @@ class IngestStage:
             items = load_items(ctx.store, key)
             if not items:
                 continue
-            ds = reader(items).astype("float32")
-            ds = with_crs(ds).chunk({"time": chunk, "lat": -1, "lon": -1})
+            ds = with_crs(reader(items).astype("float32"))
+            for var in ds.data_vars.values():  # in memory: written with the template
+                if var.ndim == 3:
+                    var.encoding["chunks"] = (
+                        var.shape[0] if chunk == -1 else min(chunk, var.shape[0]),
+                        *var.shape[1:],
+                    )
             ds.attrs["source"] = key
             ctx.write(f"hydro/{key}", ds)
 
@@ -372,7 +387,10 @@ class IngestStage:
         if not layers:
             return
         ds = with_crs(xr.Dataset(layers))
-        ctx.write("factors", ds.chunk({"lat": 512, "lon": 512}))
+        for var in ds.data_vars.values():
+            if var.ndim == 2:
+                var.encoding["chunks"] = tuple(min(512, n) for n in var.shape)
+        ctx.write("factors", ds)
 
     def _ingest_gnss(self, ctx: Any, items: list[Any]) -> None:
         (href,) = _hrefs(items[:1])

@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import dask
@@ -180,6 +181,16 @@ def _blend_block(lat, lon, frames, months_t, origin):
 def _window(coord: np.ndarray, lo: float, hi: float, pad: float) -> slice | None:
     idx = np.flatnonzero((coord >= lo - pad) & (coord <= hi + pad))
     return slice(int(idx[0]), int(idx[-1]) + 1) if idx.size >= 2 else None
+
+
+def _tie_radius(opts: Any, grid: xr.DataArray) -> float:
+    """GNSS tie window: ``mosaic.gnss_radius_m``, grown to hold ``gnss_min_pixels`` pixels."""
+    from .adjust import station_window
+
+    window = SimpleNamespace(
+        radius_m=opts.gnss_radius_m, min_pixels=opts.gnss_min_pixels, max_gradient_mm_yr_km=1.0
+    )
+    return station_window(window, grid["x"].values, grid["y"].values)[0]
 
 
 class MosaicStage:
@@ -354,7 +365,7 @@ class MosaicStage:
                 slon[use],
                 slat[use],
                 ids[use],
-                radius_m=opts.gnss_radius_m,
+                radius_m=_tie_radius(opts, f["vertical"]),
                 min_pixels=opts.gnss_min_pixels,
                 quality=f["coherence"],
                 min_quality=opts.min_coherence,

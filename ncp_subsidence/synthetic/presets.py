@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PRESETS", "Preset"]
+__all__ = ["PRESETS", "Preset", "grid_settings"]
 
 
 @dataclass(frozen=True)
@@ -68,3 +68,20 @@ PRESETS: dict[str, Preset] = {
     "demo": Preset("demo", 0.0125, 4, 2, 0.01, 0.05, 120),
     "large": Preset("large", 0.004, 1, 3, 0.01, 0.05, 300),
 }
+
+
+def grid_settings(preset: str) -> dict[str, float]:
+    """Config values (dotted keys) that match the processing grids to a twin preset.
+
+    The defaults of the config are for real data (0.001 deg mosaic, 0.01 deg factors and GWSA,
+    1 km overlap cells); the twin's coarser postings need coarser grids, else the mosaic is
+    mostly empty cells and the overlap cells hold no pixel.
+    """
+    p = PRESETS[preset]
+    km = p.posting_deg * 111.2
+    return {
+        "mosaic.resolution_deg": p.posting_deg,
+        "mosaic.overlap_spacing_km": round(4 * km, 3),
+        "factors.resolution_deg": p.fine_resolution_deg,
+        "hydro.resolution_deg": p.hydro_resolution_deg,
+    }
