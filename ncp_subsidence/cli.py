@@ -136,6 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", metavar="DIR", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0)
 
+    p = sub.add_parser(
+        "validate",
+        help="compare a run's products with the twin's truth (exit 1 if any metric fails)",
+    )
+    p.add_argument("--truth", metavar="DIR", required=True, help="twin directory (holds truth/)")
+    p.add_argument("--store", metavar="URL", required=True, help="store root of the run")
+    p.add_argument(
+        "--config", "-c", metavar="FILE", help="YAML config whose store.storage_options to use"
+    )
+    p.add_argument(
+        "--out", "-o", metavar="DIR", default="validation", help="where the CSV and JSON go"
+    )
+
     for stage in _available_stages():
         p = sub.add_parser(
             stage, help=f"run only the {stage} stage (its inputs must exist in the store)"
@@ -215,13 +228,17 @@ def _load(args: argparse.Namespace) -> Any:
     if getattr(args, "seed", None) is not None:
         overrides["sources.twin.seed"] = args.seed
     config = load_config(args.config, overrides)
-    if args.command == "demo":
+    if not config.sources.interferograms:  # the InSAR is the twin's: so are the grids
         config = _match_twin_grids(config)
     return config
 
 
 def _match_twin_grids(config: Any) -> Any:
-    """For the demo, grids the user did not set follow the twin preset's posting."""
+    """On the twin, grids the user did not set follow the twin preset's posting.
+
+    The config's defaults are for real data; this keeps ``demo``, ``run`` and the stage
+    subcommands on the same grids (and so the same fingerprints) for one twin store.
+    """
     from .synthetic.presets import grid_settings
 
     for dotted, value in grid_settings(config.sources.twin.preset).items():
@@ -229,7 +246,7 @@ def _match_twin_grids(config: Any) -> Any:
         options = getattr(config, section)
         if name not in options.model_fields_set:  # validated on assignment
             setattr(options, name, value)
-            log.info("demo: %s = %s (from the twin preset)", dotted, value)
+            log.debug("%s = %s (from the twin preset)", dotted, value)
     return config
 
 
@@ -300,6 +317,26 @@ def _cmd_twin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .validate import format_table, validate, write_table
+
+    options = None
+    if args.config:
+        from .config import load_config
+
+        options = dict(load_config(args.config).store.storage_options or {}) or None
+    table = validate(args.truth, args.store, storage_options=options)
+    csv, js = write_table(table, args.out)
+    print(format_table(table))
+    failed = [str(m) for m, ok in zip(table["metric"], table["pass"]) if not ok]
+    print(
+        f"validation: {len(table) - len(failed)}/{len(table)} within tolerance; wrote {csv}, {js}"
+    )
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ncp-subsidence``; returns the exit code."""
     parser = build_parser()
@@ -310,6 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_config(args)
         if args.command == "twin":
             return _cmd_twin(args)
+        if args.command == "validate":
+            return _cmd_validate(args)
         if args.command == "demo":
             return _run(args, None)
         if args.command == "run":
