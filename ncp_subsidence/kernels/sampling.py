@@ -20,7 +20,7 @@ Pure numpy on flattened arrays: y, lat, lon (degrees, cell centres) and factor c
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +30,7 @@ from ncp_subsidence.errors import DataError, DataWarning
 from ncp_subsidence.kernels.geodetector import batch_stats, finalize_batch
 
 __all__ = [
+    "sweep_columns",
     "PermutationNull",
     "SampleDraw",
     "cell_index",
@@ -398,21 +399,7 @@ def sensitivity_sweep(
         (1 = largest mean q within the setting), ``n_subsidence``, ``n_nonsubsidence`` (means
         over draws), ``n_draws``.
     """
-    k = len(codes)
-    cols: dict[str, list] = {
-        key: []
-        for key in (
-            "threshold",
-            "ratio",
-            "factor",
-            "q_mean",
-            "q_sd",
-            "rank",
-            "n_subsidence",
-            "n_nonsubsidence",
-            "n_draws",
-        )
-    }
+    rows = []
     for t in thresholds:
         for r in ratios:
             out = repeated_draws(
@@ -429,17 +416,61 @@ def sensitivity_sweep(
                 min_spacing=min_spacing,
                 cap=cap,
             )
-            qm = out["q_mean"]
-            order = np.argsort(-np.where(np.isnan(qm), -np.inf, qm), kind="stable")
-            rank = np.empty(k, dtype=np.int64)
-            rank[order] = np.arange(1, k + 1)
-            cols["threshold"] += [float(t)] * k
-            cols["ratio"] += [float(r)] * k
-            cols["factor"] += list(range(k))
-            cols["q_mean"] += list(qm)
-            cols["q_sd"] += list(out["q_sd"])
-            cols["rank"] += list(rank)
-            cols["n_subsidence"] += [float(np.mean(out["n_subsidence"]))] * k
-            cols["n_nonsubsidence"] += [float(np.mean(out["n_nonsubsidence"]))] * k
-            cols["n_draws"] += [int(n_draws)] * k
+            rows.append(
+                (
+                    t,
+                    r,
+                    out["q_mean"],
+                    out["q_sd"],
+                    float(np.mean(out["n_subsidence"])),
+                    float(np.mean(out["n_nonsubsidence"])),
+                    int(n_draws),
+                )
+            )
+    return sweep_columns(rows)
+
+
+def sweep_columns(
+    rows: Iterable[tuple[float, float, NDArray, NDArray, float, float, int]],
+) -> dict[str, NDArray]:
+    """Columns of the sensitivity table from one row per (threshold, ratio) setting.
+
+    Parameters
+    ----------
+    rows : iterable of (threshold, ratio, q_mean, q_sd, n_subsidence, n_nonsubsidence, n_draws)
+        ``q_mean`` and ``q_sd`` of shape (k,), one value per factor; counts are means over draws.
+
+    Returns
+    -------
+    dict of str -> ndarray, each of length ``n_settings * k``
+        ``threshold``, ``ratio``, ``factor`` (index), ``q_mean``, ``q_sd``, ``rank`` (1 = largest
+        mean q within the setting, NaN last), ``n_subsidence``, ``n_nonsubsidence``, ``n_draws``.
+    """
+    names = (
+        "threshold",
+        "ratio",
+        "factor",
+        "q_mean",
+        "q_sd",
+        "rank",
+        "n_subsidence",
+        "n_nonsubsidence",
+        "n_draws",
+    )
+    cols: dict[str, list] = {key: [] for key in names}
+    for t, r, qm, qs, n_s, n_n, n_draws in rows:
+        qm = np.asarray(qm, dtype=np.float64)
+        k = qm.size
+        order = np.argsort(-np.where(np.isnan(qm), -np.inf, qm), kind="stable")
+        rank = np.empty(k, dtype=np.int64)
+        rank[order] = np.arange(1, k + 1)
+        cols["threshold"] += [float(t)] * k
+        cols["ratio"] += [float(r)] * k
+        cols["factor"] += list(range(k))
+        cols["q_mean"] += list(qm)
+        cols["q_sd"] += list(np.asarray(qs, dtype=np.float64))
+        cols["rank"] += list(rank)
+        cols["n_subsidence"] += [float(n_s)] * k
+        cols["n_nonsubsidence"] += [float(n_n)] * k
+        cols["n_draws"] += [int(n_draws)] * k
     return {key: np.asarray(v) for key, v in cols.items()}

@@ -73,6 +73,7 @@ from ncp_subsidence.kernels.sampling import (
     cell_index,
     draw_sample,
     permutation_null,
+    sweep_columns,
 )
 from ncp_subsidence.stages.factors import FACTOR_NAMES, find_variable
 
@@ -1055,40 +1056,17 @@ def sweep_table(
     Adds ``n_short_draws``: draws of the setting that lacked non-subsidence cells for its ratio.
     """
     k = len(names)
-    cols: dict[str, list] = {
-        c: []
-        for c in (
-            "threshold",
-            "ratio",
-            "factor",
-            "q_mean",
-            "q_sd",
-            "rank",
-            "n_subsidence",
-            "n_nonsubsidence",
-            "n_draws",
-            "n_short_draws",
-        )
-    }
+    rows, short = [], []
     for (t, r), (draws, n_short) in sweep.items():
         q = np.array([[f.q for f in d.result.factors] for d in draws]).reshape(-1, k)
         qm, qs = _mean_sd(q) if len(draws) else (np.full(k, np.nan), np.full(k, np.nan))
-        order = np.argsort(-np.where(np.isnan(qm), -np.inf, qm), kind="stable")
-        rank = np.empty(k, dtype=np.int64)
-        rank[order] = np.arange(1, k + 1)
         n_s = np.mean([d.draw.n_subsidence for d in draws]) if draws else 0.0
         n_n = np.mean([d.draw.n_nonsubsidence for d in draws]) if draws else 0.0
-        cols["threshold"] += [float(t)] * k
-        cols["ratio"] += [float(r)] * k
-        cols["factor"] += list(range(k))
-        cols["q_mean"] += list(qm)
-        cols["q_sd"] += list(qs)
-        cols["rank"] += list(rank)
-        cols["n_subsidence"] += [float(n_s)] * k
-        cols["n_nonsubsidence"] += [float(n_n)] * k
-        cols["n_draws"] += [len(draws)] * k
-        cols["n_short_draws"] += [int(n_short)] * k
-    return sensitivity_table({c: np.asarray(v) for c, v in cols.items()}, names)
+        rows.append((t, r, qm, qs, float(n_s), float(n_n), len(draws)))
+        short += [int(n_short)] * k
+    cols = sweep_columns(rows)
+    cols["n_short_draws"] = np.asarray(short, dtype=np.int64)
+    return sensitivity_table(cols, names)
 
 
 # -- tables of the stage ------------------------------------------------------------------------
