@@ -616,7 +616,10 @@ class MosaicOptions(_Options):
         5, ge=1, le=1000, description="Valid pixels a GNSS tie window needs."
     )
     chunk: int = Field(
-        512, ge=16, le=8192, description="Output chunk size along lat and lon, cells."
+        256,
+        ge=16,
+        le=8192,
+        description="Output chunk size along lat and lon, cells (a block holds every month: ~50 MB at 256).",
     )
     adjusted_frame_model: Literal["offset", "plane"] = Field(
         "offset",

@@ -146,6 +146,25 @@ def _feather_block(fp, *, dy_km, dx_km, cap_km):
     return feather_weights(fp, dy_km=dy_km, dx_km=dx_km, cap_km=cap_km, edge_at_border=True)
 
 
+def _blend_series(series, feathers, sigmas) -> np.ndarray:
+    """Blend displacement series (time, lat, lon) of several frames with the velocity weights.
+
+    The same weights as :func:`blend_frames` (feather / sigma^2 where both are valid, and the
+    value finite), accumulated frame by frame in float32, so memory stays a few series in size.
+    """
+    num = np.zeros(series[0].shape, np.float32)
+    den = np.zeros(series[0].shape, np.float32)
+    for ts, fw, sg in zip(series, feathers, sigmas):
+        w = np.where(
+            np.isfinite(sg) & (sg > 0) & (fw > 0), fw / np.where(sg > 0, sg, 1.0) ** 2, 0.0
+        )
+        ok = np.isfinite(ts)
+        num += np.where(ok, ts, 0.0).astype(np.float32) * w.astype(np.float32)
+        den += ok * w.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
 def _blend_block(lat, lon, frames, months_t, origin):
     """One output block: resample each frame's window, correct, blend (see the module doc)."""
     vals, feath, sigs, series = [], [], [], []
@@ -160,7 +179,7 @@ def _blend_block(lat, lon, frames, months_t, origin):
             ts = resample_to_epochs(np.moveaxis(fr["d"], 0, -1), fr["t"], months_t)
             ts = bilinear_regrid(np.moveaxis(ts, -1, 0), fr["y"], fr["x"], lat, lon)
             ts = ts + k[None] * (months_t - months_t[0])[:, None, None]
-            series.append(ts - ts[:1])
+            series.append((ts - ts[:1]).astype(np.float32))
     shape = (lat.size, lon.size)
     if not frames:
         nan = np.full(shape, np.nan, np.float32)
@@ -171,10 +190,7 @@ def _blend_block(lat, lon, frames, months_t, origin):
             np.full((months_t.size, *shape), np.nan, np.float32),
         )
     v, s, n = blend_frames(np.stack(vals), np.stack(feath), np.stack(sigs))
-    if months_t.size:
-        d, _, _ = blend_frames(np.stack(series), np.stack(feath)[:, None], np.stack(sigs)[:, None])
-    else:
-        d = np.empty((0, *shape))
+    d = _blend_series(series, feath, sigs) if months_t.size else np.empty((0, *shape))
     return v.astype(np.float32), s.astype(np.float32), n.astype(np.int16), d.astype(np.float32)
 
 
