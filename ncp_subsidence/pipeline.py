@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from . import __version__
 from .config import STAGE_NAMES, Config, redacted_dump
-from .errors import ConfigError, StoreError
+from .errors import ConfigError, NcpError, StoreError
 from .io.cube import write_cube
 from .io.stores import ProductRecord, ProductStore, open_store
 
@@ -309,22 +309,55 @@ def run_pipeline(
             log.info("stage %s: running (version %s)", stage.name, version)
         t0 = time.perf_counter()
         ctx = StageContext(config, store, stage.name, version, client=client, compute=compute)
-        stage.run(ctx)
-        record = ProductRecord(
-            version=version,
-            fingerprint=fp,
-            datasets=tuple(ctx.datasets),
-            completed_at=_now(),
-            package_version=__version__,
-            inputs=inputs,
-        )
-        store.publish(stage.name, record, keep_versions=config.store.keep_versions)
+        try:
+            stage.run(ctx)
+            record = ProductRecord(
+                version=version,
+                fingerprint=fp,
+                datasets=tuple(ctx.datasets),
+                completed_at=_now(),
+                package_version=__version__,
+                inputs=inputs,
+            )
+            store.publish(stage.name, record, keep_versions=config.store.keep_versions)
+        except Exception as err:
+            _raise_if_store_failed(err, store, stage.name)
+            raise
         seconds = time.perf_counter() - t0
         log.info("stage %s: done in %.1f s", stage.name, seconds)
         report.results.append(StageResult(stage.name, action, version, fp, seconds))
     last_run = store.root_attrs().get("last_run", {})
     store.update_root_attrs({"last_run": {**last_run, "completed": _now()}})
     return report
+
+
+def _raise_if_store_failed(err: BaseException, store: ProductStore, stage: str) -> None:
+    """Turn a remote store's raw client error (botocore, aiohttp...) into one clear StoreError.
+
+    Raised when the store stopped answering after its retries while ``stage`` read or wrote it:
+    the message names the store, the stage, the retry setting and what a rerun does.
+    """
+    if isinstance(err, NcpError) or "://" not in store.url:
+        return  # already one of ours (a DataError, a NetworkError of a source...), or local
+    root = store.root.strip("/")
+    chain: list[BaseException] = []
+    cause: BaseException | None = err
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for e in chain:
+        remote = any(
+            c.__module__.split(".")[0] in ("botocore", "aiobotocore", "aiohttp")
+            for c in type(e).__mro__
+        ) or isinstance(e, ConnectionError | TimeoutError)
+        if remote and root in str(e):
+            raise StoreError(
+                f"store {store.url!r} stopped answering while stage {stage!r} used it, after the "
+                f"configured retries: {type(e).__name__}: {e}. Nothing of {stage!r} was "
+                "published; check the endpoint and the network (retries: "
+                "store.storage_options.config_kwargs.retries), then rerun: the stage resumes "
+                "from its last completed region"
+            ) from err
 
 
 def _now() -> str:

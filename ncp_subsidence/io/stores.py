@@ -35,7 +35,14 @@ import zarr.storage
 
 from ..errors import StoreError
 
-__all__ = ["RECORD_KEY", "ProductRecord", "ProductStore", "open_store"]
+__all__ = [
+    "RECORD_KEY",
+    "S3_RETRY_DEFAULTS",
+    "ProductRecord",
+    "ProductStore",
+    "open_store",
+    "with_retry_defaults",
+]
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +104,7 @@ class ProductStore:
         self, url: str, storage_options: Mapping[str, Any] | None = None, zarr_format: int = 3
     ):
         self.url = str(url).rstrip("/") or str(url)
-        self.storage_options = dict(storage_options or {})
+        self.storage_options = with_retry_defaults(self.url, storage_options)
         self.zarr_format = zarr_format
         try:
             if _is_local(self.url):
@@ -309,6 +316,36 @@ class ProductStore:
         """Read a non-Zarr file written by :meth:`write_file`."""
         with self.fs.open(f"{self.root.rstrip('/')}/{path}", "rb") as f:
             return f.read()
+
+
+#: Retry and timeout defaults of S3 stores, passed to botocore through s3fs's ``config_kwargs``:
+#: "standard" retries (exponential backoff with jitter, capped at 20 s per wait, about a minute
+#: in all) of connection errors, throttling and 5xx. botocore's own default gives up after about
+#: 3 s of refused connections, shorter than a restart of an S3 endpoint or a network blip.
+#: Any of them set in ``storage_options["config_kwargs"]`` wins.
+S3_RETRY_DEFAULTS: dict[str, Any] = {
+    "config_kwargs": {
+        "retries": {"max_attempts": 10, "mode": "standard"},  # botocore: connection errors too
+        "connect_timeout": 10,
+        "read_timeout": 60,
+    },
+}
+
+
+def with_retry_defaults(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``storage_options`` with :data:`S3_RETRY_DEFAULTS` filled in for ``s3://`` URLs.
+
+    >>> with_retry_defaults("s3://b/p", {"config_kwargs": {"connect_timeout": 1}})["config_kwargs"]
+    {'connect_timeout': 1, 'retries': {'max_attempts': 10, 'mode': 'standard'}, 'read_timeout': 60}
+    """
+    options = dict(storage_options or {})
+    if not str(url).startswith(("s3://", "s3a://")):
+        return options
+    config = dict(options.get("config_kwargs") or {})
+    for key, value in S3_RETRY_DEFAULTS["config_kwargs"].items():
+        config.setdefault(key, value)
+    options["config_kwargs"] = config
+    return options
 
 
 def open_store(options: Any) -> ProductStore:

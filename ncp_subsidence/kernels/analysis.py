@@ -630,6 +630,7 @@ def lagged_cross_correlation(
         "p_value": float("nan"),
     }
     if counts[0] < min_months or not np.isfinite(r).any():
+        out["r"] = np.full(max_lag + 1, np.nan)  # too short: every lag is undefined, as documented
         out["r0"] = float("nan")
         return out
     k = int(np.nanargmax(r))

@@ -1,0 +1,179 @@
+"""Reliability: the whole run killed (SIGKILL) while each stage writes, in turn.
+
+One chained scenario on the tiny twin, stages ``discover -> ingest -> sbas -> adjust``. Each
+run is a separate Python process running :func:`~ncp_subsidence.pipeline.run_pipeline`; it
+kills itself with SIGKILL (no Python cleanup, no ``finally``) at a chosen point of the write of
+the stage under test:
+
+- ``discover``: after its third catalog file is written;
+- ``ingest``, ``sbas``, ``adjust``: right after the first data region of a dataset has been
+  recorded as done (so part of the version is written, the rest is not).
+
+After every kill the test checks, from the parent: the killed stage has a pending version
+with the written regions, no current version; every earlier product has exactly the record
+and values it had before the kill. The next process resumes the killed stage (its log says
+``resuming interrupted version <v>`` with the pending version) and is killed in the next
+stage. A final run in the test process skips the finished stages, resumes ``adjust``, and
+every product equals an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import dask
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import twin_config
+
+from ncp_subsidence.config import to_yaml
+from ncp_subsidence.io.stores import ProductStore
+from ncp_subsidence.pipeline import run_pipeline
+
+STAGES = ["discover", "ingest", "sbas", "adjust"]
+
+CHILD = textwrap.dedent(
+    """
+    import logging, os, signal, sys
+    import dask
+    from ncp_subsidence.config import load_config
+    from ncp_subsidence.io.stores import ProductStore
+    from ncp_subsidence.pipeline import run_pipeline
+
+    config_path, target, after = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("ncp_subsidence.pipeline").setLevel(logging.INFO)
+    count = 0
+
+    def _tick():
+        global count
+        count += 1
+        if count >= after:
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)  # the fault: no cleanup of any kind
+
+    mark_done, write_file = ProductStore.mark_done, ProductStore.write_file
+
+    def killing_mark_done(self, stage, dataset, region):
+        mark_done(self, stage, dataset, region)
+        if stage == target and region not in ("template",):
+            _tick()
+
+    def killing_write_file(self, path, data):
+        out = write_file(self, path, data)
+        if path.startswith(target + "/"):
+            _tick()
+        return out
+
+    ProductStore.mark_done = killing_mark_done
+    ProductStore.write_file = killing_write_file
+    with dask.config.set(scheduler="threads", num_workers=2):
+        run_pipeline(load_config(config_path), sys.argv[4].split(","))
+    print("COMPLETED")
+    """
+)
+
+
+def _killed_run(config_path, target, after=1):
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(config_path), target, str(after), ",".join(STAGES)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == -9, f"{target}: not killed\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    assert "COMPLETED" not in proc.stdout
+    return proc.stderr
+
+
+def _snapshot(store, stage):
+    """(record, loaded datasets or catalog bytes) of the current version of ``stage``."""
+    record = store.record(stage)
+    if stage == "discover":
+        files = sorted(
+            p for p in store.fs.find(f"{store.root}/discover/{record.version}") if "/catalog/" in p
+        )
+        return record, {p.rsplit("/", 1)[1]: store.fs.cat(p) for p in files}
+    return record, {name: store.open(stage, name).load() for name in record.datasets}
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        if isinstance(a[name], bytes):
+            assert a[name] == b[name], name
+        else:
+            xr.testing.assert_identical(a[name], b[name])
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_run, tiny_twin, tmp_path_factory):
+    """An uninterrupted run of the four stages: tiny_run's store copied, then adjust run on it."""
+    _cfg, source = tiny_run
+    dest = tmp_path_factory.mktemp("kill-reference") / "store"
+    shutil.copytree(source.url, dest)
+    cfg = twin_config(tiny_twin, dest)
+    with dask.config.set(scheduler="threads", num_workers=2):
+        report = run_pipeline(cfg, STAGES)
+    assert [r.action for r in report.results] == ["skipped", "skipped", "skipped", "ran"]
+    store = ProductStore(str(dest))
+    return {stage: _snapshot(store, stage) for stage in STAGES}
+
+
+def test_sigkill_in_each_stage_keeps_earlier_products_and_resumes(tmp_path, tiny_twin, reference):
+    cfg = twin_config(tiny_twin, tmp_path / "store")
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(to_yaml(cfg))
+    store = ProductStore(cfg.store.url)
+    published: dict[str, tuple] = {}
+    previous_pending = None
+    for target in STAGES:
+        log = _killed_run(config_path, target, after=3 if target == "discover" else 1)
+        store.invalidate()
+        if previous_pending is not None:  # the stage killed last time resumed its own version
+            stage, version = previous_pending
+            assert f"stage {stage}: resuming interrupted version {version}" in log, log[-2000:]
+            published[stage] = _snapshot(store, stage)
+            assert published[stage][0].version == version
+            _assert_same(published[stage][1], reference[stage][1])
+            assert published[stage][0].fingerprint == reference[stage][0].fingerprint
+        # the killed stage: nothing published, a pending version with part of the work done
+        assert store.record(target) is None
+        pending = store.pending(target)
+        assert pending is not None
+        if target != "discover":
+            done = [r for regions in pending["done"].values() for r in regions]
+            assert "template" in done and any(r != "template" for r in done), pending
+        # every earlier product: the record and the values it had when it was published
+        for stage, (record, data) in published.items():
+            assert store.record(stage) == record, stage
+            _assert_same(_snapshot(store, stage)[1], data)
+        previous_pending = (target, pending["version"])
+
+    with dask.config.set(scheduler="threads", num_workers=2):
+        report = run_pipeline(cfg, STAGES)
+    assert [r.action for r in report.results] == ["skipped", "skipped", "skipped", "resumed"]
+    assert report["adjust"].version == previous_pending[1]
+    for stage in STAGES:
+        record, data = _snapshot(store, stage)
+        assert record.fingerprint == reference[stage][0].fingerprint
+        _assert_same(data, reference[stage][1])
+    assert store.pending("adjust") is None
+    # no abandoned version is left behind: one version directory per product
+    for stage in STAGES:
+        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in store.fs.ls(f"{store.root}/{stage}")]
+        assert [n for n in names if n.startswith("v")] == [store.record(stage).version], names
+
+
+def test_reference_is_not_trivial(reference):
+    """Sanity of the reference itself: non-trivial values (so equality above means something)."""
+    sbas = reference["sbas"][1]
+    frame = next(iter(sbas))
+    velocity = sbas[frame]["velocity"].values
+    assert np.isfinite(velocity).mean() > 0.5 and np.nanstd(velocity) > 1.0
+    adjust = reference["adjust"][1]
+    assert adjust and all(ds.data_vars for ds in adjust.values())
