@@ -185,17 +185,22 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("ncp_subsidence").setLevel(level)
-    for noisy in (
-        "distributed",
-        "werkzeug",
-        "botocore",
-        "s3fs",
-        "fsspec",
-        "rasterio",
-        "urllib3",
-        "asyncio",
-    ):
-        logging.getLogger(noisy).setLevel(logging.ERROR if not verbose else logging.WARNING)
+    _quiet_libraries(verbose)
+
+
+_NOISY = ("distributed", "werkzeug", "botocore", "s3fs", "fsspec", "rasterio", "urllib3", "asyncio")
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """Libraries log errors only (warnings with --verbose), through our handler alone.
+
+    Called again once distributed is imported: its import installs its own handler and levels.
+    """
+    for name in _NOISY:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.ERROR if not verbose else logging.WARNING)
+        logger.handlers[:] = []
+        logger.propagate = True
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -266,7 +271,11 @@ def _compute_with_progress(client: Any, show: bool) -> Any:
 
 
 def _run(args: argparse.Namespace, stages: Sequence[str] | None) -> int:
+    import distributed  # noqa: F401  (its import configures logging; ours must win)
+
     from .cluster import connect
+
+    _quiet_libraries(args.verbose)
     from .pipeline import resolve_stages, run_pipeline
 
     config = _load(args)
