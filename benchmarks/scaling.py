@@ -31,19 +31,9 @@ from typing import Any
 from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+from ncp_subsidence.config import STAGE_NAMES as STAGES
+
 WORK = Path(__file__).parent / "_work"
-STAGES = (
-    "discover",
-    "ingest",
-    "sbas",
-    "adjust",
-    "mosaic",
-    "hydro",
-    "factors",
-    "geodetector",
-    "analysis",
-    "report",
-)
 
 
 class TaskCounter(SchedulerPlugin):
