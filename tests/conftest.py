@@ -108,8 +108,13 @@ def tiny_run(tiny_twin, tmp_path_factory):
 
 
 def twin_config(manifest, store_url, **sections):
-    """A Config that runs on the given twin (tiny grids) with a store at ``store_url``."""
+    """A Config that runs on the given twin with a store at ``store_url``.
+
+    Grids follow the twin preset as ``ncp-subsidence demo`` sets them
+    (:func:`ncp_subsidence.synthetic.presets.grid_settings`); ``sections`` override.
+    """
     from ncp_subsidence.config import Config
+    from ncp_subsidence.synthetic.presets import grid_settings
 
     data = {
         "store": {"url": str(store_url)},
@@ -124,6 +129,9 @@ def twin_config(manifest, store_url, **sections):
         "hydro": {"resolution_deg": manifest.grids["hydro_resolution_deg"]},
         "ingest": {"chunk_y": 64, "chunk_x": 64},
     }
+    for dotted, value in grid_settings(manifest.preset).items():
+        section, name = dotted.split(".")
+        data.setdefault(section, {}).setdefault(name, value)
     for key, value in sections.items():
         data.setdefault(key, {}).update(value)
     return Config.model_validate(data)

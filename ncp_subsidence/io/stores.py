@@ -261,7 +261,8 @@ class ProductStore:
 
     def path(self, stage: str, version: str, dataset: str | None = None) -> str:
         """Group path of a dataset inside a version (``stage/version[/dataset]``)."""
-        return f"{stage}/{version}" + (f"/{dataset}" if dataset else "")
+        root = dataset in (None, "", ".")  # "." names the version group itself in a record
+        return f"{stage}/{version}" + ("" if root else f"/{dataset}")
 
     def open(
         self,
