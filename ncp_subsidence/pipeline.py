@@ -108,15 +108,13 @@ class StageContext:
         chunks_per_region: int | None = None,
     ) -> str:
         """Write one dataset of this stage's product (template, then resumable regions)."""
-        from .config import redacted_dump as _redact  # local: keep import graph flat
-
         ds = ds.copy()
         ds.attrs.setdefault("ncp_subsidence_version", __version__)
         ds.attrs.setdefault("ncp_subsidence_stage", self.stage)
         section = self.options
         if section is not None and hasattr(section, "model_dump"):
             ds.attrs.setdefault(
-                "ncp_subsidence_options", json.dumps(_redact(section), sort_keys=True)
+                "ncp_subsidence_options", json.dumps(redacted_dump(section), sort_keys=True)
             )
         path = write_cube(
             self.store,
