@@ -17,20 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .config import STAGE_NAMES
+
 __all__ = ["build_parser", "main"]
 
-STAGES = (
-    "discover",
-    "ingest",
-    "sbas",
-    "adjust",
-    "mosaic",
-    "hydro",
-    "factors",
-    "geodetector",
-    "analysis",
-    "report",
-)
+STAGES = STAGE_NAMES  # config.py imports only pydantic and yaml: --help stays fast
 
 log = logging.getLogger("ncp_subsidence")
 
