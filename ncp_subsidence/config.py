@@ -480,6 +480,17 @@ class IngestOptions(_Options):
         "fail",
         description="Unreadable asset: fail, or fill NaN, count it, log it and record it in attrs.",
     )
+    incremental: bool = Field(
+        True,
+        description="Append new interferograms and months to the previous cubes as new parts "
+        "(old chunks untouched); false rewrites every dataset.",
+    )
+    max_parts: int = Field(
+        24,
+        ge=1,
+        le=1000,
+        description="Parts an appended dataset may have; one more rewrites it whole (compaction).",
+    )
 
 
 class SBASOptions(_Options):

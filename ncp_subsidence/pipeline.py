@@ -80,6 +80,10 @@ class StageContext:
     client: Client | None = None
     compute: Callable[[Any], Any] | None = None
     datasets: list[str] = field(default_factory=list)
+    previous: ProductRecord | None = None
+    """The stage's current complete product before this run (None when forced or new): what an
+    incremental stage appends to."""
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def options(self) -> Any:
@@ -106,8 +110,30 @@ class StageContext:
         *,
         region_dim: str | None = None,
         chunks_per_region: int | None = None,
+        append_dim: str | None = None,
     ) -> str:
-        """Write one dataset of this stage's product (template, then resumable regions)."""
+        """Write one dataset of this stage's product (template, then resumable regions).
+
+        With ``append_dim``, ``ds`` holds only the slices new since :attr:`previous` (new pairs,
+        new months): it is written as a new part, and the dataset reads back as the previous
+        parts followed by this one, concatenated along ``append_dim``. Nothing previously
+        written is touched.
+        """
+        name = dataset or "."
+        if append_dim is not None:
+            if self.previous is None or name not in self.previous.datasets:
+                raise StoreError(
+                    f"cannot append to {self.stage}/{name}: the stage has no previous product "
+                    "holding it; write it whole"
+                )
+            dim, versions = self.previous.dataset_parts(dataset)
+            if dim not in (None, append_dim):
+                raise StoreError(
+                    f"{self.stage}/{name} was appended along {dim!r}, not {append_dim!r}"
+                )
+            self.parts[name] = {"dim": append_dim, "versions": [*versions, self.version]}
+        else:
+            self.parts.pop(name, None)
         ds = ds.copy()
         ds.attrs.setdefault("ncp_subsidence_version", __version__)
         ds.attrs.setdefault("ncp_subsidence_stage", self.stage)
@@ -126,10 +152,19 @@ class StageContext:
             chunks_per_region=chunks_per_region,
             compute=self.compute,
         )
-        name = dataset or "."
         if name not in self.datasets:
             self.datasets.append(name)
         return path
+
+    def reuse(self, dataset: str | None) -> None:
+        """Carry a dataset of :attr:`previous` over unchanged (no byte is written)."""
+        name = dataset or "."
+        if self.previous is None or name not in self.previous.datasets:
+            raise StoreError(f"cannot reuse {self.stage}/{name}: no previous product holds it")
+        dim, versions = self.previous.dataset_parts(dataset)
+        self.parts[name] = {"dim": dim, "versions": versions}
+        if name not in self.datasets:
+            self.datasets.append(name)
 
     def write_file(self, relpath: str, data: bytes | str) -> str:
         """Write a non-Zarr file (CSV, JSON, HTML, PNG) inside this stage's version."""
@@ -306,7 +341,15 @@ def run_pipeline(
             store.begin(stage.name, version, fp)
             log.info("stage %s: running (version %s)", stage.name, version)
         t0 = time.perf_counter()
-        ctx = StageContext(config, store, stage.name, version, client=client, compute=compute)
+        ctx = StageContext(
+            config,
+            store,
+            stage.name,
+            version,
+            client=client,
+            compute=compute,
+            previous=None if stage.name in forced else current,
+        )
         try:
             stage.run(ctx)
             record = ProductRecord(
@@ -316,6 +359,7 @@ def run_pipeline(
                 completed_at=_now(),
                 package_version=__version__,
                 inputs=inputs,
+                parts={k: v for k, v in ctx.parts.items() if k in ctx.datasets},
             )
             store.publish(stage.name, record, keep_versions=config.store.keep_versions)
         except Exception as err:

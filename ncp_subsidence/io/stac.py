@@ -148,7 +148,11 @@ def choose_asset(item: pystac.Item, keys_or_roles: Sequence[str]) -> tuple[str, 
 
 
 def items_digest(items: Iterable[pystac.Item]) -> str:
-    """A stable digest of item ids, datetimes and asset hrefs (what a run depends on)."""
+    """A stable digest of item ids, datetimes, ``updated`` stamps and asset hrefs.
+
+    What a run depends on: an item republished with a new end date or ``updated`` time (a
+    product file that grew) changes the digest even when its id and hrefs do not.
+    """
     import hashlib
 
     h = hashlib.sha256()
@@ -157,6 +161,9 @@ def items_digest(items: Iterable[pystac.Item]) -> str:
         h.update(
             str(item.properties.get("datetime") or item.properties.get("start_datetime")).encode()
         )
+        for key in ("end_datetime", "updated"):
+            if item.properties.get(key):
+                h.update(f"{key}={item.properties[key]}".encode())
         for key in sorted(item.assets):
             h.update(f"{key}={item.assets[key].href}".encode())
     return h.hexdigest()

@@ -14,6 +14,15 @@ failed or killed run leaves the previous complete product readable and unchanged
 readers open ``<root>/<stage>/<version>/<dataset>`` directly; :meth:`ProductStore.open` resolves
 the version for you.
 
+Appended datasets. An incremental run (scheduled reprocessing) does not rewrite what it already
+has: a dataset that only gained pairs or months is written as a new *part* holding just the new
+slices, inside the new version, and the record lists the dataset's parts in order
+(``parts[dataset] = {"dim": "pair", "versions": [v1, v2]}``); a dataset that did not change is
+carried over as a part of the version that wrote it. :meth:`ProductStore.open` concatenates the
+parts along ``dim`` (the attributes are the last part's, which describe the whole). Every part is
+an ordinary Zarr group, so old parts are never touched; a version a current record still
+references is kept whatever ``keep_versions`` says.
+
 Credentials come from ``storage_options`` or the environment (``AWS_ACCESS_KEY_ID``...); they are
 never logged, and never written into attributes (see :func:`ncp_subsidence.config.redacted_dump`).
 """
@@ -24,7 +33,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +69,10 @@ class ProductRecord:
     completed_at: str
     package_version: str
     inputs: Mapping[str, str]
+    parts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "version": self.version,
             "fingerprint": self.fingerprint,
             "datasets": list(self.datasets),
@@ -70,6 +80,26 @@ class ProductRecord:
             "package_version": self.package_version,
             "inputs": dict(self.inputs),
         }
+        if self.parts:
+            out["parts"] = {k: dict(v) for k, v in self.parts.items()}
+        return out
+
+    def dataset_parts(self, dataset: str | None) -> tuple[str | None, list[str]]:
+        """``(dim, versions)`` of a dataset: where its parts live, oldest first.
+
+        A dataset written whole by this version is one part, ``(None, [self.version])``.
+        """
+        entry = self.parts.get(dataset or ".")
+        if entry is None:
+            return None, [self.version]
+        return entry.get("dim"), list(entry["versions"])
+
+    def referenced_versions(self) -> set[str]:
+        """Every version holding a part of this record's datasets (its own included)."""
+        out = {self.version}
+        for entry in self.parts.values():
+            out.update(entry["versions"])
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ProductRecord:
@@ -80,6 +110,7 @@ class ProductRecord:
             completed_at=data.get("completed_at", ""),
             package_version=data.get("package_version", ""),
             inputs=dict(data.get("inputs", {})),
+            parts={k: dict(v) for k, v in data.get("parts", {}).items()},
         )
 
 
@@ -241,6 +272,10 @@ class ProductStore:
             if keep_old
             else (history, [])
         )
+        # versions still holding parts of the new current product stay, whatever their age
+        referenced = record.referenced_versions()
+        history = [v for v in stale if v in referenced] + history
+        stale = [v for v in stale if v not in referenced]
         state["history"] = history
         self._write_state(stage, state)
         for version in stale:
@@ -274,17 +309,37 @@ class ProductStore:
     ) -> xr.Dataset:
         """Open a dataset of the current (or a named) version of ``stage`` lazily.
 
+        A dataset the current record lists in parts (an appended dataset) is their
+        concatenation along the part dimension. A named ``version`` opens that version's own
+        group only.
+
         Raises :class:`StoreError` naming the stage when it has no complete version yet.
         """
-        if version is None:
-            record = self.record(stage)
-            if record is None:
-                raise StoreError(
-                    f"product {stage!r} has no complete version in store {self.url!r}; "
-                    f"run the pipeline up to stage {stage!r} first"
-                )
-            version = record.version
-        path = self.path(stage, version, dataset)
+        if version is not None:
+            return self._open_group(self.path(stage, version, dataset), chunks)
+        record = self.record(stage)
+        if record is None:
+            raise StoreError(
+                f"product {stage!r} has no complete version in store {self.url!r}; "
+                f"run the pipeline up to stage {stage!r} first"
+            )
+        dim, versions = record.dataset_parts(dataset)
+        parts = [self._open_group(self.path(stage, v, dataset), chunks) for v in versions]
+        if len(parts) == 1:
+            return parts[0]
+        out = xr.concat(
+            parts,
+            dim,
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+            join="exact",
+            combine_attrs="override",
+        )
+        out.attrs = dict(parts[-1].attrs)  # the last part's attributes describe the whole
+        return out
+
+    def _open_group(self, path: str, chunks: Any) -> xr.Dataset:
         try:
             return xr.open_zarr(
                 self.zarr_store,

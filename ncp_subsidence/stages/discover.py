@@ -125,9 +125,10 @@ class DiscoverStage:
         self._cache: dict[str, list[pystac.Item]] | None = None
         self._cache_key: str | None = None
 
-    def _discover(self, config: Config) -> dict[str, list[pystac.Item]]:
+    def _discover(self, config: Config, fresh: bool = False) -> dict[str, list[pystac.Item]]:
+        """Items of every source; ``fresh`` searches again even if this run already did."""
         key = json.dumps(redacted_dump(config.sources), sort_keys=True)
-        if self._cache is not None and self._cache_key == key:
+        if not fresh and self._cache is not None and self._cache_key == key:
             return self._cache
         found: dict[str, list[pystac.Item]] = {}
         for name, src in resolve_sources(config).items():
@@ -152,7 +153,9 @@ class DiscoverStage:
         return found
 
     def fingerprint_extra(self, config: Config) -> dict[str, Any]:
-        found = self._discover(config)
+        # once per run, before run(): always a fresh search (catalogs grow between runs), which
+        # run() then reuses
+        found = self._discover(config, fresh=True)
         return {
             "sources": redacted_dump(config.sources),
             "items": {k: items_digest(v) for k, v in sorted(found.items())},

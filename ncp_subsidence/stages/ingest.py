@@ -20,10 +20,22 @@ Datasets written (``ingest/<version>/...``):
 
 Unreadable interferogram assets follow ``ingest.on_error``: ``fail`` raises; ``nan`` fills NaN,
 counts them, logs them and records them in the dataset's attrs.
+
+Incremental runs (``ingest.incremental``, on by default). When discovery finds items the
+previous ingest did not have, and every item it had is unchanged (same id, dates, ``updated``
+stamp and asset hrefs), only the new items are read: new interferograms are appended to
+``ifg/<frame>`` along ``pair``, new months to ``hydro/<source>`` along ``time``, each as a new
+part of the dataset (see :mod:`ncp_subsidence.io.stores`), and datasets whose items did not
+change are carried over without a byte written. Anything else (an item removed or republished,
+a new grid, a month inside the existing record, ``ingest.max_parts`` reached, ``--force``)
+rewrites that dataset whole. Interferograms are ordered by secondary then reference date, so
+pairs that arrive in acquisition order append exactly where one run on everything puts them.
+Each dataset records the items that made it: ``source_item_ids`` and ``source_items_digest``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -31,10 +43,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .. import __version__
+from ..config import redacted_dump
 from ..errors import DataError
 from ..io.cube import SCHEMAS, with_crs
 from ..io.readers import Grid, open_netcdf, read_geojson, read_ifg_stack, read_midas, read_raster
-from ..io.stac import choose_asset
+from ..io.stac import choose_asset, item_interval, items_digest
 from ..kernels import downscale as units
 from ..kernels.geometry import hyp3_to_incidence_heading, los_unit_vector_from_hyp3
 from ..kernels.vector import line_length_per_cell
@@ -281,6 +295,74 @@ def _fault_density(items: list[Any], grid: Grid) -> xr.DataArray:
     )
 
 
+def pair_order(item: Any) -> tuple[Any, Any, str]:
+    """Sort key of interferogram items: secondary date, reference date, id."""
+    start, end = item_interval(item)
+    return end, start, item.id
+
+
+def _provenance(items: list[Any], how: str = "") -> dict[str, str]:
+    """Attributes naming what a dataset was made of: its items, and how they were read."""
+    return {
+        "source_item_ids": json.dumps([i.id for i in items]),
+        "source_items_digest": items_digest(items),
+        "source_read_options": how,
+    }
+
+
+def _increment(
+    ctx: Any, name: str, items: list[Any], how: str = ""
+) -> tuple[Any, list[Any]] | None:
+    """The previous dataset and the items new since it, when ``name`` can be extended.
+
+    ``how`` describes the reading options that shape the dataset (assets, grid); it must equal
+    the previous one's. None when the dataset must be written whole: no previous product (first
+    run, ``--force``, ``ingest.incremental`` off), other ingest options, package version or
+    reading options than the previous dataset's, an item it was made of is gone or changed, or
+    it already has ``ingest.max_parts`` parts.
+    """
+    opts = ctx.options
+    prev_record = ctx.previous
+    if not opts.incremental or prev_record is None or name not in prev_record.datasets:
+        return None
+    _, versions = prev_record.dataset_parts(name)
+    previous = ctx.store.open("ingest", name)
+    try:
+        old_ids = json.loads(previous.attrs["source_item_ids"])
+        old_digest = previous.attrs["source_items_digest"]
+        old_how = previous.attrs["source_read_options"]
+    except KeyError:
+        log.info("%s: the previous dataset has no item provenance; rewriting it", name)
+        return None
+    options = json.dumps(redacted_dump(opts), sort_keys=True)
+    if (
+        old_how != how
+        or previous.attrs.get("ncp_subsidence_options") != options
+        or previous.attrs.get("ncp_subsidence_version") != __version__
+    ):
+        log.info("%s: ingest options or package version changed; rewriting it", name)
+        return None
+    known = {i.id: i for i in items}
+    gone = [i for i in old_ids if i not in known]
+    if gone:
+        log.info(
+            "%s: %d item(s) of the previous run are gone (%s...); rewriting",
+            name,
+            len(gone),
+            gone[0],
+        )
+        return None
+    if items_digest([known[i] for i in old_ids]) != old_digest:
+        log.info("%s: items of the previous run were republished; rewriting", name)
+        return None
+    old = set(old_ids)
+    added = [i for i in items if i.id not in old]
+    if added and len(versions) >= opts.max_parts:
+        log.info("%s: %d parts reached (ingest.max_parts); rewriting it whole", name, len(versions))
+        return None
+    return previous, added
+
+
 class IngestStage:
     """Stream discovered products into chunked Zarr cubes (see the module docstring)."""
 
@@ -298,9 +380,28 @@ class IngestStage:
             self._ingest_gnss(ctx, load_items(ctx.store, "gnss"))
 
     def _ingest_frame(self, ctx: Any, frame: str, items: list[Any], opts: Any) -> None:
+        name = f"ifg/{frame}"
+        items = sorted(items, key=pair_order)
+        increment = _increment(ctx, name, items, self._frame_assets(ctx, frame))
+        if increment is not None:
+            previous, added = increment
+            if not added:
+                ctx.reuse(name)
+                log.info("frame %s: no new interferograms, %d kept", frame, previous.sizes["pair"])
+                return
+            if self._append_frame(ctx, frame, previous, items, added, opts):
+                return
+        self._write_frame(ctx, frame, items, opts)
+
+    @staticmethod
+    def _frame_assets(ctx: Any, frame: str) -> str:
         source = ctx.config.sources.interferograms.get(frame)
-        assets = source.assets if source and source.assets else ["unw_phase", "corr"]
-        chunks = spatial_chunks(len(items), opts)
+        return json.dumps(source.assets if source and source.assets else ["unw_phase", "corr"])
+
+    def _read_frame(
+        self, ctx: Any, frame: str, items: list[Any], opts: Any, chunks: tuple[int, int]
+    ) -> tuple[xr.Dataset, Any]:
+        assets = json.loads(self._frame_assets(ctx, frame))
         ds, failures = read_ifg_stack(
             items,
             phase_asset=assets[0],
@@ -309,11 +410,23 @@ class IngestStage:
             on_error=opts.on_error,
         )
         ds = ds.assign_coords(item_id=("pair", ds["item_id"].values.astype(object)))
+        return ds, failures
+
+    def _write_frame(self, ctx: Any, frame: str, items: list[Any], opts: Any) -> None:
+        chunks = spatial_chunks(len(items), opts)
+        ds, failures = self._read_frame(ctx, frame, items, opts, chunks)
         geometry = self._geometry(items, ds)
         if geometry is not None:
             ds = ds.assign(geometry)
         ds = SCHEMAS["ifg"].conform(ds)
-        ds.attrs.update({"frame": frame, "n_pairs": int(ds.sizes["pair"]), **failures.attrs()})
+        ds.attrs.update(
+            {
+                "frame": frame,
+                "n_pairs": int(ds.sizes["pair"]),
+                **failures.attrs(),
+                **_provenance(items, self._frame_assets(ctx, frame)),
+            }
+        )
         for key in ("sat:relative_orbit", "sat:orbit_state", "twin:heading"):
             if key in items[0].properties:
                 ds.attrs[key.replace(":", "_")] = items[0].properties[key]
@@ -328,6 +441,56 @@ class IngestStage:
             ds.sizes["x"],
             len(failures),
         )
+
+    def _append_frame(
+        self,
+        ctx: Any,
+        frame: str,
+        previous: xr.Dataset,
+        items: list[Any],
+        added: list[Any],
+        opts: Any,
+    ) -> bool:
+        """Append ``added`` (of ``items``, all the frame's) as a new part; False on a new grid."""
+        var = previous["unw_phase"]
+        chunks = (
+            (var.chunks[1][0], var.chunks[2][0]) if var.chunks else spatial_chunks(len(added), opts)
+        )
+        ds, failures = self._read_frame(ctx, frame, added, opts, chunks)
+        same_grid = all(
+            ds.sizes[d] == previous.sizes[d] and np.array_equal(ds[d].values, previous[d].values)
+            for d in ("y", "x")
+        )
+        if not same_grid:
+            log.info("frame %s: new interferograms are on another grid; rewriting the frame", frame)
+            return False
+        # the part holds what varies along pair; the geometry stays in the first part
+        ds = ds[["unw_phase", "coherence"]]
+        if "pair" in ds.coords:  # the pair index runs on from the previous parts
+            n_old = previous.sizes["pair"]
+            ds = ds.assign_coords(pair=np.arange(n_old, n_old + ds.sizes["pair"]))
+        for name in ("unw_phase", "coherence"):
+            ds[name].attrs = dict(previous[name].attrs)
+        old_ids = json.loads(previous.attrs["source_item_ids"])
+        hrefs = json.loads(previous.attrs.get("unreadable_assets", "[]")) + failures.hrefs
+        ds.attrs = {
+            **previous.attrs,
+            "n_pairs": int(previous.sizes["pair"] + ds.sizes["pair"]),
+            "n_unreadable_assets": len(hrefs),
+            "unreadable_assets": json.dumps(hrefs),
+            "source_item_ids": json.dumps([*old_ids, *(i.id for i in added)]),
+            "source_items_digest": items_digest(items),
+        }
+        ds = with_crs(ds).chunk({"pair": -1, "y": chunks[0], "x": chunks[1]})
+        ctx.write(f"ifg/{frame}", ds, region_dim="y", append_dim="pair")
+        log.info(
+            "frame %s: appended %d interferogram(s) to %d, %d unreadable asset(s)",
+            frame,
+            ds.sizes["pair"],
+            previous.sizes["pair"],
+            len(failures),
+        )
+        return True
 
     @staticmethod
     def _geometry(items: list[Any], ds: xr.Dataset) -> dict[str, Any] | None:
@@ -357,42 +520,90 @@ class IngestStage:
             "fldas": _read_fldas,
             "imerg": _read_imerg,
         }
-        chunk = ctx.options.hydro_time_chunk
         for key, reader in readers.items():
             if key not in names:
                 continue
             items = load_items(ctx.store, key)
             if not items:
                 continue
-            ds = with_crs(reader(items).astype("float32"))
-            for var in ds.data_vars.values():  # in memory: written with the template
-                if var.ndim == 3:
-                    var.encoding["chunks"] = (
-                        var.shape[0] if chunk == -1 else min(chunk, var.shape[0]),
-                        *var.shape[1:],
+            name = f"hydro/{key}"
+            increment = _increment(ctx, name, items)
+            if increment is not None:
+                previous, added = increment
+                if not added:
+                    ctx.reuse(name)
+                    continue
+                new = reader(added).astype("float32")
+                later = bool(np.all(new["time"].values > previous["time"].values[-1]))
+                same = set(new.data_vars) == set(previous.data_vars) and all(
+                    np.array_equal(new[c].values, previous[c].values) for c in ("lat", "lon")
+                )
+                if later and same:
+                    ds = self._hydro_cube(ctx, new, key)
+                    ds.attrs.update(
+                        {
+                            **previous.attrs,
+                            "source_item_ids": json.dumps(
+                                [
+                                    *json.loads(previous.attrs["source_item_ids"]),
+                                    *(i.id for i in added),
+                                ]
+                            ),
+                            "source_items_digest": items_digest(items),
+                        }
                     )
-            ds.attrs["source"] = key
-            ctx.write(f"hydro/{key}", ds)
+                    ctx.write(name, ds, append_dim="time")
+                    log.info("%s: appended %d month(s)", name, ds.sizes["time"])
+                    continue
+                log.info("%s: new items overlap the record or change its grid; rewriting", name)
+            ds = self._hydro_cube(ctx, reader(items).astype("float32"), key)
+            ds.attrs.update(_provenance(items))
+            ctx.write(name, ds)
+
+    @staticmethod
+    def _hydro_cube(ctx: Any, ds: xr.Dataset, key: str) -> xr.Dataset:
+        chunk = ctx.options.hydro_time_chunk
+        ds = with_crs(ds)
+        for var in ds.data_vars.values():  # in memory: written with the template
+            if var.ndim == 3:
+                var.encoding["chunks"] = (
+                    var.shape[0] if chunk == -1 else min(chunk, var.shape[0]),
+                    *var.shape[1:],
+                )
+        ds.attrs["source"] = key
+        return ds
 
     def _ingest_factors(self, ctx: Any, names: list[str]) -> None:
         grid = factor_grid(ctx.config)
-        layers = {}
-        for key in RASTER_FACTORS:
-            if key in names:
-                items = load_items(ctx.store, key)
-                if items:
-                    layers[key] = _read_factor(items, key, grid)
+        sources = {k: load_items(ctx.store, k) for k in RASTER_FACTORS if k in names}
         if "faults" in names:
-            layers["fault_density"] = _fault_density(load_items(ctx.store, "faults"), grid)
-        if not layers:
+            sources["faults"] = load_items(ctx.store, "faults")
+        sources = {k: v for k, v in sources.items() if v}
+        if not sources:
             return
+        every = [i for k in sorted(sources) for i in sources[k]]
+        how = json.dumps({"bounds": list(grid.bounds), "resolution": grid.resolution})
+        increment = _increment(ctx, "factors", every, how)
+        if increment is not None and not increment[1]:
+            ctx.reuse("factors")
+            return
+        layers = {
+            key: _read_factor(items, key, grid) for key, items in sources.items() if key != "faults"
+        }
+        if "faults" in sources:
+            layers["fault_density"] = _fault_density(sources["faults"], grid)
         ds = with_crs(xr.Dataset(layers))
         for var in ds.data_vars.values():
             if var.ndim == 2:
                 var.encoding["chunks"] = tuple(min(512, n) for n in var.shape)
+        ds.attrs.update(_provenance(every, how))
         ctx.write("factors", ds)
 
     def _ingest_gnss(self, ctx: Any, items: list[Any]) -> None:
+        increment = _increment(ctx, "gnss", items)
+        if increment is not None and not increment[1]:
+            ctx.reuse("gnss")
+            return
         (href,) = _hrefs(items[:1])
         table = read_midas(href)
         ds = xr.Dataset.from_dataframe(table.set_index("station"))
@@ -408,6 +619,7 @@ class IngestStage:
         ds["lat"].attrs = {"units": "degrees_north"}
         ds["height"].attrs = {"units": "m"}
         ds = ds.assign_coords(station=ds["station"].values.astype(object))
+        ds.attrs.update(_provenance(items))
         ctx.write("gnss", ds)
 
 
