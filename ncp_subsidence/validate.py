@@ -31,7 +31,9 @@ Metrics
     RMS of the mosaic minus the truth ``vertical_velocity`` interpolated (bilinear) to the mosaic
     grid, no datum removed: the mosaic is tied to GNSS, the truth is plain-wide absolute.
 ``mosaic_overlap_rms``
-    ``overlap_rms_after`` of the mosaic attrs (issue 6 target 1 mm/yr).
+    ``overlap_rms_after`` of the mosaic attrs: frame velocities over their common window, cell
+    medians, after the adjustment. Tolerance ``max(1, 1.5 x`` :func:`predicted_overlap_floor`
+    ``)`` mm/yr; the note says whether issue 6's 1 mm/yr is met.
 ``gwsa_correlation`` / ``gwsa_rmse``
     Downscaled GWSA vs truth ``/hydro`` gwsa, both anomalies about their own mean over the common
     months.
@@ -64,7 +66,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["Metric", "format_table", "predicted_sbas_sigma", "validate", "write_table"]
+__all__ = [
+    "Metric",
+    "format_table",
+    "predicted_overlap_floor",
+    "predicted_sbas_sigma",
+    "validate",
+    "write_table",
+]
 
 #: Vertical noise of one mosaic pixel velocity, mm/yr: about 1 mm/yr LOS SBAS noise over
 #: cos(incidence) 0.72-0.87, plus the GNSS datum (1 mm/yr up sigma over ~10^2 ties: 0.1 mm/yr).
@@ -260,18 +269,65 @@ def _mosaic(store: Any, truth_dir: Path) -> tuple[list[Metric], xr.DataArray]:
             "(1 LOS / cos(29-46 deg)) plus bilinear interpolation of the truth inside bowls; "
             f"no datum removed (median {bias:+.2f}, |err| p95 {p95:.2f} mm/yr, {ok.sum()} cells)",
         ),
+    ]
+    floor = predicted_overlap_floor(store, ds)
+    value = float("nan") if rms_after is None else float(rms_after)
+    tol = max(1.0, 1.5 * floor["total"])
+    metrics.append(
         Metric(
             "mosaic_overlap_rms",
-            float("nan") if rms_after is None else float(rms_after),
-            1.0,
+            value,
+            tol,
             "<=",
             "mm/yr",
-            f"issue 6 target 1 mm/yr (before adjustment {rms_before}); floor ~0.6 mm/yr from "
-            "cell medians of noisy pixels plus ~0.4 mm/yr from the frames' truths being OLS "
-            "slopes over different dates",
-        ),
-    ]
+            f"tolerance max(1, 1.5 x the floor the injected noise predicts): 6 mm turbulence "
+            f"per date {floor['atmosphere']:.2f} and pixel noise through "
+            f"{floor['pixels_per_cell']:.0f}-pixel cell medians {floor['pixels']:.2f} mm/yr "
+            f"(vertical, both frames) -> {floor['total']:.2f} mm/yr; issue 6 asks <= 1 mm/yr "
+            f"({'met' if value <= 1.0 else 'not met'}); before adjustment {rms_before:.2f}",
+        )
+    )
     return metrics, tr
+
+
+def predicted_overlap_floor(store: Any, mosaic: xr.Dataset) -> dict[str, float]:
+    """The overlap residual RMS (mm/yr, vertical) the twin's injected noise leaves after adjustment.
+
+    For every overlap edge of the mosaic, each frame adds (in variance) the turbulence term of
+    :func:`predicted_sbas_sigma` without the referencing doubling (a frame-wide reference delay
+    is a constant the overlap adjustment removes; the turbulence itself is correlated over tens
+    of km, so cell medians do not average it), and its pixel noise through the median of the
+    pixels in one overlap cell (efficiency ``2 / pi``), both over ``cos(incidence)``. Returns the
+    largest edge's ``atmosphere``, ``pixels``, ``total`` and ``pixels_per_cell``.
+    """
+    edges = json.loads(mosaic.attrs.get("overlap_edges", "[]"))
+    spacing_km = float(json.loads(mosaic.attrs["ncp_subsidence_options"])["overlap_spacing_km"])
+    per_frame: dict[str, tuple[float, float, float]] = {}
+    for name in {f for e in edges if e.get("used") for f in e["frames"]}:
+        ifg = store.open("ingest", f"ifg/{name}")
+        pred = predicted_sbas_sigma(ifg)
+        cos_inc = float(np.cos(np.deg2rad(ifg["incidence"].astype("float64"))).mean().compute())
+        lat = float(np.abs(ifg["y"].values).mean())
+        px_km = abs(float(ifg["y"][1] - ifg["y"][0])) * 111.195
+        py_km = abs(float(ifg["x"][1] - ifg["x"][0])) * 111.195 * math.cos(math.radians(lat))
+        n = max(spacing_km**2 / (px_km * py_km), 1.0)
+        atm = pred["atmosphere"] / math.sqrt(2.0) / cos_inc
+        pix = pred["pair_noise"] * math.sqrt(math.pi / 2.0 / n) / cos_inc
+        per_frame[name] = (atm, pix, n)
+    best = {"atmosphere": 0.0, "pixels": 0.0, "total": 0.0, "pixels_per_cell": 0.0}
+    for e in edges:
+        if not e.get("used"):
+            continue
+        a, b = (per_frame[f] for f in e["frames"])
+        atm, pix = math.hypot(a[0], b[0]), math.hypot(a[1], b[1])
+        if math.hypot(atm, pix) > best["total"]:
+            best = {
+                "atmosphere": atm,
+                "pixels": pix,
+                "total": math.hypot(atm, pix),
+                "pixels_per_cell": min(a[2], b[2]),
+            }
+    return best
 
 
 def _hydro(store: Any, truth_dir: Path) -> list[Metric]:

@@ -194,6 +194,22 @@ def _blend_block(lat, lon, frames, months_t, origin):
     return v.astype(np.float32), s.astype(np.float32), n.astype(np.int16), d.astype(np.float32)
 
 
+def _window_velocity(frame: dict[str, Any], t0: float, t1: float) -> xr.DataArray:
+    """Vertical velocity (mm/yr) of a frame over ``[t0, t1]`` (decimal years), lazily.
+
+    The OLS slope of the frame's vertical displacement on its dates inside the window; the
+    full-span velocity when fewer than 3 dates fall inside.
+    """
+    t = np.asarray(frame["t"], dtype=float)
+    inside = np.flatnonzero((t >= t0 - 1e-9) & (t <= t1 + 1e-9))
+    if inside.size < 3:
+        return frame["vertical"]
+    tc = t[inside] - t[inside].mean()
+    disp = frame["displacement"].isel(time=inside)
+    weights = xr.DataArray(tc / float(np.sum(tc * tc)), dims="time")
+    return (disp * weights).sum("time", skipna=False).astype(np.float32)
+
+
 def _window(coord: np.ndarray, lo: float, hi: float, pad: float) -> slice | None:
     idx = np.flatnonzero((coord >= lo - pad) & (coord <= hi + pad))
     return slice(int(idx[0]), int(idx[-1]) + 1) if idx.size >= 2 else None
@@ -333,11 +349,15 @@ class MosaicStage:
                 dlon = dlat / math.cos(math.radians((la0 + la1) / 2))
                 nlat, nlon = max(int((la1 - la0) / dlat), 1), max(int((lo1 - lo0) / dlon), 1)
                 meds, sigs = [], []
+                # velocities over the common acquisition window (SCIENCE.md 4.3 edge cases):
+                # slopes over different spans differ wherever the motion is not linear
+                t0, t1 = max(fa["t"][0], fb["t"][0]), min(fa["t"][-1], fb["t"][-1])
                 for f in (fa, fb):
                     sy, sx = _window(f["y"], la0, la1, 0.0), _window(f["x"], lo0, lo1, 0.0)
                     if sy is None or sx is None:
                         break
-                    parts = [f["vertical"].isel(y=sy, x=sx).data, f["sigma"].isel(y=sy, x=sx).data]
+                    velocity = _window_velocity(f, t0, t1).isel(y=sy, x=sx)
+                    parts = [velocity.data, f["sigma"].isel(y=sy, x=sx).data]
                     coh = f["coherence"]
                     parts.append(coh.isel(y=sy, x=sx).data if coh is not None else None)
                     v, s, q = dask.compute(*parts)
