@@ -992,13 +992,14 @@ def redacted_dump(cfg: BaseModel) -> dict[str, Any]:
     return _jsonable(scrub(raw))
 
 
-def _jsonable(obj: Any) -> Any:
+def _jsonable(obj: Any, reveal: bool = False) -> Any:
+    """Plain JSON types; a :class:`SecretStr` becomes ``'***'``, or its value with ``reveal``."""
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): _jsonable(v, reveal) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
+        return [_jsonable(v, reveal) for v in obj]
     if isinstance(obj, SecretStr):
-        return "***"
+        return obj.get_secret_value() if reveal else "***"
     return obj
 
 
@@ -1007,7 +1008,7 @@ def to_yaml(cfg: BaseModel, *, comments: bool = True, redact: bool = True) -> st
 
     Secrets are written as ``'***'`` unless ``redact=False`` (never do that for logs or stores).
     """
-    data = redacted_dump(cfg) if redact else _jsonable(cfg.model_dump(mode="python"))
+    data = redacted_dump(cfg) if redact else _jsonable(cfg.model_dump(mode="python"), reveal=True)
     lines: list[str] = []
     if comments:
         lines.append(f"# ncp_subsidence configuration. {type(cfg).__doc__.strip().splitlines()[0]}")

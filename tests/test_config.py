@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from ncp_subsidence.config import (
@@ -133,3 +134,8 @@ def test_secrets_redacted_in_dump_and_yaml():
         assert secret not in dumped
     assert "http://h" in dumped  # non-secret options stay
     assert redacted_dump(cfg)["store"]["storage_options"]["key"] == "***"
+    # redact=False writes a file that loads back to the same config, secrets included
+    back = Config.model_validate(yaml.safe_load(to_yaml(cfg, redact=False)))
+    assert back.sources.grace.headers["Authorization"].get_secret_value() == "Bearer tok3n-abc"
+    assert back.cluster.gateway.password.get_secret_value() == "hunter2hunter2"
+    assert back.store.storage_options["secret"] == "s3cr3tvalue"
