@@ -205,6 +205,57 @@ def test_blocking_and_pair_order_change_nothing():
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_complete_pixel_fast_path_equals_general_path(dtype):
+    # Unweighted complete pixels go through tiles of one GEMM each; the first tile holding a NaN
+    # hands the rest of its block to the banded solver. Both must give the same answer, with
+    # pairs given in any order and orientation, for any block and tile boundaries.
+    dates, pairs, dphi, _ = _synthetic(30, -60.0, n_pix=1400, seed=12)
+    rng = np.random.default_rng(13)
+    nan = rng.random(dphi.shape) < 0.05
+    nan[:700] = False  # the first tiles of the first block are complete
+    nan[1000:1350] = False  # the second block: one complete tile, then mostly complete pixels
+    dphi[nan] = np.nan
+    order = rng.permutation(pairs.shape[0])
+    flip = rng.random(order.size) < 0.3
+    given = pairs[order].copy()
+    given[flip] = given[flip][:, ::-1]
+    phase = (dphi[:, order] * np.where(flip, -1, 1)).astype(dtype)
+    fast = invert_network(phase, given, dates, block_size=1000, min_pairs=1)
+    # a closure threshold no pair exceeds disables the fast path without changing the data
+    general = invert_network(
+        phase, given, dates, block_size=1000, min_pairs=1, closure_threshold=1e9
+    )
+    for a, b in zip(fast, general):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-5)
+    # the same values in canonical order (rounding commutes with the reordering and the sign)
+    expected = _pinv_reference(dphi.astype(dtype).astype(float), pairs, dates)
+    np.testing.assert_allclose(fast.displacement, expected, rtol=1e-5, atol=1e-4)
+    assert np.all(fast.n_pairs_used[:700] == pairs.shape[0])
+
+
+@pytest.mark.parametrize("weights", ["coherence", "fisher"])
+def test_weights_from_float32_coherence_with_nan_and_out_of_range_values(weights):
+    rng = np.random.default_rng(14)
+    dates = _dates(16)
+    pairs = _network(16, 3)
+    phase = rng.normal(0, 3, (300, pairs.shape[0]))
+    phase[rng.random(phase.shape) < 0.1] = np.nan
+    coherence = rng.uniform(-0.1, 1.1, phase.shape).astype(np.float32)
+    coherence[rng.random(phase.shape) < 0.05] = np.nan
+    coherence[:, 0] = np.float32(0.05)  # just above the clip in float32, kept as is
+    res = invert_network(
+        phase, pairs, dates, coherence=coherence, weights=weights, looks=4, min_pairs=1
+    )
+    w = pair_weights(coherence, weights, looks=4)
+    gamma = np.clip(np.where(np.isnan(coherence), 0.05, coherence.astype(float)), 0.05, 0.99)
+    np.testing.assert_array_equal(
+        w, gamma if weights == "coherence" else 8 * gamma**2 / (1 - gamma**2)
+    )
+    expected = _pinv_reference(phase, pairs, dates, w)
+    np.testing.assert_allclose(res.displacement, expected, rtol=1e-6, atol=1e-6)
+
+
 # --------------------------------------------------------------------------------------------
 # synthetic truth (SCIENCE.md 1.5)
 # --------------------------------------------------------------------------------------------

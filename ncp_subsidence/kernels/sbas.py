@@ -338,20 +338,33 @@ def pair_weights(
     """
     if weights == "none":
         return None
+    _check_weight_options(coherence is not None, weights, looks)
+    # fmax maps NaN (and anything below) to the lower clip; one float64 array, no temporaries
+    gamma = np.fmax(np.asarray(coherence), COHERENCE_CLIP[0], dtype=np.float64)
+    np.minimum(gamma, COHERENCE_CLIP[1], out=gamma)
+    if weights == "fisher":
+        _fisher_in_place(gamma, looks)
+    return gamma
+
+
+def _check_weight_options(has_coherence: bool, weights: str, looks: float) -> None:
+    """The errors of :func:`pair_weights` for options other than ``none``, without the data."""
     if weights not in ("coherence", "fisher"):
         raise ConfigError(f"weights={weights!r} is not known; use 'none', 'coherence' or 'fisher'")
-    if coherence is None:
+    if not has_coherence:
         raise ConfigError(
             f"weights={weights!r} needs the coherence stack; pass coherence= or use weights='none'"
         )
-    gamma = np.asarray(coherence, dtype=np.float64)
-    gamma = np.clip(np.where(np.isnan(gamma), COHERENCE_CLIP[0], gamma), *COHERENCE_CLIP)
-    if weights == "coherence":
-        return gamma
-    if not looks >= 1:
+    if weights == "fisher" and not looks >= 1:
         raise ConfigError(f"looks={looks} must be >= 1 for Fisher weights")
-    g2 = gamma * gamma
-    return 2.0 * looks * g2 / (1.0 - g2)
+
+
+def _fisher_in_place(gamma: np.ndarray, looks: float) -> None:
+    """``gamma <- 2 L gamma^2 / (1 - gamma^2)`` for clipped coherence, in place."""
+    np.square(gamma, out=gamma)
+    denom = 1.0 - gamma
+    np.multiply(gamma, 2.0 * looks, out=gamma)
+    np.divide(gamma, denom, out=gamma)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,68 +372,86 @@ def pair_weights(
 # ---------------------------------------------------------------------------------------------
 
 
-def _band_ldl(band: np.ndarray, tol: float):
+def _sum_rows(x: np.ndarray) -> np.ndarray:
+    """Sum over the first axis in place by halving (``ceil(log2 k)`` calls); returns ``x[0]``."""
+    m = x.shape[0]
+    while m > 1:
+        h = m // 2
+        x[:h] += x[m - h : m]
+        m -= h
+    return x[0]
+
+
+def _band_ldl(band: np.ndarray, tol: float, rhs: np.ndarray | None = None):
     """Semidefinite banded LDL^T of many symmetric matrices, vectorised over the last axis.
 
     ``band[a, i, p]`` holds entry ``(a, a - i)`` of pixel ``p``'s matrix (``i = 0`` is the
-    diagonal). A pivot ``<= tol * diagonal`` is taken as zero: its multipliers and ``inv_d`` are
-    set to zero, which yields a least-squares particular solution for consistent systems
-    (``rhs`` in the range of the matrix).
+    diagonal). The factorisation overwrites ``band``: on return ``band[a, i] = L[a, a - i]`` for
+    ``i >= 1`` (unit diagonal implied; the diagonal ``band[:, 0]`` is kept). A pivot
+    ``<= tol * diagonal`` is taken as zero: its multipliers and ``inv_d`` are set to zero, which
+    yields a least-squares particular solution for consistent systems (``rhs`` in the range of
+    the matrix).
 
-    Returns ``lower`` (same layout, ``lower[a, i] = L[a, a - i]``, unit diagonal implied),
-    ``inv_d`` (n, P) and ``n_zero`` (P,), the number of zero pivots.
+    If ``rhs`` (n, m, P) is given, it is overwritten by the solution of ``L z = rhs`` (forward
+    substitution done row by row with the factorisation, while the rows are in cache); finish
+    with :func:`_band_back`.
+
+    Returns ``inv_d`` (n, P) and ``n_zero`` (P,), the number of zero pivots.
     """
     n, bw1, n_pix = band.shape
     bw = bw1 - 1
-    lower = np.empty_like(band)
-    ld = np.empty_like(band)  # ld[a, i] = L[a, a-i] * D[a-i]
     inv_d = np.empty((n, n_pix))
-    n_zero = np.zeros(n_pix, dtype=np.int32)
-    num = np.empty(n_pix)
+    thresh = np.multiply(band[:, 0], tol)
     zero = np.empty(n_pix, dtype=bool)
+    prod = np.empty((bw, n_pix))
+    lrow = np.empty((bw, n_pix))
+    zprod = None if rhs is None else np.empty((bw, *rhs.shape[1:]))
     for a in range(n):
-        lo = max(0, a - bw)
-        for c in range(lo, a):  # multipliers L[a, c], c = lo .. a-1
-            i, k = a - c, c - lo
-            if k:
-                np.einsum("ip,ip->p", ld[a, i + 1 : a - lo + 1], lower[c, 1 : k + 1], out=num)
-                np.subtract(band[a, i], num, out=ld[a, i])
-            else:
-                ld[a, i] = band[a, i]
-            np.multiply(ld[a, i], inv_d[c], out=lower[a, i])
+        k = min(a, bw)
+        row = band[a]
+        # row[i] <- ld[a, i] = L[a, a-i] D[a-i] = A[a, a-i] - sum_{j=i+1..k} ld[a, j] L[a-i, j-i],
+        # for i = k-1 .. 1 (row[k] already is ld[a, k])
+        for i in range(k - 1, 0, -1):
+            m = k - i
+            np.multiply(row[i + 1 : k + 1], band[a - i, 1 : m + 1], out=prod[:m])
+            row[i] -= _sum_rows(prod[:m])
         d = inv_d[a]
-        k = a - lo
         if k:
-            np.einsum("ip,ip->p", lower[a, 1 : k + 1], ld[a, 1 : k + 1], out=num)
-            np.subtract(band[a, 0], num, out=d)
+            # L[a, a-i] = ld[a, i] / D[a-i];  D[a] = A[a, a] - sum_i L[a, a-i] ld[a, i]
+            lk = np.multiply(row[1 : k + 1], inv_d[a - 1 :: -1][:k], out=lrow[:k])
+            np.multiply(lk, row[1 : k + 1], out=prod[:k])
+            np.subtract(row[0], _sum_rows(prod[:k]), out=d)
+            row[1 : k + 1] = lk
         else:
-            d[...] = band[a, 0]
-        np.multiply(band[a, 0], tol, out=num)
-        np.less_equal(d, num, out=zero)
-        n_zero += zero
+            d[...] = row[0]
         # a zero pivot gets inv_d = 0, hence zero multipliers below it; its ld entries are then
         # only ever multiplied by those zeros
+        np.less_equal(d, thresh[a], out=zero)
         np.copyto(d, np.inf, where=zero)
         np.divide(1.0, d, out=d)
-    return lower, inv_d, n_zero
+        if zprod is not None and k:
+            # z[a] = rhs[a] - sum_i L[a, a-i] z[a-i]
+            zk = np.multiply(row[1 : k + 1, None, :], rhs[a - 1 :: -1][:k], out=zprod[:k])
+            rhs[a] -= _sum_rows(zk)
+    n_zero = np.count_nonzero(inv_d == 0.0, axis=0).astype(np.int32)
+    return inv_d, n_zero
 
 
-def _band_solve(lower: np.ndarray, inv_d: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """Solve ``L D L^T x = rhs`` for ``rhs`` of shape (n, k, P) with factors of :func:`_band_ldl`."""
+def _band_back(lower: np.ndarray, inv_d: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Finish solving ``L D L^T x = rhs`` in place, ``z`` (n, m, P) holding ``L^-1 rhs``.
+
+    ``lower`` and ``inv_d`` are the factors from :func:`_band_ldl`. The back substitution is
+    column-oriented (once ``x[a]`` is final it is removed from the rows above), so that ``L``
+    is read row by row without copies. Returns ``z``, now ``x``.
+    """
     n, bw1, _ = lower.shape
     bw = bw1 - 1
-    z = rhs.copy()
-    tmp = np.empty_like(z[0])
-    for a in range(1, n):
-        k = min(bw, a)
-        np.einsum("ip,ikp->kp", lower[a, 1 : k + 1], z[a - 1 :: -1][:k], out=tmp)
-        z[a] -= tmp
     z *= inv_d[:, None, :]
-    idx = np.arange(1, bw + 1)
-    for a in range(n - 2, -1, -1):
-        k = min(bw, n - 1 - a)
-        np.einsum("ip,ikp->kp", lower[a + idx[:k], idx[:k]], z[a + 1 : a + k + 1], out=tmp)
-        z[a] -= tmp
+    prod = np.empty((bw, *z.shape[1:]))
+    for a in range(n - 1, 0, -1):
+        k = min(bw, a)
+        zk = np.multiply(lower[a, 1 : k + 1, None, :], z[a], out=prod[:k])
+        z[a - 1 :: -1][:k] -= zk
     return z
 
 
@@ -532,61 +563,147 @@ def _min_norm_offsets(phi: np.ndarray, labels: np.ndarray, dt: np.ndarray) -> np
     return phi + np.take_along_axis(offsets, cid, axis=1).T
 
 
-def _transpose_block(x: np.ndarray, dtype) -> np.ndarray:
-    """``x.T`` as a C-contiguous array of ``dtype``, copied in cache-sized tiles."""
-    out = np.empty(x.shape[::-1], dtype=dtype)
-    step = 256
-    for i in range(0, x.shape[0], step):
-        out[:, i : i + step] = x[i : i + step].T
+#: Pixel columns per tile of the element-wise work (weights, right-hand sides, residuals,
+#: velocity fit): the (n_pair, tile) temporaries (about 1-2 MB for 470 pairs) then stay in
+#: cache, which whole blocks do not; the banded solve runs on whole blocks, since its Python
+#: loop over dates costs per call.
+_TILE = 512
+#: Tile of the complete-pixel fast path (transpose, GEMM and residuals of a tile in cache).
+_FAST_TILE = 256
+
+
+class _Scratch:
+    """Named work arrays reused from block to block and tile to tile.
+
+    Fresh large temporaries cost a page fault per 4 KiB on every block (a large share of a
+    memory-bound pass); these are allocated once, at the size of the largest request.
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def __call__(self, name: str, shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
+        """A C-contiguous array of ``shape`` and ``dtype`` (uninitialised) backed by ``name``."""
+        dtype = np.dtype(dtype)
+        size = math.prod(shape)
+        buf = self._bufs.get(name)
+        if buf is None or buf.dtype != dtype or buf.size < size:
+            buf = self._bufs[name] = np.empty(size, dtype=dtype)
+        return buf[:size].reshape(shape)
+
+
+def _transpose_into(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[...] = x.T`` for ``x`` (P, M), copied in cache-sized strips of ``_TILE`` rows."""
+    for i in range(0, x.shape[0], _TILE):
+        out[:, i : i + _TILE] = x[i : i + _TILE].T
     return out
+
+
+def _zero_invalid(x: np.ndarray, valid: np.ndarray) -> None:
+    """``x[~valid] = 0`` for float ``x``, branch-free (a masked copy is slow on scattered NaN).
+
+    ANDs the bit patterns with ``-valid`` (all ones or all zeros): +0.0 where invalid.
+    """
+    bits = x.view(np.int32 if x.dtype == np.float32 else np.int64)
+    np.bitwise_and(bits, np.negative(valid.view(np.int8)), out=bits)
+
+
+def _weights_into(
+    coherence: np.ndarray, weights: str, looks: float, out: np.ndarray, scratch: _Scratch
+) -> None:
+    """:func:`pair_weights` of ``coherence`` (T, n_pair), written transposed into ``out``."""
+    if coherence.dtype == np.float64:
+        out[...] = coherence.T
+    else:  # transposing in the input dtype, then casting, is faster than both at once
+        tmp = scratch("tile_coherence", out.shape, coherence.dtype)
+        tmp[...] = coherence.T
+        np.copyto(out, tmp)
+    # fmax maps NaN (and anything below) to the lower clip. The bounds are given as rows:
+    # numpy's fmax / minimum against a scalar are several times slower than against an array.
+    width = out.shape[1]
+    np.fmax(out, np.full(width, COHERENCE_CLIP[0]), out=out)
+    np.minimum(out, np.full(width, COHERENCE_CLIP[1]), out=out)
+    if weights == "fisher":
+        _fisher_in_place(out, looks)
 
 
 def _solve_block(
     phase: np.ndarray,
     valid: np.ndarray,
-    weight: np.ndarray | None,
+    coherence: np.ndarray | None,
+    count: np.ndarray,
     ctx: dict,
+    scratch: _Scratch,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Phase histories of one block of pixels through banded normal equations.
 
-    ``phase`` (n_pair, P) float64 with zeros where invalid; returns ``phi`` (n_date, P) and the
-    number of components (P,).
+    ``phase`` (n_pair, P) float32 or float64 with zeros where invalid, ``valid`` (n_pair, P),
+    ``coherence`` (P, n_pair) for the weights (``ctx["weights"]``) or None for unit weights,
+    ``count`` (P,) valid pairs. Returns ``phi`` (n_date, P) float64 and the number of
+    components (P,).
     """
     n_date, pairs, bw = ctx["n_date"], ctx["pairs"], ctx["bandwidth"]
+    n_pair = pairs.shape[0]
     n = n_date - 1
     n_pix = phase.shape[1]
-    # phase is zero where invalid, so the unit-weight right-hand side needs no weighting
-    wv = valid.astype(np.float64) if weight is None else np.where(valid, weight, 0.0)
+    nsbas = ctx["method"] == "nsbas"
+    all_valid = bool(count.min() == n_pair)
     inc_abs, inc = ctx["incidence_abs_t"], ctx["incidence_t"]
-    degree = inc_abs @ wv  # (n_date, P)
-    rhs_full = inc @ (phase if weight is None else wv * phase)  # (n_date, P)
-    band = np.zeros((n, bw + 1, n_pix))
-    band[:, 0] = degree[1:]
-    inner = ctx["inner_pairs"]
-    band[pairs[inner, 1] - 1, pairs[inner, 1] - pairs[inner, 0]] = -wv[inner]
-    lower, inv_d, n_zero = _band_ldl(band, ctx["rcond"])
-    n_comp = (1 + n_zero).astype(np.int32)
-    if ctx["method"] == "svd":
-        phi = np.zeros((n_date, n_pix))
-        phi[1:] = _band_solve(lower, inv_d, rhs_full[1:, None, :])[:, 0]
+    inner, slot_row, slot_off = ctx["inner_pairs"], ctx["inner_row"], ctx["inner_offset"]
+    empty_row, empty_off = ctx["empty_row"], ctx["empty_offset"]
+    # normal equations A^T W A phi = A^T W dphi, built tile by tile: band[a, i] = entry
+    # (a, a - i) of the weighted graph Laplacian without the first date, rhs its right side
+    band = scratch("band", (n, bw + 1, n_pix))
+    rhs = scratch("rhs", (n, 1, n_pix))
+    wsum = np.empty(n_pix) if nsbas and coherence is not None else None
+    for a in range(0, n_pix, _TILE):
+        b = min(a + _TILE, n_pix)
+        wv = scratch("tile_w", (n_pair, b - a))
+        wp = scratch("tile_wp", (n_pair, b - a))
+        if coherence is None:
+            np.copyto(wv, valid[:, a:b])
+            np.copyto(wp, phase[:, a:b])  # zero where invalid: no weighting needed
+        else:
+            _weights_into(coherence[a:b], ctx["weights"], ctx["looks"], wv, scratch)
+            if not all_valid:
+                np.multiply(wv, valid[:, a:b], out=wv)
+            np.multiply(wv, phase[:, a:b], out=wp)
+            if wsum is not None:
+                wsum[a:b] = wv.sum(axis=0)
+        band[:, 0, a:b] = (inc_abs @ wv)[1:]
+        rhs[:, 0, a:b] = (inc @ wp)[1:]
+        np.negative(wv, out=wv)
+        band[slot_row, slot_off, a:b] = wv[inner]
+        if empty_row.size:
+            band[empty_row, empty_off, a:b] = 0.0
+    if not nsbas:
+        inv_d, n_zero = _band_ldl(band, ctx["rcond"], rhs)
+        phi = np.empty((n_date, n_pix))
+        phi[0] = 0.0
+        phi[1:] = _band_back(band, inv_d, rhs)[:, 0]
         deficient = np.flatnonzero(n_zero > 0)
         if deficient.size:
             labels, _ = network_components(pairs, n_date, valid[:, deficient].T)
             phi[:, deficient] = _min_norm_offsets(phi[:, deficient], labels, ctx["dt"])
-        return phi, n_comp
+        return phi, (1 + n_zero).astype(np.int32)
     # NSBAS: append kappa * (phi_k - F_k theta) = 0 for every date (F: the temporal model),
     # kappa relative to the pixel's mean interferogram weight; the bordered system
     # [[L + k2 I, -k2 F1], [-k2 F1^T, k2 F^T F]] is solved through its Schur complement.
+    laplacian = band.copy()
+    _, n_zero = _band_ldl(band, ctx["rcond"])  # components of the data network alone
+    band = laplacian
     model = ctx["model"]
     q = model.shape[1]
-    n_valid = valid.sum(axis=0)
-    k2 = ctx["kappa"] ** 2 * np.where(n_valid > 0, wv.sum(axis=0) / np.maximum(n_valid, 1), 1.0)
+    mean_w = (
+        np.ones(n_pix) if wsum is None else np.where(count > 0, wsum / np.maximum(count, 1), 1.0)
+    )
+    k2 = ctx["kappa"] ** 2 * mean_w
     band[:, 0] += k2
-    lower, inv_d, _ = _band_ldl(band, 0.0)
-    rhs = np.empty((n, 1 + q, n_pix))
-    rhs[:, 0] = rhs_full[1:]
-    rhs[:, 1:] = model[1:, :, None]  # k2 cancels: solve with F1, scale below
-    x = _band_solve(lower, inv_d, rhs)
+    x = np.empty((n, 1 + q, n_pix))
+    x[:, 0] = rhs[:, 0]
+    x[:, 1:] = model[1:, :, None]  # k2 cancels: solve with F1, scale below
+    inv_d, _ = _band_ldl(band, 0.0, x)
+    _band_back(band, inv_d, x)
     x0, xf = x[:, 0], x[:, 1:]  # (n, P), (n, q, P) with L x = F1 (not k2 F1)
     # S = k2 F^T F - k2^2 F1^T K^-1 F1 ; b = k2 F1^T K^-1 r
     schur = k2[:, None, None] * (model.T @ model)[None] - (k2 * k2)[:, None, None] * np.einsum(
@@ -596,7 +713,102 @@ def _solve_block(
     theta = np.linalg.solve(schur, b[..., None])[..., 0]  # (P, q)
     phi = np.zeros((n_date, n_pix))
     phi[1:] = x0 + k2 * np.einsum("nqp,pq->np", xf, theta)
-    return phi, n_comp
+    return phi, (1 + n_zero).astype(np.int32)
+
+
+def _finish_tile(
+    x: np.ndarray,
+    valid: np.ndarray | None,
+    n_valid: np.ndarray,
+    phi32: np.ndarray,
+    d: np.ndarray,
+    target,
+    res: dict,
+    ctx: dict,
+    scratch: _Scratch,
+) -> None:
+    """Quality and velocity of one tile of solved pixels, written to ``res[...][target]``.
+
+    ``x`` (n_pair, T) the phase (zero where invalid), ``valid`` its mask (None: all valid),
+    ``n_valid`` (T,) float, ``phi32`` (n_date, T) the solution in the working dtype and ``d``
+    (T, n_date) the same in float64, pixel-major (overwritten).
+    """
+    pairs = ctx["pairs"]
+    n_pair = pairs.shape[0]
+    n_date = ctx["n_date"]
+    width = x.shape[1]
+    # residuals on each pixel's valid pairs (float32 is ample for coherence)
+    resid = scratch("tile_resid", x.shape, x.dtype)
+    buf = scratch("tile_buf", x.shape, x.dtype)
+    np.take(phi32, pairs[:, 1], axis=0, out=buf, mode="clip")
+    np.subtract(x, buf, out=resid)
+    np.take(phi32, pairs[:, 0], axis=0, out=buf, mode="clip")
+    resid += buf
+    if valid is not None:
+        np.multiply(resid, valid, out=resid)
+    # column sums through BLAS (a matrix-vector product is several times faster than sum(axis=0))
+    ones = np.ones(n_pair, dtype=x.dtype)
+    # invalid pairs have resid = 0: each adds exactly 1 to the cosine sum
+    csum = (ones @ np.cos(resid, out=buf)).astype(np.float64) - (n_pair - n_valid)
+    ssum = (ones @ np.sin(resid, out=buf)).astype(np.float64)
+    res["temporal_coherence"][target] = np.hypot(csum, ssum) / n_valid
+    ssq = (ones @ np.square(resid, out=resid)).astype(np.float64)
+    res["rms_residual"][target] = np.sqrt(ssq / n_valid)
+
+    # displacement and the OLS velocity, pixel-major (reductions along contiguous rows)
+    tc = ctx["tc"]
+    sxx = float(tc @ tc)
+    d *= ctx["to_mm"]
+    res["displacement"][target] = d
+    slope = (d @ tc) / sxx
+    res["velocity"][target] = slope
+    if n_date > 2:
+        d -= d.mean(axis=1)[:, None]
+        d -= np.multiply.outer(slope, tc, out=scratch("tile_fit", (width, n_date)))
+        rss = np.einsum("ij,ij->i", d, d)
+        res["velocity_std"][target] = np.sqrt(rss / (n_date - 2) / sxx)
+
+
+def _invert_complete_tiles(
+    phase: np.ndarray,
+    operator: np.ndarray,
+    flip: np.ndarray | None,
+    res: dict,
+    p0: int,
+    ctx: dict,
+    scratch: _Scratch,
+) -> int:
+    """Fast path for unit weights: invert the leading tiles of ``phase`` (P, n_pair) whose pixels
+    all have every pair, with the full-network ``operator`` (n_date, n_pair).
+
+    Each tile is transposed, checked, put through one GEMM and finished while in cache; the
+    first tile holding a non-finite value stops the fast path. Returns the number of pixels done
+    (a multiple of the tile, or P).
+    """
+    n_pix, n_pair = phase.shape
+    n_date = operator.shape[0]
+    work_dtype = ctx["work_dtype"]
+    n_valid = None
+    for a in range(0, n_pix, _FAST_TILE):
+        b = min(a + _FAST_TILE, n_pix)
+        x = scratch("tile_x", (n_pair, b - a), work_dtype)
+        x[...] = phase[a:b].T
+        if not np.isfinite(x.sum()):  # a finite sum means no NaN or inf in the tile
+            return a
+        if flip is not None:
+            x *= flip
+        x64 = x
+        if work_dtype != np.float64:
+            x64 = scratch("tile_x64", x.shape)
+            np.copyto(x64, x)
+        # pixel-major phase history (T, n_date) straight from BLAS, and date-major for residuals
+        d = np.matmul(x64.T, operator.T, out=scratch("tile_d", (b - a, n_date)))
+        phi32 = scratch("tile_phi32", (n_date, b - a), work_dtype)
+        np.copyto(phi32, d.T)
+        if n_valid is None or n_valid.size != b - a:
+            n_valid = np.full(b - a, float(n_pair))
+        _finish_tile(x, None, n_valid, phi32, d, slice(p0 + a, p0 + b), res, ctx, scratch)
+    return n_pix
 
 
 def invert_network(
@@ -620,7 +832,7 @@ def invert_network(
 
     Every pixel is solved with its own valid (non-NaN) interferograms. Pixels that have every
     pair and unit weights share one operator (the SVD pseudo-inverse of Berardino's ``B``,
-    applied as a single GEMM). All other pixels are solved together through their weighted
+    applied as one GEMM per tile of pixels). All other pixels are solved together through their weighted
     normal equations ``A_p^T W_p A_p phi = A_p^T W_p dphi`` in the phase parameterisation
     (``phi_0 = 0``): the matrices are graph Laplacians, banded when the network links near
     dates, built for all pixels with sparse products and factorised by a semidefinite banded
@@ -666,7 +878,10 @@ def invert_network(
         (see :func:`unwrapping_error_mask`). Off by default.
     block_size : int
         Pixels solved together; bounds the temporaries to about
-        ``block_size * (10 n_pair + 6 n_date) * 8`` bytes.
+        ``block_size * (9 n_pair + 8 (b + 5) n_date)`` bytes, ``b`` being the longest pair span
+        in acquisitions (NSBAS adds ``block_size * 8 (b + 6) n_date``), plus about
+        ``20 n_pair`` kB of per-tile buffers (some 100 MB in all at 8192 pixels, 470 pairs,
+        120 dates, ``b = 4``).
 
     Returns
     -------
@@ -709,7 +924,7 @@ def invert_network(
     if weights == "none":
         coherence_used = None
     else:
-        pair_weights(coherence, weights, looks)  # validates the options
+        _check_weight_options(coherence is not None, weights, looks)
         coherence_used = coherence
     lead = unw_phase.shape[:-1]
     n_pix = int(np.prod(lead, dtype=np.int64))
@@ -729,15 +944,28 @@ def invert_network(
         ),
         shape=(n_date, n_pair),
     )
+    bw = int(np.max(e_idx - s_idx))
+    inner = np.flatnonzero(s_idx > 0)
+    # band slots (a, i), 1 <= i <= min(a, bw), that no pair fills: zero in every matrix
+    slots = np.zeros((n_date - 1, bw + 1), dtype=bool)
+    slots[e_idx[inner] - 1, e_idx[inner] - s_idx[inner]] = True
+    empty = ~slots & (np.arange(bw + 1)[None, :] <= np.arange(n_date - 1)[:, None])
+    empty[:, 0] = False
     ctx = {
         "n_date": n_date,
         "pairs": pairs_c,
-        "bandwidth": int(np.max(e_idx - s_idx)),
+        "bandwidth": bw,
         "incidence_t": inc,
         "incidence_abs_t": abs(inc),
-        "inner_pairs": np.flatnonzero(s_idx > 0),
+        "inner_pairs": inner,
+        "inner_row": e_idx[inner] - 1,
+        "inner_offset": e_idx[inner] - s_idx[inner],
+        "empty_row": np.nonzero(empty)[0],
+        "empty_offset": np.nonzero(empty)[1],
         "rcond": rcond,
         "method": method,
+        "weights": weights,
+        "looks": looks,
         "kappa": nsbas_kappa,
         "model": nsbas_basis(t, nsbas_seasonal),
         "t": t,
@@ -750,32 +978,49 @@ def invert_network(
             pairs_c, t, method, rcond, nsbas_kappa, nsbas_seasonal
         )
 
-    to_mm = -wavelength / (4.0 * np.pi) * 1000.0
     disp = np.full((n_pix, n_date), np.nan, dtype=np.float32)
-    out = {
+    res = {
         name: np.full(n_pix, np.nan, dtype=np.float32)
         for name in ("velocity", "velocity_std", "temporal_coherence", "rms_residual")
     }
+    res["displacement"] = disp
     n_used = np.zeros(n_pix, dtype=np.int32)
     n_comp = np.zeros(n_pix, dtype=np.int32)
-    tc = t - t.mean()
-    sxx = float(np.sum(tc * tc))
-
+    scratch = _Scratch()
+    flip = sign[:, None] if np.any(sign < 0) else None
     # float32 stacks are read as float32 (their residuals too); anything else as float64
     work_dtype = np.float32 if phase2d.dtype == np.float32 else np.float64
+    ctx["to_mm"] = -wavelength / (4.0 * np.pi) * 1000.0
+    ctx["tc"] = t - t.mean()
+    ctx["work_dtype"] = work_dtype
+    # unweighted, unscreened stacks start each block with the complete-pixel fast path
+    fast = full_operator is not None and closure_threshold is None and n_pair >= min_pairs
+
     for p0 in range(0, n_pix, block_size):
         p1 = min(p0 + block_size, n_pix)
-        phase32 = _transpose_block(phase2d[p0:p1], work_dtype)  # (n_pair, P)
-        if np.any(sign < 0):
-            phase32 *= sign[:, None].astype(work_dtype)
-        valid = np.isfinite(phase32)
+        if fast:
+            done = _invert_complete_tiles(
+                phase2d[p0:p1], full_operator, flip, res, p0, ctx, scratch
+            )
+            n_used[p0 : p0 + done] = n_pair
+            n_comp[p0 : p0 + done] = full_components
+            p0 += done
+            if p0 == p1:
+                continue
+        phase32 = _transpose_into(phase2d[p0:p1], scratch("phase", (n_pair, p1 - p0), work_dtype))
+        if flip is not None:
+            phase32 *= flip
+        valid = np.isfinite(phase32, out=scratch("valid", phase32.shape, bool))
         if closure_threshold is not None:
             valid &= ~unwrapping_error_mask(phase32.T, pairs_c, closure_threshold).T
-        invalid = ~valid
-        np.copyto(phase32, 0.0, where=invalid)
         count = valid.sum(axis=0, dtype=np.int32)
         n_used[p0:p1] = count
+        all_valid = count.min() == n_pair
+        if not all_valid:
+            _zero_invalid(phase32, valid)
+        coh_rows = None if coh2d is None else coh2d[p0:p1]
         ok = count >= max(min_pairs, 1)
+        solve = None  # every pixel of the block is solved
         if not ok.all():  # undefined pixels: counts only
             skipped = np.flatnonzero(~ok)
             n_comp[p0 + skipped] = network_components(pairs_c, n_date, valid[:, skipped].T)[1]
@@ -783,64 +1028,57 @@ def invert_network(
             if solve.size == 0:
                 continue
             phase32, valid, count = phase32[:, solve], valid[:, solve], count[solve]
-            invalid = invalid[:, solve]
-        else:
-            solve = slice(p0, p1)
-        target = solve if isinstance(solve, slice) else p0 + solve
+            coh_rows = None if coh_rows is None else coh_rows[solve]
         n_solve = count.size
-        phase = phase32.astype(np.float64, copy=False)
-        weight = None
-        if coh2d is not None:
-            coh_block = coh2d[p0:p1] if isinstance(solve, slice) else coh2d[p0:p1][solve]
-            weight = pair_weights(_transpose_block(coh_block, np.float64), weights, looks)
-        phi = np.empty((n_date, n_solve))
-        comp = np.empty(n_solve, dtype=np.int32)
+        target = np.arange(p0, p1) if solve is None else p0 + solve
+
+        # phase histories: unweighted pixels with every pair share the full-network operator
         complete = count == n_pair if full_operator is not None else np.zeros(n_solve, bool)
         n_complete = int(complete.sum())
         if n_complete > n_solve // 2:
             # mostly complete pixels: the banded solve only for the others
+            phi = scratch("phi", (n_date, n_solve))
+            comp = np.empty(n_solve, dtype=np.int32)
             rest = np.flatnonzero(~complete)
             if rest.size:
-                sub_w = None if weight is None else weight[:, rest]
-                phi[:, rest], comp[rest] = _solve_block(phase[:, rest], valid[:, rest], sub_w, ctx)
+                phi[:, rest], comp[rest] = _solve_block(
+                    phase32[:, rest], valid[:, rest], None, count[rest], ctx, scratch
+                )
         else:
             # mostly incomplete: solve all (no copies), complete pixels are overwritten below
-            phi, comp = _solve_block(phase, valid, weight, ctx)
+            phi, comp = _solve_block(phase32, valid, coh_rows, count, ctx, scratch)
         if n_complete:
-            phi[:, complete] = full_operator @ phase[:, complete]
+            phi[:, complete] = full_operator @ phase32[:, complete].astype(np.float64)
             comp[complete] = full_components
         n_comp[target] = comp
 
-        # quality: residuals on each pixel's valid pairs (float32 is ample for coherence)
-        phi32 = phi.astype(work_dtype)
-        resid = phase32 - phi32[e_idx]
-        resid += phi32[s_idx]
-        if n_complete < n_solve:
-            np.copyto(resid, 0.0, where=invalid)
-        buf = np.empty_like(resid)
-        nv = count.astype(np.float64)
-        # invalid pairs have resid = 0: each adds exactly 1 to the cosine sum
-        csum = np.cos(resid, out=buf).sum(axis=0).astype(np.float64) - (n_pair - nv)
-        ssum = np.sin(resid, out=buf).sum(axis=0).astype(np.float64)
-        out["temporal_coherence"][target] = np.hypot(csum, ssum) / nv
-        np.square(resid, out=resid)
-        out["rms_residual"][target] = np.sqrt(resid.sum(axis=0).astype(np.float64) / nv)
-
-        d = phi * to_mm  # (n_date, P) mm
-        disp[target] = d.T
-        slope = (tc @ d) / sxx
-        out["velocity"][target] = slope
-        if n_date > 2:
-            d -= d.mean(axis=0)
-            d -= slope * tc[:, None]
-            out["velocity_std"][target] = np.sqrt(np.sum(d * d, axis=0) / (n_date - 2) / sxx)
+        # quality and velocity, tile by tile so that the temporaries stay in cache
+        nv_all = count.astype(np.float64)
+        for a in range(0, n_solve, _TILE):
+            b = min(a + _TILE, n_solve)
+            ph_tile = phi[:, a:b]
+            phi32 = scratch("tile_phi32", ph_tile.shape, work_dtype)
+            np.copyto(phi32, ph_tile)
+            d = scratch("tile_d", ph_tile.shape[::-1])
+            np.copyto(d, ph_tile.T)
+            _finish_tile(
+                phase32[:, a:b],
+                None if all_valid else valid[:, a:b],
+                nv_all[a:b],
+                phi32,
+                d,
+                slice(p0 + a, p0 + b) if solve is None else target[a:b],
+                res,
+                ctx,
+                scratch,
+            )
 
     return NetworkInversion(
         displacement=disp.reshape(*lead, n_date),
-        velocity=out["velocity"].reshape(lead),
-        velocity_std=out["velocity_std"].reshape(lead),
-        temporal_coherence=out["temporal_coherence"].reshape(lead),
-        rms_residual=out["rms_residual"].reshape(lead),
+        velocity=res["velocity"].reshape(lead),
+        velocity_std=res["velocity_std"].reshape(lead),
+        temporal_coherence=res["temporal_coherence"].reshape(lead),
+        rms_residual=res["rms_residual"].reshape(lead),
         n_pairs_used=n_used.reshape(lead),
         n_components=n_comp.reshape(lead),
     )
