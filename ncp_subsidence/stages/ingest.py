@@ -465,11 +465,15 @@ class IngestStage:
             log.info("frame %s: new interferograms are on another grid; rewriting the frame", frame)
             return False
         # the part holds what varies along pair; the geometry stays in the first part
-        ds = ds[["unw_phase", "coherence"]]
+        along = [v for v in previous.data_vars if "pair" in previous[v].dims]
+        if any(v not in ds.data_vars for v in along):
+            log.info("frame %s: new interferograms lack %s; rewriting the frame", frame, along)
+            return False
+        ds = SCHEMAS["ifg"].conform(ds[along])
         if "pair" in ds.coords:  # the pair index runs on from the previous parts
             n_old = previous.sizes["pair"]
             ds = ds.assign_coords(pair=np.arange(n_old, n_old + ds.sizes["pair"]))
-        for name in ("unw_phase", "coherence"):
+        for name in along:
             ds[name].attrs = dict(previous[name].attrs)
         old_ids = json.loads(previous.attrs["source_item_ids"])
         hrefs = json.loads(previous.attrs.get("unreadable_assets", "[]")) + failures.hrefs
