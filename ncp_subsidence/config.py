@@ -597,6 +597,26 @@ class AdjustOptions(_Options):
         description="GNSS_regional: stations with |vertical velocity| above this (mm/yr, in "
         "subsidence zones) are left out of the Euler-pole fit.",
     )
+    common_mode_filter: Literal["median", "none"] = Field(
+        "median",
+        description="Time-series common-mode filter: 'median' re-references the non-linear part "
+        "of every displacement series to the frame's median pixel (removes the reference "
+        "pixel's date-to-date atmosphere; velocities unchanged); 'none' keeps the SBAS "
+        "reference.",
+    )
+    common_mode_knot_years: float = Field(
+        2.0,
+        ge=0.5,
+        le=20.0,
+        description="Knot spacing (years) of the smooth interannual trend the common-mode "
+        "filter leaves in every series (only date-to-date and seasonal noise is removed).",
+    )
+    common_mode_max_pixels: int = Field(
+        100_000,
+        ge=100,
+        le=10_000_000,
+        description="Pixels of the regular spatial sample the common mode is the median of.",
+    )
 
 
 class MosaicOptions(_Options):
@@ -632,10 +652,22 @@ class MosaicOptions(_Options):
         le=8192,
         description="Output chunk size along lat and lon, cells (a block holds every month: ~50 MB at 256).",
     )
-    adjusted_frame_model: Literal["offset", "plane"] = Field(
-        "offset",
+    adjusted_frame_model: Literal["offset", "plane", "along_track"] = Field(
+        "along_track",
         description="Overlap correction of frames GNSS-adjusted in stage adjust (frames without "
-        "GNSS always get a plane + offset).",
+        "GNSS always get a plane + offset): along_track, a cubic spline of the north coordinate "
+        "that follows what each frame's GNSS fit left along its overlaps (default); offset "
+        "(SCIENCE.md 4.3's default) or plane.",
+    )
+    along_track_knot_km: float = Field(
+        100.0, ge=10.0, le=2000.0, description="Knot spacing of along_track corrections, km."
+    )
+    along_track_roughness: float = Field(
+        1.0,
+        ge=0.0,
+        le=1e6,
+        description="Weight of the second differences of along_track spline coefficients "
+        "(carries the spline across stretches without overlap samples).",
     )
 
 
@@ -782,8 +814,12 @@ class AnalysisOptions(_Options):
     max_lag_months: int = Field(
         12, ge=1, le=36, description="Largest lag of the cross-correlation, months."
     )
-    detrend: Literal["none", "linear", "seasonal", "diff"] = Field(
-        "linear", description="Pre-processing before lags."
+    detrend: Literal["none", "linear", "moving_average", "seasonal", "diff"] = Field(
+        "moving_average",
+        description="Pre-processing of both series before the headline lag: moving_average "
+        "removes the 2 x 12-month trend-cycle, so the lag is that of the seasonal coupling and "
+        "not of the interannual rate changes; linear (SCIENCE.md's default) and diff are "
+        "always reported beside it.",
     )
     volume_epochs: list[tuple[str, str]] = Field(
         default_factory=lambda: [

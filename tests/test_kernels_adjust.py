@@ -242,6 +242,157 @@ def test_adjust_overlaps_rejects_unknown_model():
         a.adjust_overlaps(2, [], [], models=["offset", "quadratic"])
 
 
+def _strip(seed: int = 0, along_error=None):
+    """Two frames overlapping in a 30 km wide N-S strip 600 km long; GNSS in both frames."""
+    rng = np.random.default_rng(seed)
+    gx, gy = np.meshgrid(np.arange(120.5, 150.0, 3.0), np.arange(-300.0, 300.0, 3.0))
+    gx, gy = gx.ravel(), gy.ravel()
+    truth = _bowl(gx, gy, 135.0, 40.0, 12.0, -60.0) + 1.0
+    err_b = 0.8 + (along_error(gy) if along_error is not None else 0.0)
+    noise = 0.25
+    overlap = a.OverlapSamples(
+        0,
+        1,
+        gx,
+        gy,
+        truth + rng.normal(0, noise, gx.size),
+        truth + err_b + rng.normal(0, noise, gx.size),
+        np.full(gx.size, 1.0 / (2 * noise**2)),
+    )
+    ties = []
+    for f, (x0, x1) in enumerate([(0.0, 150.0), (120.0, 270.0)]):
+        sx, sy = rng.uniform(x0 + 5, x1 - 5, 25), rng.uniform(-290, 290, 25)
+        e = 0.0 if f == 0 else 0.8 + (along_error(sy) if along_error is not None else 0.0)
+        ties.append(
+            a.GnssTies(f, sx, sy, 1.0 + e + rng.normal(0, 0.3, 25), np.ones(25), np.ones(25))
+        )
+    return overlap, ties, truth
+
+
+def _smooth_along(y):
+    return 1.5 * np.sin(y / 110.0) + 0.7 * np.cos(y / 60.0)
+
+
+def test_along_track_spline_takes_out_what_an_offset_leaves():
+    overlap, ties, truth = _strip(along_error=_smooth_along)
+    extents = [(-300.0, 300.0), (-300.0, 300.0)]
+    kw = {"extents_km": extents, "knot_spacing_km": 100.0}
+    offset = a.adjust_overlaps(2, [overlap], ties, models=["offset", "offset"], **kw)
+    spline = a.adjust_overlaps(2, [overlap], ties, models=["along_track", "along_track"], **kw)
+    assert offset.edges[0]["rms_after"] > 0.9  # the along-track error is ~1.2 mm/yr rms
+    noise_floor = np.sqrt(2) * 0.25
+    assert spline.edges[0]["rms_after"] < 1.15 * noise_floor
+    # the error is taken out of the frame that has it: GNSS ties decide the split
+    for f, v in ((0, overlap.v_a), (1, overlap.v_b)):
+        corrected = v + spline.correction(f, overlap.x_km, overlap.y_km)
+        assert np.sqrt(np.mean((corrected - truth) ** 2)) < 0.45
+    # the product attrs hold the basis and coefficients, and the spec evaluates to the same
+    attrs = spline.to_attrs()
+    json.dumps(attrs, allow_nan=False)
+    assert set(attrs["along_track"]) == {"0", "1"}
+    spec = spline.frame_spec(1)
+    np.testing.assert_allclose(
+        a.evaluate_correction(spec, overlap.x_km, overlap.y_km),
+        spline.correction(1, overlap.x_km, overlap.y_km),
+    )
+
+
+def test_along_track_spline_bridges_a_stretch_without_overlap_samples():
+    overlap, _, _ = _strip(along_error=lambda y: 0.02 * y)  # a ramp: 12 mm/yr end to end
+    gap = (overlap.y_km > -50) & (overlap.y_km < 50)
+    holed = a.OverlapSamples(
+        0,
+        1,
+        overlap.x_km[~gap],
+        overlap.y_km[~gap],
+        overlap.v_a[~gap],
+        overlap.v_b[~gap],
+        overlap.weight[~gap],
+    )
+    kw = {"extents_km": [(-300.0, 300.0)] * 2, "knot_spacing_km": 50.0}
+    res = a.adjust_overlaps(2, [holed], [], models=["along_track"] * 2, **kw)
+    d = (overlap.v_a + res.correction(0, overlap.x_km, overlap.y_km)) - (
+        overlap.v_b + res.correction(1, overlap.x_km, overlap.y_km)
+    )
+    assert np.sqrt(np.mean(d[gap] ** 2)) < 0.5  # carried across the hole by the roughness rows
+
+
+def test_along_track_needs_the_frame_extents():
+    overlap, ties, _ = _strip()
+    with pytest.raises(DataError, match="extents_km"):
+        a.adjust_overlaps(2, [overlap], ties, models=["along_track", "offset"])
+    with pytest.raises(DataError, match="knot spacing"):
+        a.AlongTrackBasis.over(0.0, 100.0, 0.0)
+
+
+# ------------------------------------------------------------------------------ common mode
+
+
+def _frame_series(n_pixel=3000, seed=0):
+    """Pixels with linear + seasonal + slow non-linear motion, and a common noise per date."""
+    rng = np.random.default_rng(seed)
+    t = 2015.0 + np.sort(rng.uniform(0, 8, 60))
+    t[0] = 2015.0
+    v = np.where(
+        rng.random(n_pixel) < 0.3, rng.uniform(-120, -20, n_pixel), rng.normal(0, 2, n_pixel)
+    )
+    slow = np.interp(t, [2015, 2018.5, 2023], [0.0, 0.25, 0.1])  # rate peaks mid-2018
+    season = np.sin(2 * np.pi * (t - 0.2))
+    signal = (
+        v[:, None] * (t - t[0])
+        + v[:, None] * 8 * (slow - slow[0])
+        + (1.5 + 0.05 * np.abs(v))[:, None] * (season - season[0])
+    )
+    common = rng.normal(0, 6.0, t.size)
+    common -= common[0]
+    pixel = rng.normal(0, 1.0, (n_pixel, t.size))
+    pixel[:, 0] = 0.0
+    return t, signal + pixel, signal + pixel + common[None, :], common
+
+
+def test_common_mode_removes_the_reference_noise_and_keeps_velocities():
+    t, clean, noisy, common = _frame_series()
+    mode, n = a.common_mode_series(noisy, t)
+    assert n == noisy.shape[0]
+    assert mode[0] == 0.0
+    filtered = noisy - mode
+    # the per-date noise shared by every pixel drops from 6 mm to the part the smooth
+    # interannual basis (knots every 2 years, 7 functions of 60 dates) cannot tell from motion,
+    # and the median pixel's own seasonal cycle (1.6 mm amplitude) goes with it
+    basis = a.smooth_trend_design(t, 2.0)
+    kept = basis @ np.linalg.lstsq(basis, common, rcond=None)[0]
+    left = np.median(filtered - clean, axis=0)
+    assert np.std(np.median(noisy - clean, axis=0)) > 5.0
+    assert np.std(left) < 0.45 * np.std(common)
+    assert np.std(left - (kept - kept[0])) < 1.3
+    # OLS velocities and first dates unchanged, to rounding
+    tc = t - t.mean()
+    np.testing.assert_allclose(
+        filtered @ tc, noisy @ tc, rtol=0, atol=1e-8 * np.abs(noisy @ tc).max()
+    )
+    np.testing.assert_array_equal(filtered[:, 0], noisy[:, 0])
+    # no slow motion leaks in: up to its shift to 0 at the first date, the mode is orthogonal
+    # to the smooth basis (so its projection on it is a constant)
+    fit = basis @ np.linalg.lstsq(basis, mode, rcond=None)[0]
+    assert np.ptp(fit) < 1e-9 * np.abs(mode).max()
+
+
+def test_common_mode_ignores_pixel_order_incomplete_pixels_and_needs_enough_pixels():
+    t, _, noisy, _ = _frame_series(n_pixel=800, seed=1)
+    mode, _ = a.common_mode_series(noisy, t)
+    shuffled = np.random.default_rng(2).permutation(noisy)
+    np.testing.assert_array_equal(a.common_mode_series(shuffled, t)[0], mode)
+    holed = noisy.copy()
+    holed[::7, 5] = np.nan
+    got, n = a.common_mode_series(holed, t)
+    assert n == 800 - len(range(0, 800, 7))
+    assert np.abs(got - mode).max() < 1.0
+    zeros, n = a.common_mode_series(noisy[:50], t)
+    assert n == 0 and not zeros.any()
+    with pytest.raises(ValueError, match="n_pixel, n_date"):
+        a.common_mode_series(noisy[:, :-1], t)
+
+
 # ------------------------------------------------------------------------------ blending
 
 

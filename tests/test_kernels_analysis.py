@@ -173,7 +173,7 @@ def _months(n=120):
     return 2010.0 + (np.arange(n) + 0.5) / 12.0
 
 
-@pytest.mark.parametrize("detrend", ["linear", "diff"])
+@pytest.mark.parametrize("detrend", ["linear", "diff", "moving_average"])
 def test_lag_recovery_on_synthetic_series(detrend):
     rng = np.random.default_rng(0)
     t = _months(132)
@@ -191,6 +191,53 @@ def test_lag_recovery_on_synthetic_series(detrend):
     assert out["n_eff"] == pytest.approx(np.clip(out["n"] * (1 - prod) / (1 + prod), 3, out["n"]))
     assert out["n_eff"] < out["n"]
     assert out["p_value"] < 0.01
+
+
+def test_centred_moving_average_removes_the_cycle_and_keeps_the_trend():
+    t = _months(60)
+    line = 3.0 - 12.0 * (t - t[0])
+    cycle = 5.0 * np.cos(2 * np.pi * t) + 2.0 * np.sin(4 * np.pi * t)
+    ma = kan.centred_moving_average(line + cycle, 12)
+    assert np.isnan(ma[:6]).all() and np.isnan(ma[-6:]).all()
+    np.testing.assert_allclose(ma[6:-6], line[6:-6], atol=1e-9)  # the cycle averages out
+    z = kan.preprocess_series(line + cycle, t, "moving_average")
+    ref = (cycle[6:-6] - cycle[6:-6].mean()) / cycle[6:-6].std()
+    np.testing.assert_allclose(z[6:-6], ref, atol=1e-9)
+    # a missing month leaves every window that holds it undefined, nothing else
+    y = line + cycle
+    y[30] = np.nan
+    ma = kan.centred_moving_average(y, 12)
+    assert (
+        np.isnan(ma[24:37]).all() and np.isfinite(ma[6:24]).all() and np.isfinite(ma[37:-6]).all()
+    )
+    # odd periods take a plain mean
+    np.testing.assert_allclose(
+        kan.centred_moving_average(np.arange(7.0), 3)[1:-1], np.arange(1.0, 6.0)
+    )
+    with pytest.raises(ValueError, match="period"):
+        kan.centred_moving_average(y, 1)
+
+
+def test_moving_average_finds_the_seasonal_lag_where_a_line_cannot():
+    """Interannual rate changes (a peak year, a recovery) dominate linearly detrended series.
+
+    The twin's regions: GWSA falls, then recovers after 2021; deformation's rate peaks in 2018;
+    the seasonal deformation follows the seasonal GWSA by 2 months. Removing the 2 x 12-month
+    trend-cycle leaves the seasonal coupling, whose lag is the one asked for.
+    """
+    rng = np.random.default_rng(3)
+    t = 2015.0 + (np.arange(96) + 0.5) / 12.0
+    season = np.interp(np.mod(t, 1.0), [0.0, 0.16, 0.62, 1.0], [1.0, 1.0, -1.0, 1.0])
+    lag2 = np.interp(np.mod(t - 2 / 12, 1.0), [0.0, 0.16, 0.62, 1.0], [1.0, 1.0, -1.0, 1.0])
+    gwsa = np.where(t < 2021, -20 * (t - 2021), 16 * (t - 2021)) + 30 * season
+    rate = np.interp(t, [2015, 2018.5, 2023], [0.8, 1.3, 0.4])
+    disp = -60 * np.cumsum(rate) / 12 + 5 * lag2 + rng.normal(0, 1.0, t.size)
+    got = {
+        d: kan.lagged_cross_correlation(gwsa, disp, t, detrend=d)["lag"]
+        for d in ("linear", "moving_average")
+    }
+    assert got["moving_average"] == 2
+    assert got["linear"] != 2
 
 
 def test_lag_p_value_equals_t_test_when_series_are_white():

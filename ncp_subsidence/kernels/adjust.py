@@ -10,8 +10,10 @@ Pure numpy/scipy (SCIENCE.md stages 3 and 4). The per-frame model selection live
 - weighted polynomial surfaces (P0-P3) with ridge;
 - iterative MAD outlier rejection and the steep-gradient test;
 - Gaussian low-pass of a surface with sigma in km; convex-hull extrapolation mask and clamping;
-- the overlap adjustment across frames (sparse weighted LS with GNSS ties, LSQR);
-- feather weights, weighted blending with propagated uncertainty, and monthly resampling.
+- the overlap adjustment across frames (sparse weighted LS with GNSS ties, LSQR), with
+  offset, plane or along-track spline corrections;
+- feather weights, weighted blending with propagated uncertainty, and monthly resampling;
+- the common mode of a frame's time series (re-referencing to the frame's median pixel).
 
 Grids are cell-registered, EPSG:4326, arrays ``(..., lat, lon)`` with 1-D ``lat`` and ``lon``
 coordinate vectors. Velocities are mm/yr.
@@ -45,6 +47,7 @@ from ncp_subsidence.errors import DataError
 __all__ = [
     "EARTH_RADIUS_KM",
     "MAD_TO_SIGMA",
+    "AlongTrackBasis",
     "ConvexHull2D",
     "GnssTies",
     "OverlapAdjustment",
@@ -52,6 +55,8 @@ __all__ = [
     "StationSamples",
     "adjust_overlaps",
     "blend_frames",
+    "common_mode_series",
+    "evaluate_correction",
     "feather_weights",
     "fit_polynomial",
     "gaussian_smooth_km",
@@ -65,6 +70,7 @@ __all__ = [
     "resample_to_epochs",
     "residuals_at_stations",
     "sample_station_windows",
+    "smooth_trend_design",
     "station_window_slices",
 ]
 
@@ -689,20 +695,74 @@ class GnssTies:
 
 
 @dataclass(frozen=True)
+class AlongTrackBasis:
+    """Cubic B-spline basis of a frame's along-track (north) coordinate, km.
+
+    Attributes
+    ----------
+    knots : ndarray, shape (n_basis + 4,)
+        Full knot vector (end knots repeated four times), km in the mosaic-local north axis.
+    """
+
+    knots: NDArray[np.float64]
+
+    @classmethod
+    def over(cls, y_min_km: float, y_max_km: float, spacing_km: float) -> AlongTrackBasis:
+        """Knots every ~``spacing_km`` over ``[y_min_km, y_max_km]`` (at least a cubic)."""
+        if not spacing_km > 0:
+            raise DataError(f"along-track knot spacing must be > 0 km; got {spacing_km}")
+        if not y_max_km > y_min_km:
+            raise DataError(f"along-track extent must grow northward; got {y_min_km}..{y_max_km}")
+        n_int = max(round((y_max_km - y_min_km) / spacing_km) - 1, 0)
+        inner = y_min_km + (y_max_km - y_min_km) * np.arange(1, n_int + 1) / (n_int + 1)
+        return cls(np.concatenate([[y_min_km] * 4, inner, [y_max_km] * 4]))
+
+    @property
+    def n_basis(self) -> int:
+        return int(self.knots.size - 4)
+
+    def design(self, y_km: ArrayLike) -> NDArray[np.float64]:
+        """Basis values at ``y_km`` (clamped to the extent), shape ``(n, n_basis)``."""
+        from scipy.interpolate import BSpline
+
+        y = np.clip(_f64(y_km).ravel(), self.knots[0], self.knots[-1])
+        return BSpline.design_matrix(y, self.knots, 3).toarray()
+
+
+def evaluate_correction(spec: dict[str, object], x_km: ArrayLike, y_km: ArrayLike) -> NDArray:
+    """Correction ``k_f`` of one frame from its :meth:`OverlapAdjustment.frame_spec`, mm/yr.
+
+    ``a + b x / L + c y / L`` plus, for the ``along_track`` model, the B-spline
+    ``sum_j B_j(y) coef_j``; the result has the broadcast shape of ``x_km`` and ``y_km``.
+    """
+    x, y = np.broadcast_arrays(_f64(x_km), _f64(y_km))
+    L = float(spec["L"])  # type: ignore[arg-type]
+    out = float(spec["a"]) + float(spec["b"]) * x / L + float(spec["c"]) * y / L  # type: ignore[arg-type]
+    knots = spec.get("knots")
+    if knots is not None:
+        basis = AlongTrackBasis(_f64(knots))
+        out = out + (basis.design(y) @ _f64(spec["coef"])).reshape(y.shape)
+    return out
+
+
+@dataclass(frozen=True)
 class OverlapAdjustment:
     """Result of :func:`adjust_overlaps`.
 
     Attributes
     ----------
     params : ndarray, shape (n_frames, 3)
-        (a_f, b_f, c_f) of ``k_f = a_f + b_f * x / L + c_f * y / L`` in mm/yr, ``L = length_scale_km``.
-    models : list of str, 'offset' | 'plane' | 'fixed' per frame
+        (a_f, b_f, c_f) of ``k_f = a_f + b_f * x / L + c_f * y / L`` in mm/yr, ``L = length_scale_km``
+        (zeros for ``along_track`` frames, whose correction is in ``splines``).
+    models : list of str, 'offset' | 'plane' | 'along_track' | 'fixed' per frame
     length_scale_km : float
     edges : list of dict
         Per overlap: frames, n, rms_before, rms_after (mm/yr), used (False when dropped).
     components : ndarray, shape (n_frames,), int, connected component of each frame
     unconstrained_components : list of int
         Components without GNSS ties; one frame in each was fixed (k = 0).
+    splines : dict of int -> (AlongTrackBasis, ndarray)
+        For ``along_track`` frames: the basis and its coefficients (mm/yr).
     """
 
     params: NDArray[np.float64]
@@ -711,12 +771,21 @@ class OverlapAdjustment:
     edges: list[dict[str, object]]
     components: NDArray[np.int64]
     unconstrained_components: list[int] = field(default_factory=list)
+    splines: dict[int, tuple[AlongTrackBasis, NDArray[np.float64]]] = field(default_factory=dict)
+
+    def frame_spec(self, frame: int) -> dict[str, object]:
+        """Plain numbers that :func:`evaluate_correction` turns into ``k_f`` (picklable)."""
+        a, b, c = (float(v) for v in self.params[frame])
+        spec: dict[str, object] = {"a": a, "b": b, "c": c, "L": self.length_scale_km}
+        if frame in self.splines:
+            basis, coef = self.splines[frame]
+            spec["knots"] = basis.knots.tolist()
+            spec["coef"] = coef.tolist()
+        return spec
 
     def correction(self, frame: int, x_km: ArrayLike, y_km: ArrayLike) -> NDArray[np.float64]:
         """Correction ``k_f`` (add it to the frame's vertical velocity), mm/yr, shape of x."""
-        a, b, c = self.params[frame]
-        L = self.length_scale_km
-        return a + b * _f64(x_km) / L + c * _f64(y_km) / L
+        return evaluate_correction(self.frame_spec(frame), x_km, y_km)
 
     def to_attrs(self) -> dict[str, object]:
         """JSON-able summary for product attrs."""
@@ -724,12 +793,17 @@ class OverlapAdjustment:
             "frame_corrections_mm_per_yr": self.params.tolist(),
             "frame_correction_models": list(self.models),
             "correction_length_scale_km": self.length_scale_km,
+            "along_track": {
+                str(f): {"knots_km": b.knots.tolist(), "coef_mm_per_yr": c.tolist()}
+                for f, (b, c) in self.splines.items()
+            },
             "overlap_edges": [dict(e) for e in self.edges],
             "unconstrained_components": list(self.unconstrained_components),
         }
 
 
 _N_PAR = {"offset": 1, "plane": 3, "fixed": 0}
+_MODELS = ("offset", "plane", "along_track")
 
 
 def adjust_overlaps(
@@ -742,12 +816,16 @@ def adjust_overlaps(
     damping: float = 1e-6,
     min_samples: int = 100,
     length_scale_km: float = 100.0,
+    extents_km: Sequence[tuple[float, float]] | None = None,
+    knot_spacing_km: float = 100.0,
+    roughness: float = 1.0,
 ) -> OverlapAdjustment:
-    """Per-frame offset or plane corrections from overlaps and GNSS ties (SCIENCE.md 4.3 step 2).
+    """Per-frame corrections from overlaps and GNSS ties (SCIENCE.md 4.3 step 2).
 
     Minimises, with LSQR on a sparse system,
     ``sum_(f,g) sum_q w_q [v_f + k_f - v_g - k_g]^2 + lambda_G sum_i [v_f(x_i) + k_f(x_i) -
-    v_GNSS,i]^2 / sigma_i^2 + mu sum_f ||k_f||^2``.
+    v_GNSS,i]^2 / sigma_i^2 + mu sum_f ||k_f||^2`` (+ a roughness penalty on along-track
+    splines).
 
     Parameters
     ----------
@@ -756,13 +834,24 @@ def adjust_overlaps(
         Overlaps with fewer than ``min_samples`` finite samples are dropped from the graph.
     ties : sequence of GnssTies
     models : sequence of str, optional
-        Per frame 'offset' (frames GNSS-adjusted in Stage 3) or 'plane' (frames without GNSS).
+        Per frame 'offset' (SCIENCE.md's default for frames GNSS-adjusted in Stage 3), 'plane'
+        (frames without GNSS), or 'along_track': a cubic B-spline of the along-track (north)
+        coordinate with knots every ``knot_spacing_km``, which follows the slowly varying
+        residual of a frame's GNSS adjustment along its overlaps (constant across track).
         Default: 'offset' for frames with ties, 'plane' for the others.
     lambda_gnss : float (default 1)
     damping : float, mu (default 1e-6), applied as LSQR ``damp = sqrt(mu)``
     min_samples : int (default 100)
     length_scale_km : float
         Coordinates are divided by this so a, b, c share units (mm/yr).
+    extents_km : sequence of (y_min, y_max), optional
+        Along-track extent of each frame, km (mosaic-local north); needed for 'along_track'.
+    knot_spacing_km : float
+        Knot spacing of the along-track splines (default 100 km).
+    roughness : float
+        Weight of the second differences of consecutive spline coefficients (rows ``sqrt(r)
+        (c_(j-1) - 2 c_j + c_(j+1)) = 0``), which carry the spline across stretches without
+        overlap samples instead of letting it fall to zero.
 
     Returns
     -------
@@ -777,10 +866,20 @@ def adjust_overlaps(
         tied = {t.frame for t in ties if np.isfinite(_f64(t.v_gnss)).any()}
         models = ["offset" if f in tied else "plane" for f in range(n_frames)]
     models = list(models)
-    if len(models) != n_frames or any(m not in ("offset", "plane") for m in models):
+    if len(models) != n_frames or any(m not in _MODELS for m in models):
         raise DataError(
-            f"models must list 'offset' or 'plane' for each of {n_frames} frames, got {models}"
+            f"models must list one of {_MODELS} for each of {n_frames} frames, got {models}"
         )
+    bases: dict[int, AlongTrackBasis] = {}
+    if "along_track" in models:
+        if extents_km is None or len(extents_km) != n_frames:
+            raise DataError(
+                "the along_track model needs extents_km: the (south, north) extent in km of "
+                f"each of the {n_frames} frames"
+            )
+        for f, m in enumerate(models):
+            if m == "along_track":
+                bases[f] = AlongTrackBasis.over(*extents_km[f], knot_spacing_km)
     L = float(length_scale_km)
 
     # graph of usable overlaps
@@ -813,9 +912,11 @@ def adjust_overlaps(
         if not tied_frames.intersection(members.tolist()):
             unconstrained.append(int(c))
             models[int(members[0])] = "fixed"
+            bases.pop(int(members[0]), None)
 
     # parameter layout
-    offsets = np.cumsum([0] + [_N_PAR[m] for m in models])
+    n_of = [bases[f].n_basis if m == "along_track" else _N_PAR[m] for f, m in enumerate(models)]
+    offsets = np.cumsum([0, *n_of])
     n_par = int(offsets[-1])
 
     def frame_block(f: int, x: NDArray[np.float64], y: NDArray[np.float64]):
@@ -825,6 +926,8 @@ def adjust_overlaps(
         cols_f = list(range(offsets[f], offsets[f + 1]))
         if m == "offset":
             return np.ones((x.size, 1)), cols_f
+        if m == "along_track":
+            return bases[f].design(y), cols_f
         return np.column_stack([np.ones(x.size), x / L, y / L]), cols_f
 
     data: list[NDArray[np.float64]] = []
@@ -856,7 +959,7 @@ def adjust_overlaps(
     for t in ties:
         vg, vf = _f64(t.v_gnss), _f64(t.v_frame)
         fin = np.isfinite(vg) & np.isfinite(vf)
-        if not fin.any():
+        if not fin.any() or models[t.frame] == "fixed":
             continue
         x, y = _f64(t.x_km)[fin], _f64(t.y_km)[fin]
         sw = np.sqrt(lambda_gnss) / _f64(t.sigma)[fin]
@@ -864,8 +967,24 @@ def adjust_overlaps(
         add(b, c, sw, row0)
         rhs.append(sw * (vg[fin] - vf[fin]))
         row0 += x.size
+    for f, basis in bases.items():
+        n_b = basis.n_basis
+        if n_b < 3 or roughness <= 0:
+            continue
+        second = np.zeros((n_b - 2, n_b))
+        idx = np.arange(n_b - 2)
+        second[idx, idx], second[idx, idx + 1], second[idx, idx + 2] = 1.0, -2.0, 1.0
+        add(
+            second,
+            list(range(offsets[f], offsets[f + 1])),
+            np.full(n_b - 2, np.sqrt(roughness)),
+            row0,
+        )
+        rhs.append(np.zeros(n_b - 2))
+        row0 += n_b - 2
 
     params = np.zeros((n_frames, 3))
+    splines: dict[int, tuple[AlongTrackBasis, NDArray[np.float64]]] = {}
     if n_par > 0 and row0 > 0:
         a_mat = sp.csr_matrix(
             (
@@ -884,7 +1003,13 @@ def adjust_overlaps(
                 params[f, 0] = p[0]
             elif m == "plane":
                 params[f] = p
-    result = OverlapAdjustment(params, models, L, edges, comp.astype(np.int64), unconstrained)
+            elif m == "along_track":
+                splines[f] = (bases[f], p.copy())
+    else:
+        splines = {f: (basis, np.zeros(basis.n_basis)) for f, basis in bases.items()}
+    result = OverlapAdjustment(
+        params, models, L, edges, comp.astype(np.int64), unconstrained, splines
+    )
     for e, ov in zip(edges, overlaps, strict=True):
         x, y = _f64(ov.x_km), _f64(ov.y_km)
         d = (_f64(ov.v_a) + result.correction(ov.frame_a, x, y)) - (
@@ -1058,3 +1183,113 @@ def resample_to_epochs(
     outside = (to < t[0] - max_extrapolation) | (to > t[-1] + max_extrapolation)
     out[..., outside] = np.nan
     return out
+
+
+def smooth_trend_design(t: ArrayLike, knot_spacing: float) -> NDArray[np.float64]:
+    """Cubic B-spline basis with knots every ``knot_spacing`` years, shape (n_date, n_basis).
+
+    The basis spans every cubic polynomial (so a constant and a line) and every smooth
+    interannual curve with features no closer than about a knot spacing; an annual cycle is
+    outside it for spacings of a year or more. Fewer dates than the basis needs fall back to a
+    cubic polynomial, and fewer than 5 to a line.
+
+    Parameters
+    ----------
+    t : array_like, shape (n_date,)
+        Decimal years, increasing.
+    knot_spacing : float
+        Years between interior knots (> 0).
+    """
+    from scipy.interpolate import BSpline
+
+    tt = _f64(t)
+    span = float(tt[-1] - tt[0]) if tt.size else 0.0
+    n_interior = max(int(np.floor(span / knot_spacing + 0.5)) - 1, 0)
+    if tt.size >= n_interior + 4 + 2 and span > 0:
+        inner = tt[0] + span * np.arange(1, n_interior + 1) / (n_interior + 1)
+        knots = np.concatenate([[tt[0]] * 4, inner, [tt[-1]] * 4])
+        return BSpline.design_matrix(tt, knots, 3).toarray()
+    tc = (tt - tt.mean()) / max(span, 1e-9)
+    degree = 3 if tt.size >= 5 else 1
+    return np.vander(tc, degree + 1, increasing=True)
+
+
+def common_mode_series(
+    displacement: ArrayLike,
+    t: ArrayLike,
+    *,
+    knot_spacing: float = 2.0,
+    min_pixels: int = 100,
+) -> tuple[NDArray[np.float64], int]:
+    """Per-date common mode of a frame's displacement time series (network common-mode filter).
+
+    A time series referenced to one pixel carries that pixel's own noise at every date (mostly its
+    turbulent tropospheric delay) into every other pixel of the frame. The common-mode filter
+    re-references the date-to-date part of every series to the frame's median pixel instead:
+    each pixel's OLS line is removed, the median across pixels per date is the common mode, and
+    the common mode's smooth interannual trend (:func:`smooth_trend_design`) is removed from it,
+    so what is subtracted from every pixel is the reference's date-to-date and seasonal noise and
+    not the median pixel's slow non-linear motion. Each pixel's OLS velocity and its value at the
+    first date are unchanged.
+
+    Parameters
+    ----------
+    displacement : array_like, shape (n_pixel, n_date)
+        Displacement time series (mm) of a spatial sample of the frame's pixels, relative to the
+        first date. Pixels with a NaN at any date are left out.
+    t : array_like, shape (n_date,)
+        Acquisition times, decimal years, increasing.
+    knot_spacing : float
+        Years between the knots of the smooth trend kept in every series (default 2).
+    min_pixels : int
+        Fewer complete pixels than this give no filter (zeros): a median of a handful of pixels
+        is no common mode.
+
+    Returns
+    -------
+    common_mode : ndarray, shape (n_date,), mm
+        Zero at the first date, orthogonal to every cubic polynomial of ``t`` (so zero OLS
+        slope); subtract it from every pixel.
+    n_used : int
+        Complete pixels the median was taken over (0 when below ``min_pixels``).
+
+    Notes
+    -----
+    The median pixel's own seasonal motion stays in the common mode, as the reference pixel's
+    did before: relative series cannot tell it from the atmosphere without GNSS time series.
+    Velocities are untouched, so the GNSS adjustment and the mosaic's velocity are unaffected;
+    displacements between epochs, annual velocities and the phase of seasonal cycles gain.
+
+    References
+    ----------
+    Wdowinski, S., Bock, Y., Zhang, J., Fang, P., Genrich, J. (1997). Southern California
+    Permanent GPS Geodetic Array: spatial filtering of daily positions for estimating coseismic
+    and postseismic displacements. J. Geophys. Res. 102(B8), 18057-18070 (stacking).
+    Dong, D. et al. (2006). Spatiotemporal filtering using principal component analysis and
+    Karhunen-Loeve expansion approaches for regional GPS network analysis. J. Geophys. Res. 111,
+    B03405.
+    """
+    d = _f64(displacement)
+    tt = _f64(t)
+    if d.ndim != 2 or d.shape[1] != tt.size:
+        raise ValueError(
+            f"displacement must be (n_pixel, n_date) with n_date = len(t) = {tt.size}; "
+            f"got shape {d.shape}"
+        )
+    if not knot_spacing > 0:
+        raise ValueError(f"knot_spacing must be > 0 years; got {knot_spacing}")
+    zero = np.zeros(tt.size)
+    if tt.size < 3:
+        return zero, 0
+    complete = np.isfinite(d).all(axis=1)
+    n_used = int(complete.sum())
+    if n_used < min_pixels:
+        return zero, 0
+    tc = tt - tt.mean()
+    line = np.column_stack([np.ones_like(tc), tc])
+    sample = d[complete]
+    residual = sample - (line @ np.linalg.lstsq(line, sample.T, rcond=None)[0]).T
+    mode = np.median(residual, axis=0)
+    smooth = smooth_trend_design(tt, knot_spacing)
+    mode = mode - smooth @ np.linalg.lstsq(smooth, mode, rcond=None)[0]
+    return mode - mode[0], n_used

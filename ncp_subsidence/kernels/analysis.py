@@ -45,6 +45,7 @@ __all__ = [
     "cumulative_top_k",
     "finalize_partials",
     "grid_cell_area_m2",
+    "centred_moving_average",
     "lagged_cross_correlation",
     "polygon_mask",
     "preprocess_series",
@@ -55,7 +56,7 @@ __all__ = [
     "yearly_velocity",
 ]
 
-Detrend = Literal["none", "linear", "seasonal", "diff"]
+Detrend = Literal["none", "linear", "moving_average", "seasonal", "diff"]
 
 # --------------------------------------------------------------------------------------------
 # Cell areas and region masks
@@ -496,6 +497,42 @@ def finalize_partials(
 # --------------------------------------------------------------------------------------------
 
 
+def centred_moving_average(y: np.ndarray, period: int = 12) -> np.ndarray:
+    """Centred ``2 x period`` moving average of a monthly series (the classical trend-cycle).
+
+    Parameters
+    ----------
+    y : ndarray, shape (n,), NaN = missing month
+    period : int
+        Season length in samples (12 for monthly data). An even period uses the weights
+        ``[1/2, 1, ..., 1, 1/2] / period`` over ``period + 1`` samples; an odd one a plain mean
+        over ``period`` samples. Either removes a cycle of that period exactly.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        NaN wherever the window reaches past the series or holds a missing month.
+
+    References
+    ----------
+    Brockwell PJ, Davis RA 2016, Introduction to Time Series and Forecasting, 3rd ed., Sec. 1.5.2.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if period < 2:
+        raise ValueError(f"period must be >= 2 samples; got {period}")
+    if period % 2 == 0:
+        w = np.r_[0.5, np.ones(period - 1), 0.5] / period
+    else:
+        w = np.ones(period) / period
+    half = w.size // 2
+    out = np.full(y.shape, np.nan)
+    if y.size < w.size:
+        return out
+    windows = np.lib.stride_tricks.sliding_window_view(y, w.size)
+    out[half : y.size - half] = windows @ w  # NaN propagates: incomplete windows stay NaN
+    return out
+
+
 def preprocess_series(y: np.ndarray, t: np.ndarray, detrend: Detrend = "linear") -> np.ndarray:
     """Detrend and standardise one series before lag analysis (SCIENCE.md 6.2, step 1).
 
@@ -503,9 +540,12 @@ def preprocess_series(y: np.ndarray, t: np.ndarray, detrend: Detrend = "linear")
     ----------
     y : ndarray, shape (n,), NaN = missing month
     t : ndarray, shape (n,), decimal years
-    detrend : {"none", "linear", "seasonal", "diff"}
-        ``linear`` removes an OLS line; ``seasonal`` removes the monthly climatology;
-        ``diff`` takes first differences (the first value becomes NaN).
+    detrend : {"none", "linear", "moving_average", "seasonal", "diff"}
+        ``linear`` removes an OLS line; ``moving_average`` removes the trend-cycle of the
+        classical decomposition, a centred 2 x 12 moving average (NaN where its 13-month window
+        is incomplete), so changes of rate between years do not dominate the correlation of the
+        seasonal cycles; ``seasonal`` removes the monthly climatology; ``diff`` takes first
+        differences (the first value becomes NaN).
 
     Returns
     -------
@@ -525,10 +565,14 @@ def preprocess_series(y: np.ndarray, t: np.ndarray, detrend: Detrend = "linear")
             sel = ok & (month == m)
             if sel.any():
                 y[month == m] -= y[sel].mean()
+    elif detrend == "moving_average":
+        y = y - centred_moving_average(y, 12)
     elif detrend == "diff":
         y = np.concatenate([[np.nan], np.diff(y)])
     elif detrend != "none":
-        raise ValueError(f"detrend must be none, linear, seasonal or diff; got {detrend!r}")
+        raise ValueError(
+            f"detrend must be none, linear, moving_average, seasonal or diff; got {detrend!r}"
+        )
     ok = np.isfinite(y)
     if ok.sum() < 3:
         return np.full_like(y, np.nan)

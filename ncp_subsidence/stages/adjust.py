@@ -20,22 +20,27 @@ Per frame ``f`` of the ``sbas`` product (graph building only; the numbers live i
    outlier and steep-gradient rejection; :func:`~ncp_subsidence.models.selection.select_and_fit`).
    The correction is predicted small, on the client, on a coarse grid
    (``adjust.correction_spacing_deg``) and resampled bilinearly blockwise onto the frame.
-5. **Apply** ``v_adj = v_EF + c``, ``d_adj(t) = d_EF(t) + c (t - t_0)`` (linear-in-time
+5. **Apply** ``v_adj = v_EF + c``, ``d_adj(t) = d_EF(t) - m(t) + c (t - t_0)`` (linear-in-time
    correction, SCIENCE.md 3.2), and the vertical-only conversion ``v_U = v_adj / u_U`` (SCIENCE.md
-   2.2: valid once the horizontal plate motion is removed).
+   2.2: valid once the horizontal plate motion is removed). ``m(t)`` is the frame's common mode
+   (``adjust.common_mode_filter``, :func:`frame_common_mode`): the median over a spatial sample
+   of the linearly detrended series less its smooth interannual trend, which re-references the
+   date-to-date part of every series to the frame's median pixel instead of the SBAS reference
+   window and so removes that window's atmosphere from every pixel (velocities unchanged).
 
 Datasets written (``adjust/<version>/<frame>``, dims ``time, y, x`` of the sbas grid):
 
 ``velocity`` (mm/yr, LOS, Eurasia-fixed, adjusted), ``displacement`` (mm, LOS, relative to the
-first date), ``correction`` (mm/yr, LOS, the added surface ``c``), ``plate_motion_los`` (mm/yr,
-the referenced plate term removed), ``vertical_velocity`` (mm/yr, up), ``extrapolated`` (uint8,
-1 outside the convex hull of the training stations), and, when the sbas product has them,
-``velocity_std`` and ``temporal_coherence``. Attrs: ``frame``, ``plate_model``,
-``euler_vector_mas_per_yr``, ``reference_lon``/``reference_lat``, ``selected_model``,
-``cv_scheme``, ``cv_table`` (JSON string of every candidate), ``n_gnss_train``,
-``n_gnss_holdout``, ``n_gnss_rejected``, ``train_stations``, ``holdout_stations``,
-``rejected_stations``, ``holdout_rmse_vertical_before``/``_after`` and
-``holdout_rmse_los_before``/``_after`` (mm/yr, None without holdout stations),
+first date), ``common_mode`` (mm, ``time``, the removed ``m``), ``correction`` (mm/yr, LOS, the
+added surface ``c``), ``plate_motion_los`` (mm/yr, the referenced plate term removed),
+``vertical_velocity`` (mm/yr, up), ``extrapolated`` (uint8, 1 outside the convex hull of the
+training stations), and, when the sbas product has them, ``velocity_std`` and
+``temporal_coherence``. Attrs: ``frame``, ``plate_model``, ``euler_vector_mas_per_yr``,
+``reference_lon``/``reference_lat``, ``selected_model``, ``cv_scheme``, ``cv_table`` (JSON string
+of every candidate), ``n_gnss_train``, ``n_gnss_holdout``, ``n_gnss_rejected``,
+``train_stations``, ``holdout_stations``, ``rejected_stations``,
+``holdout_rmse_vertical_before``/``_after`` and ``holdout_rmse_los_before``/``_after`` (mm/yr,
+None without holdout stations), ``common_mode_filter`` and ``common_mode_pixels``,
 ``needs_overlap_adjustment`` (1 for frames without a fit: the mosaic corrects them from their
 overlaps with a plane + offset), ``correction`` (JSON of the fitted model's record).
 A ``stations.json`` file lists every station per frame with its role and residual.
@@ -55,6 +60,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +71,7 @@ import xarray as xr
 
 from ..errors import DataError
 from ..kernels.adjust import (
+    common_mode_series,
     grid_spacing_km,
     local_coordinates_km,
     resample_surface,
@@ -305,6 +312,37 @@ def sample_frame_stations(
 # --------------------------------------------------------------------------------------------
 # the stage
 # --------------------------------------------------------------------------------------------
+
+
+def frame_common_mode(sb: xr.Dataset, t: np.ndarray, opts: Any) -> tuple[xr.DataArray, int]:
+    """The common mode of a frame's displacement series (mm, dims ``time``) and its pixel count.
+
+    The median (:func:`~ncp_subsidence.kernels.adjust.common_mode_series`) is taken over a
+    regular spatial sample of at most ``opts.common_mode_max_pixels`` pixels (every ``s``-th row
+    and column of the frame grid, whatever the chunking) with temporal coherence >=
+    ``opts.min_coherence``; the sample is computed here, small, on the client. Zeros when the
+    filter is off or the frame has too few coherent pixels.
+    """
+    zeros = xr.DataArray(np.zeros(t.size), dims="time", coords={"time": sb["time"]})
+    if opts.common_mode_filter == "none":
+        return zeros, 0
+    ny, nx = sb.sizes["y"], sb.sizes["x"]
+    stride = max(1, math.ceil(math.sqrt(ny * nx / opts.common_mode_max_pixels)))
+    every = {"y": slice(None, None, stride), "x": slice(None, None, stride)}
+    sample = sb["displacement"].isel(every).transpose("y", "x", "time")
+    if "temporal_coherence" in sb:
+        sample = sample.where(sb["temporal_coherence"].isel(every) >= opts.min_coherence)
+    values = np.asarray(sample.values, dtype=np.float64).reshape(-1, t.size)
+    mode, n_used = common_mode_series(values, t, knot_spacing=opts.common_mode_knot_years)
+    if n_used == 0:
+        log.warning(
+            "common-mode filter skipped: fewer than 100 coherent pixels in a %d x %d sample",
+            math.ceil(ny / stride),
+            math.ceil(nx / stride),
+        )
+    else:
+        log.info("common mode over %d pixels (stride %d): %.2f mm rms", n_used, stride, mode.std())
+    return zeros.copy(data=mode), n_used
 
 
 def _frame_centre(ds: xr.Dataset) -> tuple[float, float]:
@@ -555,8 +593,9 @@ class AdjustStage:
             )
 
         # 5. apply
+        mode, n_mode = frame_common_mode(sb, t, opts)
         velocity = (v_ef + correction).astype(np.float32)
-        displacement = (sb["displacement"] - pmm * dt + correction * dt).astype(np.float32)
+        displacement = (sb["displacement"] - mode - pmm * dt + correction * dt).astype(np.float32)
         vertical = (velocity / geo["los_up"]).astype(np.float32)
 
         # holdout scores (vertical: GNSS up vs InSAR LOS / u_up; LOS: u . v_GNSS vs InSAR)
@@ -592,6 +631,8 @@ class AdjustStage:
             "rejected_stations": [str(i) for i in ids[rejected]],
             "holdout_screened_steep": [str(i) for i in ids[st.valid & is_hold & steep]],
             "needs_overlap_adjustment": int(fitted is None),
+            "common_mode_filter": opts.common_mode_filter,
+            "common_mode_pixels": n_mode,
             "correction_cv_rmse": _json_float(
                 fitted.cv_table[fitted.model_id]["cv_rmse"] if fitted is not None else None
             ),
@@ -610,6 +651,11 @@ class AdjustStage:
                 ),
                 "correction": correction.astype(np.float32).assign_attrs(
                     units="mm/yr", long_name="long-wavelength correction added to the LOS velocity"
+                ),
+                "common_mode": mode.astype(np.float32).assign_attrs(
+                    units="mm",
+                    long_name="common mode removed from every displacement series (LOS, zero "
+                    "slope, zero at the first date)",
                 ),
                 "plate_motion_los": pmm.assign_attrs(
                     units="mm/yr",

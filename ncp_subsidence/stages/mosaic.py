@@ -63,6 +63,7 @@ from ..kernels.adjust import (
     OverlapSamples,
     adjust_overlaps,
     blend_frames,
+    evaluate_correction,
     feather_weights,
     grid_spacing_km,
     local_coordinates_km,
@@ -171,7 +172,7 @@ def _blend_block(lat, lon, frames, months_t, origin):
     x_km, y_km = local_coordinates_km(lon[None, :], lat[:, None], *origin)
     for fr in frames:
         rg = [bilinear_regrid(a, fr["y"], fr["x"], lat, lon) for a in (fr["v"], fr["s"], fr["w"])]
-        k = fr["a"] + fr["b"] * x_km / fr["L"] + fr["c"] * y_km / fr["L"]
+        k = evaluate_correction(fr["k"], x_km, y_km)
         vals.append(rg[0] + k)
         sigs.append(rg[1])
         feath.append(np.nan_to_num(rg[2], nan=0.0))
@@ -192,6 +193,14 @@ def _blend_block(lat, lon, frames, months_t, origin):
     v, s, n = blend_frames(np.stack(vals), np.stack(feath), np.stack(sigs))
     d = _blend_series(series, feath, sigs) if months_t.size else np.empty((0, *shape))
     return v.astype(np.float32), s.astype(np.float32), n.astype(np.int16), d.astype(np.float32)
+
+
+def _spec_attrs(spec: dict[str, Any]) -> dict[str, Any]:
+    """A frame's correction as product attrs: plane parameters and any along-track spline."""
+    out: dict[str, Any] = {"params_mm_per_yr": [spec["a"], spec["b"], spec["c"]]}
+    if "knots" in spec:
+        out["along_track"] = {"knots_km": spec["knots"], "coef_mm_per_yr": spec["coef"]}
+    return out
 
 
 def _window_velocity(frame: dict[str, Any], t0: float, t1: float) -> xr.DataArray:
@@ -250,6 +259,12 @@ class MosaicStage:
         overlaps = self._overlaps(frames, opts, origin)
         ties = self._ties(ctx, frames, opts, origin)
         models = [opts.adjusted_frame_model if f["fitted"] else "plane" for f in frames]
+        extents = []
+        for f in frames:
+            lon_c = float(np.mean(f["x"]))
+            _, south_km = local_coordinates_km(lon_c, float(f["y"].min() - f["hy"]), *origin)
+            _, north_km = local_coordinates_km(lon_c, float(f["y"].max() + f["hy"]), *origin)
+            extents.append((float(south_km), float(north_km)))
         result = adjust_overlaps(
             len(frames),
             overlaps,
@@ -258,6 +273,9 @@ class MosaicStage:
             lambda_gnss=opts.gnss_weight,
             damping=opts.damping,
             min_samples=opts.min_overlap_samples,
+            extents_km=extents,
+            knot_spacing_km=opts.along_track_knot_km,
+            roughness=opts.along_track_roughness,
         )
         months = common_months([f["time"][0] for f in frames], [f["time"][-1] for f in frames])
         months_t = decimal_year(months)
@@ -268,8 +286,8 @@ class MosaicStage:
                 "frames": names,
                 "frame_corrections": json.dumps(
                     {
-                        f["name"]: {"model": m, "params_mm_per_yr": p.tolist()}
-                        for f, m, p in zip(frames, result.models, result.params, strict=True)
+                        f["name"]: {"model": m, **_spec_attrs(result.frame_spec(k))}
+                        for k, (f, m) in enumerate(zip(frames, result.models, strict=True))
                     }
                 ),
                 "correction_length_scale_km": result.length_scale_km,
@@ -289,7 +307,7 @@ class MosaicStage:
         log.info(
             "mosaic: %d frames, corrections %s, overlap RMS %s -> %s mm/yr",
             len(frames),
-            result.params.round(2).tolist(),
+            result.models,
             ds.attrs["overlap_rms_before"],
             ds.attrs["overlap_rms_after"],
         )
@@ -447,7 +465,6 @@ class MosaicStage:
                     sx = _window(f["x"], lo.min(), lo.max(), 2 * f["hx"] + res)
                     if sy is None or sx is None:
                         continue
-                    a, b, c = result.params[k]
                     parts.append(
                         {
                             "y": f["y"][sy],
@@ -457,10 +474,7 @@ class MosaicStage:
                             "s": f["sigma"].data[sy, sx],
                             "w": feathers[k][sy, sx],
                             "d": f["displacement"].data[:, sy, sx],
-                            "a": a,
-                            "b": b,
-                            "c": c,
-                            "L": result.length_scale_km,
+                            "k": result.frame_spec(k),
                         }
                     )
                 out = dask.delayed(_blend_block, nout=4)(la, lo, parts, months_t, origin)
