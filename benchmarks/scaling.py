@@ -93,7 +93,7 @@ def run(preset: str, workers: int, twin: Path, stages: list[str]) -> dict[str, A
     from ncp_subsidence.config import load_config
     from ncp_subsidence.pipeline import run_pipeline
     from ncp_subsidence.synthetic import write_twin
-    from ncp_subsidence.synthetic.presets import grid_settings
+    from ncp_subsidence.synthetic.presets import twin_settings
 
     if not (twin / "twin.json").exists():
         write_twin(twin, preset=preset, seed=0)
@@ -103,7 +103,7 @@ def run(preset: str, workers: int, twin: Path, stages: list[str]) -> dict[str, A
         "store.url": str(store),
         "sources.twin.preset": preset,
         "sources.twin.directory": str(twin),
-        **grid_settings(preset),
+        **twin_settings(preset),
     }
     config = load_config(None, overrides)
     cluster = LocalCluster(

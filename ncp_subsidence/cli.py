@@ -225,19 +225,20 @@ def _load(args: argparse.Namespace) -> Any:
         overrides["sources.twin.seed"] = args.seed
     config = load_config(args.config, overrides)
     if not config.sources.interferograms:  # the InSAR is the twin's: so are the grids
-        config = _match_twin_grids(config)
+        config = _apply_twin_settings(config)
     return config
 
 
-def _match_twin_grids(config: Any) -> Any:
-    """On the twin, grids the user did not set follow the twin preset's posting.
+def _apply_twin_settings(config: Any) -> Any:
+    """On the twin, settings the user did not set follow the twin preset (grids, hydro mode).
 
     The config's defaults are for real data; this keeps ``demo``, ``run`` and the stage
-    subcommands on the same grids (and so the same fingerprints) for one twin store.
+    subcommands on the same settings (and so the same fingerprints) for one twin store. See
+    :func:`ncp_subsidence.synthetic.presets.twin_settings` for what and why.
     """
-    from .synthetic.presets import grid_settings
+    from .synthetic.presets import twin_settings
 
-    for dotted, value in grid_settings(config.sources.twin.preset).items():
+    for dotted, value in twin_settings(config.sources.twin.preset).items():
         section, name = dotted.split(".")
         options = getattr(config, section)
         if name not in options.model_fields_set:  # validated on assignment

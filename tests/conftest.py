@@ -111,10 +111,10 @@ def twin_config(manifest, store_url, **sections):
     """A Config that runs on the given twin with a store at ``store_url``.
 
     Grids follow the twin preset as ``ncp-subsidence demo`` sets them
-    (:func:`ncp_subsidence.synthetic.presets.grid_settings`); ``sections`` override.
+    (:func:`ncp_subsidence.synthetic.presets.twin_settings`); ``sections`` override.
     """
     from ncp_subsidence.config import Config
-    from ncp_subsidence.synthetic.presets import grid_settings
+    from ncp_subsidence.synthetic.presets import twin_settings
 
     data = {
         "store": {"url": str(store_url)},
@@ -129,7 +129,7 @@ def twin_config(manifest, store_url, **sections):
         "hydro": {"resolution_deg": manifest.grids["hydro_resolution_deg"]},
         "ingest": {"chunk_y": 64, "chunk_x": 64},
     }
-    for dotted, value in grid_settings(manifest.preset).items():
+    for dotted, value in twin_settings(manifest.preset).items():
         section, name = dotted.split(".")
         data.setdefault(section, {}).setdefault(name, value)
     for key, value in sections.items():

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PRESETS", "Preset", "grid_settings"]
+__all__ = ["PRESETS", "Preset", "twin_settings"]
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,19 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def grid_settings(preset: str) -> dict[str, float]:
-    """Config values (dotted keys) that match the processing grids to a twin preset.
+def twin_settings(preset: str) -> dict[str, float | str]:
+    """Config values (dotted keys) that suit a twin preset; a user's own values win.
 
-    The defaults of the config are for real data (0.001 deg mosaic, 0.01 deg factors and GWSA,
-    1 km overlap cells); the twin's coarser postings need coarser grids, else the mosaic is
-    mostly empty cells and the overlap cells hold no pixel.
+    Grids: the defaults of the config are for real data (0.001 deg mosaic, 0.01 deg factors and
+    GWSA, 1 km overlap cells); the twin's coarser postings need coarser grids, else the mosaic
+    is mostly empty cells and the overlap cells hold no pixel.
+
+    Downscaling: ``hydro.mode = remove_restore``. Eq. 6-9 as Huang et al. 2025 write them (the
+    config default, ``paper``) replace GRACE's monthly climatology with the land-surface
+    model's, which holds no groundwater, so the seasonal groundwater cycle, and with it every
+    GWSA -> deformation lag, is lost (``tests/test_hydro_twin.py`` shows it on the twin). The
+    twin's truth has that cycle, so the twin runs the mass-conserving mode that keeps it;
+    ``--set hydro.mode=paper`` reproduces the paper.
     """
     p = PRESETS[preset]
     km = p.posting_deg * 111.2
@@ -84,4 +91,5 @@ def grid_settings(preset: str) -> dict[str, float]:
         "mosaic.overlap_spacing_km": round(4 * km, 3),
         "factors.resolution_deg": p.fine_resolution_deg,
         "hydro.resolution_deg": p.hydro_resolution_deg,
+        "hydro.mode": "remove_restore",
     }
