@@ -330,3 +330,45 @@ def test_frame_without_stations_is_left_to_the_mosaic(few_stations):
     assert corrections["A040"]["model"] == "along_track"
     (edge,) = json.loads(case["mosaic"]["overlap_edges"])
     assert edge["used"] and edge["rms_after"] < 0.5 * edge["rms_before"]
+
+
+def test_common_mode_does_not_depend_on_chunking_and_can_be_off():
+    from types import SimpleNamespace
+
+    from ncp_subsidence.stages.adjust import frame_common_mode
+
+    rng = np.random.default_rng(4)
+    t = 2015.0 + np.arange(40) * 0.2
+    ny, nx = 90, 70
+    v = rng.normal(-10, 20, (ny, nx))
+    common = rng.normal(0, 5, t.size)
+    disp = v[None] * (t - t[0])[:, None, None] + (common - common[0])[:, None, None]
+    disp = disp + rng.normal(0, 1, disp.shape)
+    coh = np.where(rng.random((ny, nx)) < 0.1, 0.3, 0.95)
+    ds = xr.Dataset(
+        {
+            "displacement": (("time", "y", "x"), disp.astype(np.float32)),
+            "temporal_coherence": (("y", "x"), coh.astype(np.float32)),
+        },
+        coords={"time": np.arange(t.size), "y": np.arange(ny), "x": np.arange(nx)},
+    )
+    opts = SimpleNamespace(
+        common_mode_filter="median",
+        common_mode_max_pixels=1000,
+        common_mode_knot_years=2.0,
+        min_coherence=0.7,
+    )
+    runs = [
+        frame_common_mode(ds.chunk({"time": -1, "y": cy, "x": cx}), t, opts)
+        for cy, cx in ((90, 70), (16, 33), (7, 70))
+    ]
+    for mode, n in runs[1:]:
+        np.testing.assert_array_equal(mode.values, runs[0][0].values)
+        assert n == runs[0][1]
+    # every 3rd row and column (ceil(sqrt(6300 / 1000))), incoherent pixels left out
+    assert runs[0][1] == int((coh[::3, ::3] >= 0.7).sum())
+    assert np.corrcoef(runs[0][0].values[1:], common[1:] - common[0])[0, 1] > 0.8
+    off, n = frame_common_mode(
+        ds, t, SimpleNamespace(**{**vars(opts), "common_mode_filter": "none"})
+    )
+    assert n == 0 and not off.values.any()
