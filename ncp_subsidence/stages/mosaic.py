@@ -10,10 +10,13 @@ the numbers live in :mod:`ncp_subsidence.kernels.adjust`.
    coherence >= ``mosaic.min_coherence`` (only the overlap strips are computed).
 2. **GNSS ties**: the training stations of each frame (never the held-out ones recorded by
    ``adjust``), vertical velocity in the same Eurasia-fixed frame as ``adjust`` used.
-3. **Sparse least squares** (:func:`~ncp_subsidence.kernels.adjust.adjust_overlaps`): an offset
-   ``k_f = a_f`` per frame adjusted in Stage 3, a plane ``a_f + b_f x + c_f y`` per frame without
-   GNSS (flagged by ``adjust``), GNSS ties weighted ``mosaic.gnss_weight``, damping
-   ``mosaic.damping``.
+3. **Sparse least squares** (:func:`~ncp_subsidence.kernels.adjust.adjust_overlaps`): per frame
+   adjusted in Stage 3 ``mosaic.adjusted_frame_model``, by default a cubic spline of the north
+   coordinate ``k_f(y)`` (knots every ``mosaic.along_track_knot_km``, roughness penalty
+   ``mosaic.along_track_roughness``; constant across track) that follows what the frame's GNSS
+   fit left along its overlaps, or SCIENCE.md 4.3's offset ``k_f = a_f``, or a plane; a plane
+   ``a_f + b_f x + c_f y`` per frame without GNSS (flagged by ``adjust``); GNSS ties weighted
+   ``mosaic.gnss_weight``, damping ``mosaic.damping``.
 4. **Blending** onto the output grid (``mosaic.resolution_deg`` over the union of the frames,
    cell-registered, ``lat`` descending): per output block a task bilinearly resamples each
    frame's window, adds ``k_f`` and blends with ``W_f = feather_f / sigma_f^2``
@@ -27,8 +30,8 @@ the numbers live in :mod:`ncp_subsidence.kernels.adjust`.
 
 Dataset written (``mosaic/<version>``, dims ``time, lat, lon``): ``vertical_velocity`` (mm/yr),
 ``velocity_std`` (mm/yr), ``n_frames`` (int16), ``vertical_displacement`` (mm, relative to the
-first common month). Attrs: ``frames``, ``frame_corrections`` (JSON: per frame model and
-``k_f`` parameters), ``overlap_edges`` (JSON: per edge n, rms before/after in mm/yr),
+first common month). Attrs: ``frames``, ``frame_corrections`` (JSON: per frame model, plane
+parameters and, for ``along_track``, the spline's knots and coefficients), ``overlap_edges`` (JSON: per edge n, rms before/after in mm/yr),
 ``overlap_rms_before``/``overlap_rms_after`` (max over the used edges), ``plate_model``,
 ``euler_vector_mas_per_yr``, ``reference_month``, ``n_gnss_ties``, ``unconstrained_components``.
 
