@@ -694,6 +694,14 @@ class GnssTies:
     sigma: NDArray[np.float64]
 
 
+def _clamped_cubic_knots(lo: float, hi: float, spacing: float) -> NDArray[np.float64]:
+    """Knot vector of a cubic B-spline on ``[lo, hi]``: ends repeated four times, the interior
+    knots evenly spaced, about ``spacing`` apart (none when the span is under 1.5 spacings)."""
+    n_interior = max(int(np.floor((hi - lo) / spacing + 0.5)) - 1, 0)
+    inner = lo + (hi - lo) * np.arange(1, n_interior + 1) / (n_interior + 1)
+    return np.concatenate([[lo] * 4, inner, [hi] * 4])
+
+
 @dataclass(frozen=True)
 class AlongTrackBasis:
     """Cubic B-spline basis of a frame's along-track (north) coordinate, km.
@@ -713,9 +721,7 @@ class AlongTrackBasis:
             raise DataError(f"along-track knot spacing must be > 0 km; got {spacing_km}")
         if not y_max_km > y_min_km:
             raise DataError(f"along-track extent must grow northward; got {y_min_km}..{y_max_km}")
-        n_int = max(round((y_max_km - y_min_km) / spacing_km) - 1, 0)
-        inner = y_min_km + (y_max_km - y_min_km) * np.arange(1, n_int + 1) / (n_int + 1)
-        return cls(np.concatenate([[y_min_km] * 4, inner, [y_max_km] * 4]))
+        return cls(_clamped_cubic_knots(y_min_km, y_max_km, spacing_km))
 
     @property
     def n_basis(self) -> int:
@@ -787,16 +793,24 @@ class OverlapAdjustment:
         """Correction ``k_f`` (add it to the frame's vertical velocity), mm/yr, shape of x."""
         return evaluate_correction(self.frame_spec(frame), x_km, y_km)
 
+    def frame_attrs(self, frame: int) -> dict[str, object]:
+        """JSON-able record of one frame's correction: model, plane parameters, any spline."""
+        out: dict[str, object] = {
+            "model": self.models[frame],
+            "params_mm_per_yr": self.params[frame].tolist(),
+        }
+        if frame in self.splines:
+            basis, coef = self.splines[frame]
+            out["along_track"] = {"knots_km": basis.knots.tolist(), "coef_mm_per_yr": coef.tolist()}
+        return out
+
     def to_attrs(self) -> dict[str, object]:
         """JSON-able summary for product attrs."""
         return {
             "frame_corrections_mm_per_yr": self.params.tolist(),
             "frame_correction_models": list(self.models),
             "correction_length_scale_km": self.length_scale_km,
-            "along_track": {
-                str(f): {"knots_km": b.knots.tolist(), "coef_mm_per_yr": c.tolist()}
-                for f, (b, c) in self.splines.items()
-            },
+            "along_track": {str(f): self.frame_attrs(f)["along_track"] for f in self.splines},
             "overlap_edges": [dict(e) for e in self.edges],
             "unconstrained_components": list(self.unconstrained_components),
         }
@@ -1204,11 +1218,10 @@ def smooth_trend_design(t: ArrayLike, knot_spacing: float) -> NDArray[np.float64
 
     tt = _f64(t)
     span = float(tt[-1] - tt[0]) if tt.size else 0.0
-    n_interior = max(int(np.floor(span / knot_spacing + 0.5)) - 1, 0)
-    if tt.size >= n_interior + 4 + 2 and span > 0:
-        inner = tt[0] + span * np.arange(1, n_interior + 1) / (n_interior + 1)
-        knots = np.concatenate([[tt[0]] * 4, inner, [tt[-1]] * 4])
-        return BSpline.design_matrix(tt, knots, 3).toarray()
+    if span > 0:
+        knots = _clamped_cubic_knots(float(tt[0]), float(tt[-1]), knot_spacing)
+        if tt.size >= knots.size - 4 + 2:  # two more dates than basis functions
+            return BSpline.design_matrix(tt, knots, 3).toarray()
     tc = (tt - tt.mean()) / max(span, 1e-9)
     degree = 3 if tt.size >= 5 else 1
     return np.vander(tc, degree + 1, increasing=True)

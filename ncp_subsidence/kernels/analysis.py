@@ -41,11 +41,11 @@ from .trends import harmonic_design
 __all__ = [
     "EARTH_RADIUS_M",
     "Detrend",
+    "centred_moving_average",
     "combine_partials",
     "cumulative_top_k",
     "finalize_partials",
     "grid_cell_area_m2",
-    "centred_moving_average",
     "lagged_cross_correlation",
     "polygon_mask",
     "preprocess_series",

@@ -198,14 +198,6 @@ def _blend_block(lat, lon, frames, months_t, origin):
     return v.astype(np.float32), s.astype(np.float32), n.astype(np.int16), d.astype(np.float32)
 
 
-def _spec_attrs(spec: dict[str, Any]) -> dict[str, Any]:
-    """A frame's correction as product attrs: plane parameters and any along-track spline."""
-    out: dict[str, Any] = {"params_mm_per_yr": [spec["a"], spec["b"], spec["c"]]}
-    if "knots" in spec:
-        out["along_track"] = {"knots_km": spec["knots"], "coef_mm_per_yr": spec["coef"]}
-    return out
-
-
 def _window_velocity(frame: dict[str, Any], t0: float, t1: float) -> xr.DataArray:
     """Vertical velocity (mm/yr) of a frame over ``[t0, t1]`` (decimal years), lazily.
 
@@ -288,10 +280,7 @@ class MosaicStage:
             {
                 "frames": names,
                 "frame_corrections": json.dumps(
-                    {
-                        f["name"]: {"model": m, **_spec_attrs(result.frame_spec(k))}
-                        for k, (f, m) in enumerate(zip(frames, result.models, strict=True))
-                    }
+                    {f["name"]: result.frame_attrs(k) for k, f in enumerate(frames)}
                 ),
                 "correction_length_scale_km": result.length_scale_km,
                 "mosaic_origin_lonlat": list(origin),
