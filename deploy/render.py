@@ -9,6 +9,12 @@ Generated (do not edit by hand; change this script):
 - ``kubernetes/daskcluster.yaml``: ``ncp_subsidence.cluster.kubernetes_spec`` of that config's
   ``cluster`` section, i.e. exactly what ``cluster: kubernetes`` would create;
 - ``kubernetes/daskjob.yaml``: a one-off run on its own DaskCluster (same spec);
+- ``kubernetes/cronjob.yaml``: the nightly run joining the long-running DaskCluster;
+- ``kubernetes/networkpolicy.yaml``: only the cluster's workers and the job/notebook pods may
+  reach a scheduler;
+
+Every pod meets the *restricted* Pod Security Standard (``ncp_subsidence.cluster.harden_pod``)
+and Dask talks TLS with the certificates of the ``ncp-dask-tls`` Secret (see README.md).
 - ``coiled/config.yaml`` and ``gateway/config.yaml``: configs for ``cluster: coiled`` / ``gateway``.
 """
 
@@ -21,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from ncp_subsidence.cluster import kubernetes_spec
+from ncp_subsidence.cluster import harden_pod, kubernetes_spec
 from ncp_subsidence.config import Config, to_yaml
 
 HERE = Path(__file__).resolve().parent
@@ -38,7 +44,11 @@ KUBERNETES = {
     "scheduler_cpu": "1",
     "scheduler_memory": "2Gi",
     "s3_secret": "ncp-s3-credentials",
+    "tls_secret": "ncp-dask-tls",
 }
+#: Pods other than a cluster's own that may reach its scheduler carry this label (the CronJob's
+#: runs; give it to JupyterHub notebook pods that drive the cluster).
+CLIENT_LABEL = {"ncp-subsidence/dask-client": "true"}
 
 
 def kubernetes_config() -> Config:
@@ -48,7 +58,7 @@ def kubernetes_config() -> Config:
             "store": {"url": BUCKET_URL},
             "cluster": {
                 "kind": "address",
-                "address": "tcp://ncp-subsidence-scheduler:8786",
+                "address": "tls://ncp-subsidence-scheduler:8786",
                 "n_workers": 4,
                 "kubernetes": KUBERNETES,
             },
@@ -122,26 +132,42 @@ def _pod_extras(container: dict[str, Any]) -> None:
     )
 
 
-def _daskjob(cfg: Config) -> dict[str, Any]:
-    cluster = kubernetes_spec(cfg.cluster.model_copy(update={"kind": "kubernetes"}))
+def _runner(args: list[str]) -> dict[str, Any]:
+    """The container that runs ``ncp-subsidence`` against a cluster (a Dask client)."""
     runner = {
         "name": "job",
         "image": IMAGE,
-        "args": [
-            "run",
-            "--config",
-            CONFIG_PATH,
-            "--scheduler",
-            "$(DASK_SCHEDULER_ADDRESS)",
-        ],
+        "args": args,
         "envFrom": [{"secretRef": {"name": KUBERNETES["s3_secret"], "optional": True}}],
         "resources": {
             "requests": {"cpu": "1", "memory": "2Gi"},
             "limits": {"cpu": "1", "memory": "2Gi"},
         },
-        "securityContext": {"allowPrivilegeEscalation": False},
     }
     _pod_extras(runner)
+    return runner
+
+
+def _runner_pod(args: list[str]) -> dict[str, Any]:
+    pod = {
+        "restartPolicy": "Never",
+        "containers": [_runner(args)],
+        "volumes": [{"name": "config", "configMap": {"name": "ncp-subsidence-config"}}],
+    }
+    return harden_pod(pod, "client", KUBERNETES["tls_secret"])
+
+
+def _daskjob(cfg: Config) -> dict[str, Any]:
+    # the operator hands the job the scheduler as tcp://; with TLS the runner dials tls://
+    address = "tls://ncp-reprocess-scheduler:8786"
+    cluster = kubernetes_spec(
+        cfg.cluster.model_copy(
+            update={
+                "kind": "kubernetes",
+                "kubernetes": cfg.cluster.kubernetes.model_copy(update={"name": "ncp-reprocess"}),
+            }
+        )
+    )
     return {
         "apiVersion": "kubernetes.dask.org/v1",
         "kind": "DaskJob",
@@ -150,19 +176,75 @@ def _daskjob(cfg: Config) -> dict[str, Any]:
             "labels": {"app.kubernetes.io/name": "ncp-subsidence"},
         },
         "spec": {
-            "job": {
+            "job": {"spec": _runner_pod(["run", "--config", CONFIG_PATH, "--scheduler", address])},
+            "cluster": {"spec": cluster["spec"]},
+        },
+    }
+
+
+def _cronjob() -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {
+            "name": "ncp-reprocess",
+            "labels": {"app.kubernetes.io/name": "ncp-subsidence"},
+        },
+        "spec": {
+            "schedule": "0 2 * * *",
+            "timeZone": "Asia/Shanghai",
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 3600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
                 "spec": {
-                    "restartPolicy": "Never",
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 1000,
-                        "runAsGroup": 1000,
+                    "backoffLimit": 1,
+                    "activeDeadlineSeconds": 86400,
+                    "template": {
+                        "metadata": {
+                            "labels": {
+                                "app.kubernetes.io/name": "ncp-subsidence",
+                                "app.kubernetes.io/component": "job",
+                                **CLIENT_LABEL,
+                            }
+                        },
+                        "spec": _runner_pod(["run", "--config", CONFIG_PATH, "--quiet"]),
                     },
-                    "containers": [runner],
-                    "volumes": [{"name": "config", "configMap": {"name": "ncp-subsidence-config"}}],
                 }
             },
-            "cluster": {"spec": cluster["spec"]},
+        },
+    }
+
+
+def _network_policy(cluster: str) -> dict[str, Any]:
+    """Ingress to ``cluster``'s scheduler only from its own pods and labelled client pods."""
+    ports = [{"protocol": "TCP", "port": 8786}, {"protocol": "TCP", "port": 8787}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": f"{cluster}-scheduler",
+            "labels": {"app.kubernetes.io/name": "ncp-subsidence"},
+        },
+        "spec": {
+            "podSelector": {
+                "matchLabels": {
+                    "dask.org/cluster-name": cluster,
+                    "dask.org/component": "scheduler",
+                }
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        # its workers and (DaskJob) its job-runner pod
+                        {"podSelector": {"matchLabels": {"dask.org/cluster-name": cluster}}},
+                        {"podSelector": {"matchLabels": CLIENT_LABEL}},
+                    ],
+                    "ports": ports,
+                }
+            ],
         },
     }
 
@@ -180,6 +262,14 @@ def rendered() -> dict[Path, str]:
         HERE / "kubernetes" / "daskjob.yaml": GENERATED
         + "# A one-off run on its own DaskCluster, deleted when the run ends.\n"
         + _dump(_daskjob(k8s)),
+        HERE / "kubernetes" / "cronjob.yaml": GENERATED
+        + "# Scheduled reprocessing: every night, `ncp-subsidence run` on the long-running\n"
+        + "# DaskCluster of daskcluster.yaml (the config's cluster.address). Stages whose inputs and\n"
+        + "# config did not change are skipped by fingerprint.\n"
+        + _dump(_cronjob()),
+        HERE / "kubernetes" / "networkpolicy.yaml": GENERATED
+        + "# Only a cluster's own pods and pods labelled ncp-subsidence/dask-client reach a scheduler.\n"
+        + "\n---\n".join(_dump(_network_policy(c)) for c in ("ncp-subsidence", "ncp-reprocess")),
         HERE / "coiled" / "config.yaml": to_yaml(coiled_config()),
         HERE / "gateway" / "config.yaml": to_yaml(gateway_config()),
     }

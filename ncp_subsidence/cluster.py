@@ -32,7 +32,17 @@ from .errors import ConfigError, NetworkError
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["BLAS_ENV", "coiled_kwargs", "connect", "gateway_auth", "kubernetes_spec"]
+__all__ = [
+    "BLAS_ENV",
+    "RESTRICTED_CONTAINER",
+    "RESTRICTED_POD",
+    "coiled_kwargs",
+    "connect",
+    "gateway_auth",
+    "harden_pod",
+    "kubernetes_spec",
+    "tls_env",
+]
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +270,77 @@ def coiled_kwargs(options: ClusterOptions) -> dict[str, Any]:
     return kwargs
 
 
+#: Where pods mount the TLS Secret (``ca.crt``, ``tls.crt``, ``tls.key``) and scratch space.
+TLS_DIR = "/etc/dask/tls"
+SCRATCH_DIR = "/tmp"
+
+#: The pod-level fields of the Kubernetes *restricted* Pod Security Standard (plus no service
+#: account token: Dask pods never talk to the Kubernetes API).
+RESTRICTED_POD = {
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "runAsGroup": 1000,
+    "fsGroup": 1000,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+#: The container-level fields of the restricted standard, with a read-only root filesystem.
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+}
+
+
+def tls_env(role: str) -> dict[str, str]:
+    """Dask config (as environment variables) that makes ``role`` require TLS.
+
+    ``role`` is ``scheduler``, ``worker`` or ``client``; each uses the Secret's one certificate
+    (``tls.crt``/``tls.key``, signed by ``ca.crt``) and refuses unencrypted connections.
+    """
+    key = f"DASK_DISTRIBUTED__COMM__TLS__{role.upper()}"
+    return {
+        "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
+        "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": f"{TLS_DIR}/ca.crt",
+        f"{key}__CERT": f"{TLS_DIR}/tls.crt",
+        f"{key}__KEY": f"{TLS_DIR}/tls.key",
+    }
+
+
+def harden_pod(pod: dict[str, Any], role: str | None, tls_secret: str | None) -> dict[str, Any]:
+    """Make a pod spec meet the restricted Pod Security Standard, in place, and return it.
+
+    Every container gets :data:`RESTRICTED_CONTAINER` and a writable ``emptyDir`` at
+    :data:`SCRATCH_DIR` (Dask spills and matplotlib caches there, as the root filesystem is
+    read-only); the pod gets :data:`RESTRICTED_POD` and no service-account token. With
+    ``tls_secret`` and a Dask ``role`` the Secret is mounted at :data:`TLS_DIR` and
+    :func:`tls_env` set.
+    """
+    pod["securityContext"] = json.loads(json.dumps(RESTRICTED_POD))
+    pod["automountServiceAccountToken"] = False
+    volumes = pod.setdefault("volumes", [])
+    volumes.append({"name": "scratch", "emptyDir": {}})
+    if tls_secret and role:
+        volumes.append(
+            {"name": "dask-tls", "secret": {"secretName": tls_secret, "defaultMode": 0o400}}
+        )
+    for container in pod.get("containers", []):
+        container["securityContext"] = json.loads(json.dumps(RESTRICTED_CONTAINER))
+        mounts = container.setdefault("volumeMounts", [])
+        mounts.append({"name": "scratch", "mountPath": SCRATCH_DIR})
+        env = {
+            "HOME": SCRATCH_DIR,
+            "DASK_TEMPORARY_DIRECTORY": SCRATCH_DIR,
+            "MPLCONFIGDIR": f"{SCRATCH_DIR}/matplotlib",
+        }
+        if tls_secret and role:
+            mounts.append({"name": "dask-tls", "mountPath": TLS_DIR, "readOnly": True})
+            env.update(tls_env(role))
+        container.setdefault("env", []).extend({"name": k, "value": v} for k, v in env.items())
+    return pod
+
+
 def kubernetes_spec(options: ClusterOptions) -> dict[str, Any]:
     """The DaskCluster manifest for the dask-kubernetes operator.
 
@@ -271,7 +352,12 @@ def kubernetes_spec(options: ClusterOptions) -> dict[str, Any]:
     - workers run ``cluster.threads_per_worker`` threads, BLAS pinned to one thread;
     - scheduler and workers get their own resources (requests = limits);
     - S3 credentials come from the configured Secret (``envFrom``);
-    - pods run as the image's non-root user (uid 1000).
+    - every pod meets the *restricted* Pod Security Standard (:func:`harden_pod`): non-root
+      uid 1000, ``seccompProfile: RuntimeDefault``, all capabilities dropped, a read-only root
+      filesystem with an ``emptyDir`` for scratch, no service-account token;
+    - with ``kubernetes.tls_secret`` (the default) the scheduler listens on ``tls://`` only and
+      workers join it over TLS with the Secret's certificate (the operator's own
+      ``DASK_SCHEDULER_ADDRESS`` is ``tcp://``, so workers are given the address explicitly).
     """
     try:
         from dask_kubernetes.operator import make_cluster_spec
@@ -298,25 +384,24 @@ def kubernetes_spec(options: ClusterOptions) -> dict[str, Any]:
         "requests": {"cpu": k.scheduler_cpu, "memory": k.scheduler_memory},
         "limits": {"cpu": k.scheduler_cpu, "memory": k.scheduler_memory},
     }
-    for part in (parts["scheduler"], parts["worker"]):
-        part["spec"]["securityContext"] = {
-            "runAsNonRoot": True,
-            "runAsUser": 1000,
-            "runAsGroup": 1000,
-        }
     for container in _containers(spec):
         args = list(container.pop("args", None) or [])
         if args and args[0] in ("dask-scheduler", "dask-worker"):
             args = ["dask", args[0].split("-", 1)[1], *args[1:]]
         if args[:2] == ["dask", "worker"] and "--nthreads" not in args:
             args += ["--nthreads", str(options.threads_per_worker)]
+        if k.tls_secret and args[:2] == ["dask", "scheduler"]:
+            args += ["--protocol", "tls"]
+        if k.tls_secret and args[:2] == ["dask", "worker"]:
+            args.insert(2, f"tls://{k.name}-scheduler:8786")
         container["command"] = args[:2]
         container["args"] = args[2:]
-        container["securityContext"] = {"allowPrivilegeEscalation": False}
         if k.s3_secret:
             container.setdefault("envFrom", []).append(
                 {"secretRef": {"name": k.s3_secret, "optional": True}}
             )
+    for role in ("scheduler", "worker"):
+        harden_pod(parts[role]["spec"], role, k.tls_secret)
     return spec
 
 

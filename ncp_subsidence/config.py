@@ -215,6 +215,13 @@ class KubernetesOptions(_Options):
     env: dict[str, str] = Field(
         default_factory=dict, description="Extra environment variables for every pod."
     )
+    tls_secret: str | None = Field(
+        "ncp-dask-tls",
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Secret holding ca.crt, tls.crt, tls.key (deploy/README.md says how to make "
+        "them): scheduler, workers and clients then talk TLS only (tls://); None: plain TCP.",
+    )
 
 
 class CoiledOptions(_Options):

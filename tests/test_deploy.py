@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -317,7 +318,7 @@ def test_configmap_config_loads_and_matches_the_daskcluster(tmp_path):
     assert cfg == render.kubernetes_config()
     assert cfg.store.url.startswith("s3://")
     assert cfg.cluster.kind == "address"
-    assert cfg.cluster.address == "tcp://ncp-subsidence-scheduler:8786"  # the DaskCluster's Service
+    assert cfg.cluster.address == "tls://ncp-subsidence-scheduler:8786"  # the DaskCluster's Service
     spec = kubernetes_spec(cfg.cluster.model_copy(update={"kind": "kubernetes"}))
     manifest = docs["DaskCluster"]
     assert manifest["spec"] == spec["spec"]
@@ -339,12 +340,12 @@ def test_jobs_run_the_config_with_the_secret():
         assert "command" not in container  # the image's entrypoint, ncp-subsidence
         assert args[:3] == ["run", "--config", "/etc/ncp/config.yaml"]
         assert container["envFrom"][0]["secretRef"]["name"] == secret["metadata"]["name"]
-        (mount,) = container["volumeMounts"]
-        (volume,) = spec["volumes"]
-        assert mount["mountPath"] == "/etc/ncp" and volume["name"] == mount["name"]
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/etc/ncp")
+        volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
         assert volume["configMap"]["name"] == docs["ConfigMap"]["metadata"]["name"]
         assert spec["securityContext"]["runAsNonRoot"] is True
-    assert job["containers"][0]["args"][3:] == ["--scheduler", "$(DASK_SCHEDULER_ADDRESS)"]
+    # the operator's $(DASK_SCHEDULER_ADDRESS) is tcp://; the cluster listens on tls:// only
+    assert job["containers"][0]["args"][3:] == ["--scheduler", "tls://ncp-reprocess-scheduler:8786"]
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
 
 
@@ -406,7 +407,7 @@ def test_kubernetes_spec_fixes_args_and_sets_secret_and_resources():
         assert c["image"] == "registry.example.org/ncp:1"
         assert c["envFrom"] == [{"secretRef": {"name": "my-s3", "optional": True}}]
         env = {e["name"]: e["value"] for e in c["env"]}
-        assert env == {**BLAS_ENV, "AWS_DEFAULT_REGION": "ap-east-1"}
+        assert env.items() >= {**BLAS_ENV, "AWS_DEFAULT_REGION": "ap-east-1"}.items()
     _validate_crd(spec)
     _validate_cluster_pods(spec["spec"], "ncp-test")
     # no YAML anchors: scheduler and worker share no objects
@@ -534,3 +535,218 @@ def test_gateway_adapt_bounds():
 
     with pytest.raises(ConfigError, match="adapt_maximum"):
         load_config(None, {"cluster.gateway.adapt_minimum": 5, "cluster.gateway.adapt_maximum": 2})
+
+
+# ------------------------------------------------------------------------------------------
+# Kubernetes: Pod Security Standard (restricted), NetworkPolicy, TLS
+# ------------------------------------------------------------------------------------------
+
+
+def _pod_specs() -> list[tuple[str, dict[str, Any]]]:
+    """Every pod spec in deploy/kubernetes, named by where it sits."""
+    out = []
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in _docs(path):
+            kind, spec = doc["kind"], doc.get("spec", {})
+            if kind == "DaskCluster":
+                out += [(f"{path.name}:{p}", spec[p]["spec"]) for p in ("scheduler", "worker")]
+            elif kind == "DaskJob":
+                out.append((f"{path.name}:job", spec["job"]["spec"]))
+                out += [
+                    (f"{path.name}:{p}", spec["cluster"]["spec"][p]["spec"])
+                    for p in ("scheduler", "worker")
+                ]
+            elif kind == "CronJob":
+                out.append((path.name, spec["jobTemplate"]["spec"]["template"]["spec"]))
+    return out
+
+
+def _restricted_violations(pod: dict[str, Any]) -> list[str]:
+    """Where a pod spec breaks the restricted Pod Security Standard (the fields it names:
+    non-root, seccomp RuntimeDefault, no privilege escalation, capabilities drop ALL), or our
+    additions (read-only root filesystem with an emptyDir for scratch, no service-account token)."""
+    bad = []
+    sc = pod.get("securityContext", {})
+    if sc.get("runAsNonRoot") is not True or sc.get("runAsUser", 1) == 0:
+        bad.append("pod runAsNonRoot")
+    if sc.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost"):
+        bad.append("pod seccompProfile")
+    if pod.get("automountServiceAccountToken") is not False:
+        bad.append("automountServiceAccountToken")
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(field):
+            bad.append(field)
+    if any("hostPath" in v for v in pod.get("volumes", [])):
+        bad.append("hostPath volume")
+    empty_dirs = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
+    for c in pod.get("containers", []):
+        csc = c.get("securityContext", {})
+        if csc.get("allowPrivilegeEscalation") is not False:
+            bad.append(f"{c['name']} allowPrivilegeEscalation")
+        if csc.get("capabilities", {}).get("drop") != ["ALL"] or csc["capabilities"].get("add"):
+            bad.append(f"{c['name']} capabilities")
+        if csc.get("privileged"):
+            bad.append(f"{c['name']} privileged")
+        if csc.get("readOnlyRootFilesystem") is not True:
+            bad.append(f"{c['name']} readOnlyRootFilesystem")
+        scratch = [m for m in c.get("volumeMounts", []) if m["name"] in empty_dirs]
+        if not any(m["mountPath"] == "/tmp" for m in scratch):
+            bad.append(f"{c['name']} no emptyDir at /tmp")
+    return bad
+
+
+def test_every_pod_meets_the_restricted_pod_security_standard():
+    pods = _pod_specs()
+    # the long-running cluster, the DaskJob's runner and cluster, the CronJob
+    assert len(pods) == 6, [name for name, _ in pods]
+    for name, pod in pods:
+        assert _restricted_violations(pod) == [], name
+
+
+def test_restricted_check_catches_each_violation():
+    """The check is not vacuous: each field removed from a compliant pod is reported."""
+    import copy
+
+    _, good = _pod_specs()[0]
+    assert _restricted_violations(good) == []
+    mutations = {
+        "pod seccompProfile": lambda p: p["securityContext"].pop("seccompProfile"),
+        "automountServiceAccountToken": lambda p: p.pop("automountServiceAccountToken"),
+        "capabilities": lambda p: p["containers"][0]["securityContext"].pop("capabilities"),
+        "readOnlyRootFilesystem": lambda p: p["containers"][0]["securityContext"].update(
+            readOnlyRootFilesystem=False
+        ),
+        "allowPrivilegeEscalation": lambda p: p["containers"][0]["securityContext"].pop(
+            "allowPrivilegeEscalation"
+        ),
+        "no emptyDir at /tmp": lambda p: p.update(
+            volumes=[v for v in p["volumes"] if "emptyDir" not in v]
+        ),
+    }
+    for expected, mutate in mutations.items():
+        pod = copy.deepcopy(good)
+        mutate(pod)
+        assert any(expected in v for v in _restricted_violations(pod)), expected
+
+
+def test_network_policy_guards_each_scheduler():
+    policies = [d for d in _docs(K8S / "networkpolicy.yaml") if d["kind"] == "NetworkPolicy"]
+    clusters = {"ncp-subsidence", "ncp-reprocess"}
+    assert {
+        p["spec"]["podSelector"]["matchLabels"]["dask.org/cluster-name"] for p in policies
+    } == clusters
+    cron_labels = _manifests()["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    for policy in policies:
+        _validate_core(policy)
+        spec = policy["spec"]
+        assert spec["podSelector"]["matchLabels"]["dask.org/component"] == "scheduler"
+        assert spec["policyTypes"] == ["Ingress"]
+        (rule,) = spec["ingress"]
+        sources = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
+        # no namespace-wide or ipBlock peer: only the cluster's pods and labelled clients
+        assert all(set(peer) == {"podSelector"} for peer in rule["from"])
+        cluster = spec["podSelector"]["matchLabels"]["dask.org/cluster-name"]
+        assert {"dask.org/cluster-name": cluster} in sources
+        client = next(s for s in sources if "dask.org/cluster-name" not in s)
+        assert client.items() <= cron_labels.items()  # the nightly runs may connect
+        assert {p["port"] for p in rule["ports"]} == {8786, 8787}
+
+
+def test_operator_cluster_requires_tls():
+    """Scheduler, workers and runners mount the TLS Secret and refuse plain TCP."""
+    docs = _manifests()
+    for name, pod in _pod_specs():
+        secret = [v for v in pod["volumes"] if "secret" in v]
+        assert [v["secret"]["secretName"] for v in secret] == ["ncp-dask-tls"], name
+        for c in pod["containers"]:
+            env = {e["name"]: e["value"] for e in c["env"]}
+            assert env["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] == "True", name
+            assert env["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"] == "/etc/dask/tls/ca.crt"
+            role = {"dask scheduler": "SCHEDULER", "dask worker": "WORKER"}.get(
+                " ".join(c.get("command", [])), "CLIENT"
+            )
+            assert env[f"DASK_DISTRIBUTED__COMM__TLS__{role}__CERT"] == "/etc/dask/tls/tls.crt"
+            assert env[f"DASK_DISTRIBUTED__COMM__TLS__{role}__KEY"] == "/etc/dask/tls/tls.key"
+            if role == "SCHEDULER":
+                assert c["args"][-2:] == ["--protocol", "tls"]
+            if role == "WORKER":
+                assert c["args"][0].startswith("tls://")
+    cfg = yaml.safe_load(docs["ConfigMap"]["data"]["config.yaml"])
+    assert cfg["cluster"]["address"].startswith("tls://")
+
+
+def test_dask_refuses_plain_tcp_under_the_pods_tls_config(tmp_path):
+    """The environment the pods get really makes distributed require TLS: with it, a scheduler
+    started on tcp:// is refused, and one on tls:// with the Secret's files serves a client."""
+    pytest.importorskip("cryptography")
+    from ncp_subsidence.cluster import tls_env
+
+    _write_test_certificates(tmp_path)
+    script = (
+        "import asyncio, distributed\n"
+        "async def main():\n"
+        "    try:\n"
+        "        async with distributed.Scheduler(protocol='tcp', dashboard_address=':0'):\n"
+        "            print('tcp-accepted')\n"
+        "    except Exception as err:\n"
+        "        print('tcp-refused', type(err).__name__)\n"
+        "    async with distributed.Scheduler(protocol='tls', host='127.0.0.1', dashboard_address=':0') as s:\n"
+        "        async with distributed.Client(s.address, asynchronous=True) as c:\n"
+        "            print('tls-served', s.address.split(':')[0], await c.run_on_scheduler(lambda: 1))\n"
+        "asyncio.run(main())\n"
+    )
+    env = {**os.environ}
+    for role in ("scheduler", "client"):
+        for k, v in tls_env(role).items():
+            env[k] = v.replace("/etc/dask/tls", str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "tcp-refused" in proc.stdout, proc.stdout + proc.stderr
+    assert "tls-served tls 1" in proc.stdout, proc.stdout + proc.stderr
+
+
+def _write_test_certificates(directory: Path) -> None:
+    """A CA and one certificate signed by it (ca.crt, tls.crt, tls.key), as the README makes."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def cert(subject, issuer, key, signer, ca):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = cert("ncp-dask-ca", "ncp-dask-ca", ca_key, ca_key, True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = cert("ncp-dask", "ncp-dask-ca", key, ca_key, False)
+    pem = serialization.Encoding.PEM
+    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (directory / "tls.crt").write_bytes(leaf.public_bytes(pem))
+    (directory / "tls.key").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
