@@ -56,6 +56,34 @@ BLAS_ENV = {
 }
 
 
+def _probe_scheduler(address: str | None, timeout_s: float) -> None:
+    """Fail at once when nothing listens at a ``tcp://``/``tls://`` scheduler address.
+
+    distributed retries a refused connection until its timeout (30 s by default) before it
+    says anything; a refused TCP connect is final, so it is reported straight away. Other
+    schemes (``inproc://``, ``ucx://``) and slow networks are left to distributed's timeout.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if not address or not address.startswith(("tcp://", "tls://")):
+        return
+    parts = urlsplit(address)
+    if parts.hostname is None or parts.port is None:
+        return
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=min(timeout_s, 5.0)):
+            pass
+    except ConnectionRefusedError as err:
+        raise NetworkError(
+            f"cannot reach the Dask scheduler at {address!r}: connection refused (nothing "
+            "listens there); check cluster.address and that the scheduler runs "
+            f"(cluster.connect_timeout_s={timeout_s:g} s applies to slow networks)"
+        ) from err
+    except OSError:
+        return  # unresolved or slow: distributed's own timeout decides
+
+
 def _missing_extra(kind: str, package: str, err: ImportError) -> ConfigError:
     return ConfigError(
         f"cluster.kind {kind!r} needs the package {package!r}, which is not installed "
@@ -110,11 +138,14 @@ def connect(options: ClusterOptions | None = None) -> Iterator[Client]:
         return
 
     if kind == "address":
+        _probe_scheduler(options.address, options.connect_timeout_s)
         try:
             client = Client(options.address, timeout=f"{options.connect_timeout_s}s")
         except OSError as err:
             raise NetworkError(
-                f"cannot reach the Dask scheduler at {options.address!r}: {err}; check cluster.address and that the scheduler runs"
+                f"cannot reach the Dask scheduler at {options.address!r} within "
+                f"cluster.connect_timeout_s={options.connect_timeout_s:g} s: {err}; check "
+                "cluster.address, that the scheduler runs, or raise cluster.connect_timeout_s"
             ) from err
         try:
             log.info(

@@ -38,10 +38,20 @@ def test_address_connects_to_running_cluster(local_cluster):
     assert local_cluster.status.name == "running"  # joining does not close someone else's cluster
 
 
-def test_unreachable_address_is_a_clear_error():
-    options = ClusterOptions(kind="address", address="tcp://127.0.0.1:9", connect_timeout_s=2)
+def test_unreachable_address_is_a_clear_error(monkeypatch):
+    """Nothing listening: the refused connect is reported at once, naming the option, and
+    distributed's retry loop (30 s by default) is never entered."""
+    import distributed
+
+    def never(*args, **kwargs):
+        raise AssertionError("distributed.Client must not be tried when the port is closed")
+
+    monkeypatch.setattr(distributed, "Client", never)
+    options = ClusterOptions(kind="address", address="tcp://127.0.0.1:9", connect_timeout_s=30)
     with pytest.raises(
-        NetworkError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"
+        NetworkError,
+        match=r"cannot reach the Dask scheduler at 'tcp://127.0.0.1:9': connection refused.*"
+        r"cluster.connect_timeout_s=30 s",
     ):
         with connect(options):
             pass
