@@ -172,6 +172,9 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
     )
+    from .redaction import RedactingFilter
+
+    handler.addFilter(RedactingFilter())  # credentials inside URLs never reach the log
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -363,7 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         from .errors import ConfigError
 
-        message = str(err).strip() or type(err).__name__
+        from .redaction import redact_text
+
+        message = redact_text(str(err).strip()) or type(err).__name__
         first, *rest = message.splitlines()
         detail = "".join(f"\n{line}" for line in rest) if isinstance(err, ConfigError) else ""
         print(f"ncp-subsidence: error: {type(err).__name__}: {first}{detail}", file=sys.stderr)

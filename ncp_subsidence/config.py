@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+from .redaction import redact_text
 
 __all__ = [
     "STAGE_NAMES",
@@ -1010,8 +1011,10 @@ def _is_secret_path(path: str) -> bool:
 def redacted_dump(cfg: BaseModel) -> dict[str, Any]:
     """A JSON-able dump of a config with every secret replaced by ``'***'``.
 
-    Secret values are :class:`SecretStr` fields, HTTP headers, and any mapping key that looks like a
-    credential (key, secret, token, password, ...). This is what goes into logs and store attrs.
+    Secret values are :class:`SecretStr` fields, HTTP headers, any mapping key that looks like a
+    credential (key, secret, token, password, ...), and credentials inside URLs (user info,
+    ``?token=``, signed query strings; :func:`ncp_subsidence.redaction.redact_text`). This is
+    what goes into logs and store attrs.
     """
 
     def scrub(obj: Any, free_form: bool = False) -> Any:
@@ -1029,6 +1032,8 @@ def redacted_dump(cfg: BaseModel) -> dict[str, Any]:
             return out
         if isinstance(obj, list | tuple):
             return [scrub(v, free_form) for v in obj]
+        if isinstance(obj, str):
+            return redact_text(obj)  # user:password@ and ?token= inside URLs
         return obj
 
     raw = cfg.model_dump(mode="python")

@@ -1,0 +1,103 @@
+"""Credentials inside URLs never reach a log line, an error line or a saved config."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from ncp_subsidence.config import load_config, redacted_dump, to_yaml
+from ncp_subsidence.redaction import RedactingFilter, redact_text, redact_url
+
+SECRET = "s3cr3t-Qw8-do-not-leak"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            f"https://alice:{SECRET}@data.example.org/a.tif",
+            "https://alice:***@data.example.org/a.tif",
+        ),
+        (f"https://{SECRET}@data.example.org/a.tif", "https://***@data.example.org/a.tif"),
+        (
+            f"https://x.blob.core.windows.net/c/a.tif?sv=2021&se=2026&sig={SECRET}",
+            "https://x.blob.core.windows.net/c/a.tif?sv=2021&se=2026&sig=***",
+        ),
+        (
+            f"https://b.s3.amazonaws.com/k.nc?X-Amz-Credential={SECRET}&X-Amz-Signature={SECRET}"
+            f"&X-Amz-Security-Token={SECRET}&X-Amz-Expires=3600",
+            "https://b.s3.amazonaws.com/k.nc?X-Amz-Credential=***&X-Amz-Signature=***"
+            "&X-Amz-Security-Token=***&X-Amz-Expires=3600",
+        ),
+        (f"https://h/x?token={SECRET}", "https://h/x?token=***"),
+        (f"https://h/x?api_key={SECRET}&page=2", "https://h/x?api_key=***&page=2"),
+        # nothing secret: returned unchanged, byte for byte
+        ("https://h/x?collections=a,b&limit=10", "https://h/x?collections=a,b&limit=10"),
+        ("s3://bucket/path/file.tif", "s3://bucket/path/file.tif"),
+        ("/local/path/file.tif", "/local/path/file.tif"),
+    ],
+)
+def test_redact_url(url, expected):
+    assert redact_url(url) == expected
+
+
+def test_redact_text_finds_every_url_in_a_sentence():
+    text = f"cannot read 'https://u:{SECRET}@h/a.tif' and https://h/b.tif?token={SECRET}: 503"
+    out = redact_text(text)
+    assert SECRET not in out
+    assert "'https://u:***@h/a.tif'" in out and "https://h/b.tif?token=***: 503" in out
+
+
+def test_log_records_are_redacted_by_the_cli_filter():
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(self.format(record))
+
+    handler = Keep()
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("ncp_subsidence.test_redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("reading %s", f"https://h/a.tif?token={SECRET}")
+        try:
+            raise OSError(f"HTTP 503 for https://u:{SECRET}@h/a.tif")
+        except OSError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    assert records and all(SECRET not in r for r in records)
+    assert "token=***" in records[0]
+    assert "https://u:***@h/a.tif" in records[1]
+
+
+def test_config_dumps_redact_urls_in_sources_and_store():
+    cfg = load_config(
+        None,
+        {
+            "sources.gnss": {
+                "kind": "file",
+                "url": f"https://u:{SECRET}@geodesy.example/midas.txt",
+            },
+            "sources.grace": {"kind": "file", "url": f"https://h/grace.nc?token={SECRET}"},
+        },
+    )
+    dumped = str(redacted_dump(cfg))
+    assert SECRET not in dumped and SECRET not in to_yaml(cfg)
+    assert "https://u:***@geodesy.example/midas.txt" in dumped
+
+
+def test_cli_error_line_is_redacted(tmp_path, capsys):
+    from ncp_subsidence.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"sources:\n  gnss: {{kind: file, url: 'https://u:{SECRET}@127.0.0.1:9/m.txt'}}\n"
+    )
+    code = main(["config", "--check", str(config)])
+    out = capsys.readouterr()
+    assert SECRET not in out.out + out.err
+    assert code in (0, 1, 2)
