@@ -133,3 +133,27 @@ def test_schema_conform_checks_dims():
 def test_region_slices_cover_exactly():
     assert region_slices((4, 4, 4, 2), 2) == [slice(0, 8), slice(8, 14)]
     assert region_slices((5,), 3) == [slice(0, 5)]
+
+
+def test_must_exist_refuses_a_missing_store_and_creates_nothing(tmp_path):
+    """Reading commands (validate, report) open with must_exist: a wrong --store is one clear
+    error, and no empty store directory is left behind."""
+    from ncp_subsidence.errors import StoreError
+
+    missing = tmp_path / "no-such-store"
+    with pytest.raises(StoreError, match=r"no product store at .*no-such-store.*run"):
+        ProductStore(str(missing), must_exist=True)
+    assert not missing.exists()
+    made = ProductStore(str(tmp_path / "s"))
+    made.update_root_attrs({"a": 1})
+    assert ProductStore(str(tmp_path / "s"), must_exist=True).root_attrs() == {"a": 1}
+
+
+def test_root_attrs_of_a_corrupt_store_is_an_error_not_empty(tmp_path):
+    from ncp_subsidence.errors import StoreError
+
+    store = ProductStore(str(tmp_path / "s"))
+    store.update_root_attrs({"last_run": {"x": 1}})
+    (tmp_path / "s" / "zarr.json").write_text("{not json")
+    with pytest.raises(StoreError, match="cannot open group"):
+        ProductStore(str(tmp_path / "s")).root_attrs()

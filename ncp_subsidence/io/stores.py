@@ -132,7 +132,12 @@ class ProductStore:
     """
 
     def __init__(
-        self, url: str, storage_options: Mapping[str, Any] | None = None, zarr_format: int = 3
+        self,
+        url: str,
+        storage_options: Mapping[str, Any] | None = None,
+        zarr_format: int = 3,
+        *,
+        must_exist: bool = False,
     ):
         self.url = str(url).rstrip("/") or str(url)
         self.storage_options = with_retry_defaults(self.url, storage_options)
@@ -140,6 +145,11 @@ class ProductStore:
         try:
             if _is_local(self.url):
                 path = Path(self.url.removeprefix("file://")).expanduser().resolve()
+                if must_exist and not (path / "zarr.json").is_file():
+                    raise StoreError(
+                        f"no product store at {str(path)!r} (no zarr.json there); give the "
+                        "--store a run wrote, or run `ncp-subsidence run` first"
+                    )
                 path.mkdir(parents=True, exist_ok=True)
                 self.url = str(path)
                 self.zarr_store: zarr.abc.store.Store = zarr.storage.LocalStore(path)
@@ -150,6 +160,13 @@ class ProductStore:
                     self.url, storage_options=self.storage_options or None
                 )
                 self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+                if must_exist and not self.fs.exists(f"{self.root}/zarr.json"):
+                    raise StoreError(
+                        f"no product store at {self.url!r} (no zarr.json there); give the "
+                        "--store a run wrote, or run `ncp-subsidence run` first"
+                    )
+        except StoreError:
+            raise
         except Exception as err:
             raise StoreError(
                 f"cannot open store {self.url!r}: {type(err).__name__}: {err}. "
@@ -204,8 +221,8 @@ class ProductStore:
         """Attributes of the root group (empty for a new store)."""
         try:
             return dict(self._group("", mode="r").attrs)
-        except (FileNotFoundError, zarr.errors.NodeNotFoundError, StoreError):
-            return {}
+        except (FileNotFoundError, zarr.errors.NodeNotFoundError):
+            return {}  # a new store; any other failure (unreadable, corrupt) is a StoreError
 
     def update_root_attrs(self, attrs: Mapping[str, Any]) -> None:
         """Merge ``attrs`` into the root group's attributes (JSON-able values only)."""

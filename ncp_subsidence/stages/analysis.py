@@ -119,12 +119,11 @@ def _find(ctx: Any, stage: str, variable: str, required: bool = True) -> xr.Data
 def load_regions(store: Any, name_property: str = "name") -> list[Region]:
     """Region polygons of the ``regions`` source saved by ``discover`` (empty if none)."""
     from ..io.readers import read_geojson
-    from .discover import load_items
+    from .discover import load_items, source_names
 
-    try:
-        items = load_items(store, "regions")
-    except DataError:
-        return []
+    if "regions" not in source_names(store):
+        return []  # no regions source configured: no region series (any other failure raises)
+    items = load_items(store, "regions")
     out: list[Region] = []
     for item in items:
         asset = item.assets.get("data")

@@ -106,10 +106,9 @@ def _open_optional(store: Any, stage: str, variable: str) -> xr.Dataset | None:
     if record is None:
         return None
     for name in record.datasets:
-        try:
-            ds = store.open(stage, None if name == "." else name)
-        except StoreError:
-            continue
+        # a completed product whose dataset cannot be opened is damaged: say so (StoreError),
+        # never render the report with the section silently missing
+        ds = store.open(stage, None if name == "." else name)
         if variable in ds.data_vars:
             return ds
     return None
