@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -180,6 +181,11 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     root.setLevel(logging.WARNING)
     logging.getLogger("ncp_subsidence").setLevel(level)
     _quiet_libraries(verbose)
+    if not verbose:
+        # worker processes log on their own stderr: their "Compute Failed" blocks and heartbeat
+        # tracebacks would precede our one-line error. Dask reads this at import in each new
+        # worker process; --verbose keeps distributed's warnings.
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 
 
 _NOISY = ("distributed", "werkzeug", "botocore", "s3fs", "fsspec", "rasterio", "urllib3", "asyncio")
@@ -365,7 +371,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         from .errors import ConfigError
-
         from .redaction import redact_text
 
         message = redact_text(str(err).strip()) or type(err).__name__

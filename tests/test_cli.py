@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -21,15 +20,13 @@ def _cli(*args, **kw):
     )
 
 
-def test_help_lists_subcommands_and_is_fast():
-    t0 = time.perf_counter()
+def test_help_lists_subcommands():
+    # --help is fast because it imports no heavy module (the next test); its wall time is
+    # machine-dependent and not asserted here
     out = _cli("--help")
-    elapsed = time.perf_counter() - t0
     assert out.returncode == 0
     for cmd in ("demo", "run", "config", "twin"):
         assert cmd in out.stdout
-    # the interpreter start dominates; importing the heavy stack would take several seconds
-    assert elapsed < 3.0, f"--help took {elapsed:.2f} s"
 
 
 def test_help_imports_no_heavy_modules():
