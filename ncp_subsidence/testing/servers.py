@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["FaultyProxy", "free_port", "rustac_server"]
+__all__ = ["FaultyProxy", "FileServer", "free_port", "rustac_server"]
 
 
 def free_port() -> int:
@@ -163,6 +163,118 @@ class FaultyProxy:
 
             def handle_error(self, request: object, client_address: object) -> None:
                 return  # a client that gave up (timeout) is expected here
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+class FileServer:
+    """A static HTTP file server on 127.0.0.1 with byte ranges (for COGs), HEAD, and faults.
+
+    Parameters
+    ----------
+    root : path
+        Directory served at ``/``.
+    fail_first : int
+        Answer ``status`` (503 by default) to the first ``fail_first`` requests of each path.
+    always : bool
+        Answer ``status`` to every request.
+    token : str, optional
+        Require ``Authorization: Bearer <token>`` (401 otherwise), as NASA Earthdata does.
+
+    ``url`` is the server's address; ``requests`` counts requests per path, ``auth_seen``
+    records whether each request carried the token.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        fail_first: int = 0,
+        always: bool = False,
+        status: int = 503,
+        token: str | None = None,
+    ):
+        self.root = Path(root)
+        self.fail_first = fail_first
+        self.always = always
+        self.status = status
+        self.token = token
+        self.requests: dict[str, int] = {}
+        self.auth_seen: list[bool] = []
+        self._lock = threading.Lock()
+        self._server: http.server.ThreadingHTTPServer | None = None
+        self.url = ""
+
+    def __enter__(self) -> FileServer:
+        srv = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # quiet
+                return
+
+            def _reply(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                with srv._lock:
+                    n = srv.requests[path] = srv.requests.get(path, 0) + 1
+                if srv.token is not None:
+                    ok = self.headers.get("Authorization") == f"Bearer {srv.token}"
+                    srv.auth_seen.append(ok)
+                    if not ok:
+                        self._reply(401, b"unauthorized")
+                        return
+                if srv.always or n <= srv.fail_first:
+                    self._reply(srv.status, b"injected failure", {"Retry-After": "0"})
+                    return
+                file = (srv.root / path.lstrip("/")).resolve()
+                if srv.root.resolve() not in file.parents or not file.is_file():
+                    self._reply(404, b"not found")
+                    return
+                data = file.read_bytes()
+                rng = self.headers.get("Range")
+                if rng and rng.startswith("bytes="):
+                    start_s, _, end_s = rng[6:].partition("-")
+                    start = int(start_s)
+                    end = min(int(end_s) if end_s else len(data) - 1, len(data) - 1)
+                    if start >= len(data):
+                        self._reply(416, b"", {"Content-Range": f"bytes */{len(data)}"})
+                        return
+                    self._reply(
+                        206,
+                        data[start : end + 1],
+                        {
+                            "Content-Range": f"bytes {start}-{end}/{len(data)}",
+                            "Accept-Ranges": "bytes",
+                        },
+                    )
+                    return
+                self._reply(200, data, {"Accept-Ranges": "bytes"})
+
+            do_HEAD = do_GET
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                return
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
