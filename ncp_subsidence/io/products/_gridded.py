@@ -1,0 +1,546 @@
+"""Shared machinery of the gridded hydrology adapters (GRACE, GLDAS, FLDAS, IMERG).
+
+* :func:`open_product`: a NetCDF4/HDF5 file (local path, ``file://``, ``https://``, ``s3://``)
+  opened **lazily** with h5netcdf and ``decode_times=False``; remote files go through fsspec
+  with a block cache, so slicing a window fetches only the blocks that hold it.
+* :func:`grid_window`: the positions of the cells of a grid that overlap a bbox, longitudes
+  normalised to -180..180, both axes returned in ascending coordinate order.
+* :func:`read_window`: load only those cells (xarray lazy indexing over h5py hyperslabs).
+* :func:`read_gridded`: the whole adapter for products delivered one file per time step (or
+  per year): :class:`Term` s name the source variables, units and unit conversion of each
+  canonical variable; every file must hold the same source variables and the same grid.
+
+Canonical output (what ``ingest/hydro/<source>`` stores): dims ``(time, lat, lon)``, ``time``
+the mid-month instant (datetime64[ns]), ``lat`` and ``lon`` ascending float64 degrees with empty
+attrs, longitudes in -180..180, variables in mm (storages) or mm/month (fluxes) with ``units``
+and ``long_name`` attrs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import fsspec
+import numpy as np
+import xarray as xr
+
+from ...errors import DataError
+from ...kernels import downscale as units
+from .timecodes import decode_times, monthly_mean
+
+__all__ = [
+    "Bbox",
+    "Term",
+    "decode_time_axis",
+    "grid_window",
+    "normalise_lon",
+    "open_product",
+    "read_gridded",
+    "read_window",
+]
+
+log = logging.getLogger(__name__)
+
+Bbox = tuple[float, float, float, float]
+"""(west, south, east, north) in degrees, longitudes in -180..180."""
+
+#: remote block size (bytes) of the fsspec block cache
+REMOTE_BLOCK_SIZE = 2**21
+
+_LAT_NAMES = ("lat", "latitude", "Y", "y")
+_LON_NAMES = ("lon", "longitude", "X", "x")
+
+
+def _local_path(href: str) -> str:
+    return href[len("file://") :] if href.startswith("file://") else href
+
+
+@contextmanager
+def open_product(
+    href: str, *, group: str | None = None, storage_options: dict[str, Any] | None = None
+) -> Iterator[xr.Dataset]:
+    """Open a NetCDF4/HDF5 product lazily (nothing but metadata is read until sliced).
+
+    Parameters
+    ----------
+    href : str
+        Local path, ``file://``, ``https://`` or ``s3://`` URL.
+    group : str, optional
+        HDF5 group (IMERG: ``"Grid"``).
+    storage_options : dict, optional
+        fsspec options of the remote filesystem (``endpoint_url``, ``key``, ``anon``...).
+
+    Yields
+    ------
+    xarray.Dataset
+        Lazily indexed (h5netcdf backend, ``cache=False``), times left as numbers
+        (``decode_times=False``), ``_FillValue``/``missing_value`` already NaN. Slice it and
+        ``.load()`` inside the ``with`` block.
+    """
+    url = _local_path(href)
+    handle = None
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        local = "file" in np.atleast_1d(fs.protocol)
+        if local:
+            target: Any = path
+        else:
+            handle = fs.open(path, "rb", block_size=REMOTE_BLOCK_SIZE, cache_type="blockcache")
+            target = handle
+        ds = xr.open_dataset(
+            target,
+            engine="h5netcdf",
+            group=group,
+            decode_times=False,
+            decode_timedelta=False,
+            cache=False,
+        )
+    except FileNotFoundError as err:
+        if handle is not None:
+            handle.close()
+        raise DataError(f"product file {href} not found; check the item's asset href") from err
+    except (OSError, ValueError) as err:
+        if handle is not None:
+            handle.close()
+        where = f" (group {group!r})" if group else ""
+        raise DataError(f"cannot open {href}{where} as NetCDF4/HDF5: {err}") from err
+    try:
+        yield ds
+    finally:
+        ds.close()
+        if handle is not None:
+            handle.close()
+
+
+def normalise_lon(lon: np.ndarray) -> np.ndarray:
+    """Longitudes to [-180, 180): 0..360 grids and NGL's values below -180 alike (degrees).
+
+    Values already in range are returned unchanged (bit for bit).
+    """
+    lon = np.asarray(lon, dtype=np.float64)
+    inside = (lon >= -180.0) & (lon < 180.0)
+    return np.where(inside, lon, (lon + 180.0) % 360.0 - 180.0)
+
+
+def _step(values: np.ndarray) -> float:
+    u = np.unique(values)
+    return float(np.median(np.diff(u))) if u.size > 1 else 0.0
+
+
+def _axis_window(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Positions of the cells whose extent overlaps (low, high) with positive length,
+    ordered by ascending coordinate."""
+    half = _step(values) / 2.0
+    eps = 1e-9 * max(half, 1.0)
+    if half > 0:
+        keep = (values + half > low + eps) & (values - half < high - eps)
+    else:
+        keep = (values >= low) & (values <= high)
+    idx = np.flatnonzero(keep)
+    return idx[np.argsort(values[idx], kind="stable")]
+
+
+def grid_window(
+    lat: np.ndarray, lon: np.ndarray, bbox: Bbox | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions along the file's lat and lon axes of the cells that overlap ``bbox``.
+
+    Parameters
+    ----------
+    lat, lon : ndarray, shape (n_lat,), (n_lon,), degrees
+        Cell centres as stored (lat in either order, lon 0..360 or -180..180 or below -180).
+    bbox : (west, south, east, north) or None
+        Degrees, west/east in -180..180 (west > east is not supported: split the request).
+        A cell is kept when its extent overlaps the box (touching an edge is not enough).
+        None keeps the whole grid.
+
+    Returns
+    -------
+    lat_index, lon_index : ndarray of int64
+        Positions into the file's axes, ordered so that the selected latitudes and the
+        normalised longitudes ascend.
+
+    Raises
+    ------
+    DataError
+        When the box holds no cell of the grid.
+    """
+    lat = np.asarray(lat, dtype=np.float64)
+    lon_n = normalise_lon(lon)
+    if bbox is None:
+        return np.argsort(lat, kind="stable"), np.argsort(lon_n, kind="stable")
+    west, south, east, north = (float(v) for v in bbox)
+    if not (west < east and south < north and -180.0 <= west and east <= 180.0):
+        raise DataError(
+            f"bbox {tuple(bbox)} is empty or inverted; give (west, south, east, north) with "
+            "west < east and south < north, longitudes in -180..180"
+        )
+    lat_index = _axis_window(lat, south, north)
+    lon_index = _axis_window(lon_n, west, east)
+    if lat_index.size == 0 or lon_index.size == 0:
+        raise DataError(
+            f"bbox {tuple(bbox)} holds no cell of the grid (lat {lat.min():g}..{lat.max():g}, "
+            f"lon {lon_n.min():g}..{lon_n.max():g} after normalising to -180..180)"
+        )
+    return lat_index, lon_index
+
+
+def _indexer(positions: np.ndarray) -> slice | np.ndarray:
+    """A slice when the sorted positions are contiguous (one hyperslab), else the array."""
+    ordered = np.sort(positions)
+    if ordered.size and np.all(np.diff(ordered) == 1):
+        return slice(int(ordered[0]), int(ordered[-1]) + 1)
+    return ordered
+
+
+def find_dim(dims: Sequence[str], names: Sequence[str], what: str, where: str) -> str:
+    """The first of ``names`` among ``dims`` (``what`` and ``where`` go into the error)."""
+    for name in names:
+        if name in dims:
+            return name
+    raise DataError(
+        f"{where} has no {what} dimension (looked for {list(names)}; dims {list(dims)})"
+    )
+
+
+def read_window(
+    ds: xr.Dataset,
+    variables: Sequence[str],
+    lat_index: np.ndarray,
+    lon_index: np.ndarray,
+    *,
+    time_index: np.ndarray | slice | None = None,
+    where: str,
+) -> xr.Dataset:
+    """Load the cells ``lat_index x lon_index`` (and time steps ``time_index``) of ``variables``.
+
+    Only those cells are read (h5py hyperslabs). Returns dims ``(time, lat, lon)`` (or
+    ``(lat, lon)`` for variables without time), float64, with ``lat`` ascending and ``lon``
+    ascending in -180..180 (empty attrs); the variables keep their attrs.
+    """
+    first = ds[variables[0]]
+    lat_dim = find_dim(first.dims, _LAT_NAMES, "latitude", where)
+    lon_dim = find_dim(first.dims, _LON_NAMES, "longitude", where)
+    lat_raw = np.asarray(ds[lat_dim].values, dtype=np.float64)
+    lon_raw = np.asarray(ds[lon_dim].values, dtype=np.float64)
+    lat_sel, lon_sel = _indexer(lat_index), _indexer(lon_index)
+    out: dict[str, Any] = {}
+    for name in variables:
+        var = ds[name]
+        for dim in (lat_dim, lon_dim):
+            if dim not in var.dims:
+                raise DataError(f"{where}: variable {name!r} lacks dimension {dim!r} ({var.dims})")
+        sel: dict[str, Any] = {lat_dim: lat_sel, lon_dim: lon_sel}
+        if time_index is not None and "time" in var.dims:
+            sel["time"] = time_index
+        extra = [d for d in var.dims if d not in (lat_dim, lon_dim, "time")]
+        for dim in extra:
+            if var.sizes[dim] != 1:
+                raise DataError(
+                    f"{where}: variable {name!r} has an extra dimension {dim!r} of size "
+                    f"{var.sizes[dim]}; expected (time, lat, lon)"
+                )
+            sel[dim] = 0
+        block = var.isel(sel).load()
+        order = [d for d in ("time", lat_dim, lon_dim) if d in block.dims]
+        block = block.transpose(*order)
+        data = np.asarray(block.values, dtype=np.float64)
+        # reorder the loaded window into ascending lat / normalised lon
+        lat_got = lat_raw[np.atleast_1d(np.arange(lat_raw.size)[lat_sel])]
+        lon_got = normalise_lon(lon_raw[np.atleast_1d(np.arange(lon_raw.size)[lon_sel])])
+        data = np.take(data, np.argsort(lat_got, kind="stable"), axis=-2)
+        data = np.take(data, np.argsort(lon_got, kind="stable"), axis=-1)
+        dims = ("time", "lat", "lon") if "time" in block.dims else ("lat", "lon")
+        out[name] = (dims, data, dict(var.attrs))
+    lat_vals = np.sort(lat_raw[lat_index])
+    lon_vals = np.sort(normalise_lon(lon_raw[lon_index]))
+    return xr.Dataset(out, coords={"lat": ("lat", lat_vals), "lon": ("lon", lon_vals)})
+
+
+def decode_time_axis(
+    ds: xr.Dataset, *, file: str, time_name: str = "time"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode a file's time coordinate and its bounds (if any), both ``datetime64[ns]``.
+
+    Bounds are the variable named by the time's ``bounds`` attribute, else ``time_bnds`` /
+    ``time_bounds``; they inherit the time's units and calendar when they have none (CF).
+
+    Returns
+    -------
+    times : ndarray, shape (n_time,)
+    bounds : ndarray, shape (n_time, 2), or None
+    """
+    if time_name not in ds.variables:
+        raise DataError(f"{file} has no {time_name!r} variable; the adapter needs a time axis")
+    tvar = ds[time_name]
+    t_units = tvar.attrs.get("units")
+    if t_units is None:
+        raise DataError(
+            f"cannot decode time variable {time_name!r} of {file}: it has no units attribute"
+        )
+    calendar = tvar.attrs.get("calendar")
+    times = decode_times(tvar.values, t_units, calendar, file=file, variable=time_name)
+    names = [tvar.attrs.get("bounds"), "time_bnds", "time_bounds"]
+    bounds = None
+    for name in names:
+        if name and name in ds.variables:
+            bvar = ds[name]
+            bounds = decode_times(
+                bvar.values,
+                bvar.attrs.get("units", t_units),
+                bvar.attrs.get("calendar", calendar),
+                file=file,
+                variable=str(name),
+            )
+            if bounds.shape != (times.size, 2):
+                raise DataError(
+                    f"{file}: time bounds {name!r} have shape {bounds.shape}; expected "
+                    f"({times.size}, 2)"
+                )
+            break
+    return np.atleast_1d(times), bounds
+
+
+def interval_midpoints(times: np.ndarray, bounds: np.ndarray | None) -> np.ndarray:
+    """The instant that decides a sample's month: its bounds' midpoint, else its time."""
+    if bounds is None:
+        return times
+    return bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) // 2
+
+
+Kind = Literal["storage", "fraction", "flux_per_s", "rate_per_hour"]
+
+_STORAGE_UNITS = ("kg m-2", "kg/m2", "kg m**-2", "kg/m^2", "kg m^-2", "mm")
+_FRACTION_UNITS = ("m^3 m-3", "m3 m-3", "m3/m3", "m^3/m^3", "m**3 m**-3")
+_FLUX_UNITS = ("kg m-2 s-1", "kg/m2/s", "kg m**-2 s**-1", "kg m^-2 s^-1", "mm s-1", "mm/s")
+_HOURLY_UNITS = ("mm/hr", "mm/h", "mm hr-1", "mm h-1", "mm hr**-1")
+
+ACCEPTED_UNITS: dict[str, tuple[str, ...]] = {
+    "storage": _STORAGE_UNITS,
+    "fraction": _FRACTION_UNITS,
+    "flux_per_s": _FLUX_UNITS,
+    "rate_per_hour": _HOURLY_UNITS,
+}
+
+
+@dataclass(frozen=True)
+class Term:
+    """How one canonical variable is made from a provider's variables.
+
+    ``kind``: ``storage`` (kg m-2 = mm, summed over ``sources``), ``fraction`` (m3 m-3 times
+    ``thickness_mm`` per source, summed), ``flux_per_s`` (kg m-2 s-1, monthly mean rate x
+    seconds in the month) or ``rate_per_hour`` (mm/hr, monthly mean rate x hours in the month).
+    """
+
+    output: str
+    sources: tuple[str, ...]
+    kind: Kind
+    long_name: str
+    thickness_mm: tuple[float, ...] = ()
+
+    @property
+    def out_units(self) -> str:
+        return "mm" if self.kind in ("storage", "fraction") else "mm/month"
+
+
+def _units_of(ds: xr.Dataset, name: str) -> str:
+    attrs = ds[name].attrs
+    return str(attrs.get("units", attrs.get("Units", ""))).strip()
+
+
+def _choose_terms(
+    present: set[str], terms: Sequence[Term], wanted: Sequence[str] | None, product: str, href: str
+) -> list[Term]:
+    chosen: dict[str, Term] = {}
+    partial: dict[str, list[str]] = {}
+    for term in terms:
+        if term.output in chosen:
+            continue
+        have = [s for s in term.sources if s in present]
+        if len(have) == len(term.sources):
+            chosen[term.output] = term
+        elif have:
+            partial[term.output] = [s for s in term.sources if s not in present]
+    for output, missing in partial.items():
+        if output not in chosen:
+            log.warning("%s: %s not made from %s: it lacks %s", product, output, href, missing)
+    if wanted is not None:
+        missing_out = [w for w in wanted if w not in chosen]
+        if missing_out:
+            needs = {t.output: list(t.sources) for t in terms if t.output in missing_out}
+            raise DataError(
+                f"{product} file {href} cannot give {missing_out}: they need variables {needs}; "
+                f"the file has {sorted(present)}"
+            )
+        return [chosen[w] for w in wanted]
+    if not chosen:
+        hint = "".join(
+            f"; {out} needs {missing} as well (or name fewer source layers)"
+            for out, missing in partial.items()
+        )
+        raise DataError(
+            f"{product} file {href} holds none of the variable sets this adapter reads "
+            f"({sorted({s for t in terms for s in t.sources})}); present: {sorted(present)}" + hint
+        )
+    return list(chosen.values())
+
+
+def read_gridded(
+    hrefs: Sequence[str],
+    terms: Sequence[Term],
+    *,
+    product: str,
+    bbox: Bbox | None = None,
+    variables: Sequence[str] | None = None,
+    group: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> xr.Dataset:
+    """Read a gridded product delivered as many files into the canonical monthly dataset.
+
+    Parameters
+    ----------
+    hrefs : sequence of str
+        One file per time step (or per year): local paths or fsspec URLs.
+    terms : sequence of Term
+        The product's recipes; for each output the first term whose sources a file holds.
+    product : str
+        Name used in messages (``"GLDAS"``...).
+    bbox : (west, south, east, north), optional
+        Degrees; only the overlapping cells are read. None reads the whole grid.
+    variables : sequence of str, optional
+        Canonical outputs to return (error if a file cannot give one); None returns every
+        output the files can give.
+    group : str, optional
+        HDF5 group of the variables.
+    storage_options : dict, optional
+        fsspec options for remote hrefs.
+
+    Returns
+    -------
+    xarray.Dataset
+        Canonical monthly ``(time, lat, lon)`` dataset (see module docstring); attrs
+        ``samples_per_month`` (JSON list: the number of time steps averaged into each month).
+
+    Raises
+    ------
+    DataError
+        No file, a file that misses a source variable the others have (named), wrong units,
+        grids that differ between files, the same time stamp in two files.
+    """
+    hrefs = list(hrefs)
+    if not hrefs:
+        raise DataError(f"no {product} file given; discovery found no item for it")
+    candidates = {s for t in terms for s in t.sources}
+    reference: tuple[str, set[str]] | None = None
+    chosen: list[Term] = []
+    samples: dict[str, list[np.ndarray]] = {}
+    stamps: list[np.ndarray] = []
+    origin: list[str] = []
+    grid: tuple[np.ndarray, np.ndarray] | None = None
+    for href in hrefs:
+        with open_product(href, group=group, storage_options=storage_options) as ds:
+            present = candidates & set(ds.variables)
+            if reference is None:
+                chosen = _choose_terms(present, terms, variables, product, href)
+                reference = (href, present)
+                for term in chosen:
+                    accepted = ACCEPTED_UNITS[term.kind]
+                    for name in term.sources:
+                        got = _units_of(ds, name)
+                        if got not in accepted:
+                            raise DataError(
+                                f"{product} variable {name!r} in {href} has units {got!r}; "
+                                f"expected one of {list(accepted)}"
+                            )
+            elif present != reference[1]:
+                lacks = sorted(reference[1] - present)
+                extra = sorted(present - reference[1])
+                raise DataError(
+                    f"{product} file {href} "
+                    + (f"lacks variable(s) {lacks} that {reference[0]} has" if lacks else "")
+                    + (" and " if lacks and extra else "")
+                    + (f"has variable(s) {extra} that {reference[0]} lacks" if extra else "")
+                    + "; every file of a series must hold the same variables: replace the file "
+                    "or drop its item"
+                )
+            times, bounds = decode_time_axis(ds, file=href)
+            names = [s for t in chosen for s in t.sources]
+            first = ds[names[0]]
+            lat_dim = find_dim(first.dims, _LAT_NAMES, "latitude", href)
+            lon_dim = find_dim(first.dims, _LON_NAMES, "longitude", href)
+            lat_index, lon_index = grid_window(ds[lat_dim].values, ds[lon_dim].values, bbox)
+            window = read_window(ds, names, lat_index, lon_index, where=f"{product} file {href}")
+        if grid is None:
+            grid = (window["lat"].values, window["lon"].values)
+        elif not (
+            np.array_equal(grid[0], window["lat"].values)
+            and np.array_equal(grid[1], window["lon"].values)
+        ):
+            raise DataError(
+                f"{product} file {href} is on a different grid from {hrefs[0]} "
+                f"({window.sizes['lat']} x {window.sizes['lon']} cells from "
+                f"{window['lat'].values[0]:g}, {window['lon'].values[0]:g}); one series must "
+                "share one grid"
+            )
+        for name in names:
+            block = window[name].values
+            if window[name].ndim == 2:
+                block = block[None]
+            if block.shape[0] != times.size:
+                raise DataError(
+                    f"{product} variable {name!r} in {href} has {block.shape[0]} time steps but "
+                    f"the time axis has {times.size}"
+                )
+            samples.setdefault(name, []).append(block)
+        stamps.append(interval_midpoints(times, bounds))
+        origin.extend([href] * times.size)
+    assert grid is not None
+    stamp = np.concatenate(stamps)
+    uniq, counts = np.unique(stamp, return_counts=True)
+    if np.any(counts > 1):
+        dup = uniq[counts > 1][0]
+        holders = sorted({origin[i] for i in np.flatnonzero(stamp == dup)})
+        raise DataError(
+            f"{product} time {dup} appears more than once (in {holders}); drop the duplicate item"
+        )
+    stacked = {name: np.concatenate(parts, axis=0) for name, parts in samples.items()}
+    months = np.array([], dtype="datetime64[ns]")
+    per_month = np.array([], dtype=np.int64)
+    data_vars: dict[str, Any] = {}
+    for term in chosen:
+        if term.kind == "fraction":
+            value = units.fldas_soil_moisture_mm(
+                [stacked[s] for s in term.sources], term.thickness_mm
+            )
+        elif term.kind == "storage":
+            value = sum(units.kg_per_m2_to_mm(stacked[s]) for s in term.sources)
+        else:
+            (source,) = term.sources
+            value = stacked[source]
+        months, mean, per_month = monthly_mean(value, stamp)
+        n_days = units.days_in_month(months)[:, None, None]
+        if term.kind == "flux_per_s":
+            mean = units.kg_per_m2_per_s_to_mm_per_month(mean, n_days)
+        elif term.kind == "rate_per_hour":
+            mean = units.mm_per_hour_to_mm_per_month(mean, n_days)
+        attrs = {"units": term.out_units, "long_name": term.long_name}
+        if len(term.sources) > 1 or term.kind != "storage":
+            attrs["source_variables"] = ", ".join(term.sources)
+        data_vars[term.output] = (("time", "lat", "lon"), mean, attrs)
+    out = xr.Dataset(data_vars, coords={"time": months, "lat": grid[0], "lon": grid[1]})
+    out.attrs["samples_per_month"] = json.dumps(per_month.tolist())
+    log.info(
+        "%s: %d file(s), %d time step(s) -> %d month(s) on %d x %d cells",
+        product,
+        len(hrefs),
+        stamp.size,
+        months.size,
+        grid[0].size,
+        grid[1].size,
+    )
+    return out
