@@ -141,12 +141,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", "-o", metavar="DIR", default="validation", help="where the CSV and JSON go"
     )
 
+    p = sub.add_parser(
+        "catalog",
+        help="write a static STAC catalog of provider interferograms (LiCSAR, HyP3) to ingest",
+    )
+    providers = p.add_subparsers(dest="provider", metavar="PROVIDER", required=True)
+    q = providers.add_parser(
+        "licsar",
+        parents=[common],
+        help="a COMET LiCSAR frame folder (or LiCSBAS GEOC): local, glob, s3:// or https://",
+    )
+    q.add_argument(
+        "source", metavar="SRC", nargs=1, help="frame folder, GEOC folder, or folder of frames"
+    )
+    _add_catalog_options(q)
+    q = providers.add_parser(
+        "hyp3",
+        parents=[common],
+        help="ASF HyP3 InSAR product zips or folders: local, glob, s3:// or https://",
+    )
+    q.add_argument(
+        "source", metavar="SRC", nargs="+", help="product zips, product folders, or their folder"
+    )
+    _add_catalog_options(q)
+
     for stage in _available_stages():
         p = sub.add_parser(
             stage, help=f"run only the {stage} stage (its inputs must exist in the store)"
         )
         _add_run_options(p)
     return parser
+
+
+def _add_catalog_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out", "-o", metavar="DIR", required=True, help="where catalog.json is written"
+    )
+    p.add_argument(
+        "--frame",
+        metavar="ID",
+        help="frame id (LiCSAR: which frame of several; HyP3: default <A|D><relative orbit>)",
+    )
 
 
 def _add_verbosity(p: argparse.ArgumentParser, default: Any) -> None:
@@ -347,6 +382,33 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_catalog(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .io.products import hyp3, licsar
+    from .io.products.catalog import write_catalog
+
+    module, provider = {
+        "licsar": (licsar, "COMET LiCSAR"),
+        "hyp3": (hyp3, "ASF HyP3"),
+    }[args.provider]
+    items = module.items_from_source(list(args.source), frame=args.frame)
+    frame = str(items[0].properties["ncp:frame"])
+    path = write_catalog(
+        items,
+        args.out,
+        collection_id=frame,
+        title=f"{provider} interferograms of frame {frame}",
+        description=f"{provider} unwrapped interferograms of frame {frame}, one item per pair, "
+        f"catalogued by ncp-subsidence from {', '.join(args.source)}.",
+    )
+    print(f"{provider} catalog of {len(items)} pair(s) of frame {frame} written to {path}")
+    snippet = {"sources": {"interferograms": {frame: {"kind": "static_catalog", "url": str(path)}}}}
+    print("add to your config:")
+    print(yaml.safe_dump(snippet, sort_keys=False).rstrip())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ncp-subsidence``; returns the exit code."""
     parser = build_parser()
@@ -359,6 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_twin(args)
         if args.command == "validate":
             return _cmd_validate(args)
+        if args.command == "catalog":
+            return _cmd_catalog(args)
         if args.command == "demo":
             return _run(args, None)
         if args.command == "run":
