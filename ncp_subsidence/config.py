@@ -355,6 +355,12 @@ class SourceOptions(_Options):
         default_factory=dict,
         description="HTTP headers (e.g. Authorization for Earthdata); never logged.",
     )
+    format: Literal["auto", "cog", "hyp3", "licsar"] = Field(
+        "auto",
+        description="Interferogram provider whose conventions ingest applies: cog (plain COGs, "
+        "the twin), hyp3 (ASF HyP3), licsar (COMET LiCSAR); auto takes the items' ncp:format "
+        "(cog when absent).",
+    )
 
     @model_validator(mode="after")
     def _bbox_order(self) -> SourceOptions:
@@ -381,6 +387,13 @@ class TwinOptions(_Options):
     )
     directory: str | None = Field(
         None, description="Where the twin's products are written; None puts them beside the store."
+    )
+    layouts: Literal["auto", "cog", "providers"] = Field(
+        "auto",
+        description="How the twin writes its interferograms: cog (both frames as plain "
+        "EPSG:4326 COGs, one STAC item per pair), providers (the west frame in COMET LiCSAR's "
+        "layout, the east one as ASF HyP3 INSAR_GAMMA zips on UTM zone 50N, each catalogued by "
+        "its provider adapter), auto (cog for the tiny preset, providers for demo and large).",
     )
 
 
@@ -498,6 +511,21 @@ class IngestOptions(_Options):
         ge=1,
         le=1000,
         description="Parts an appended dataset may have; one more rewrites it whole (compaction).",
+    )
+    frame_grid: Literal["union", "intersection"] = Field(
+        "union",
+        description="Grid of a frame whose pairs cover different extents: union (every pixel "
+        "any pair covers, NaN where a pair does not) or intersection (pixels every pair covers).",
+    )
+    resample: bool = Field(
+        False,
+        description="Resample pairs off the frame grid's pixel lattice (other CRS, pixel size or "
+        "a fractional offset) and count them; false makes such a pair an error.",
+    )
+    phase_resampling: Literal["nearest", "bilinear", "cubic"] = Field(
+        "nearest",
+        description="Resampling of unwrapped phase for pairs off the lattice (ingest.resample); "
+        "coherence is bilinear, connected components nearest.",
     )
 
 

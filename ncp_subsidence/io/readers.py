@@ -1,5 +1,5 @@
-"""Readers: interferogram COGs (stackstac), NetCDF hydrology (xarray + h5netcdf over fsspec),
-GNSS velocities (MIDAS format), and GeoJSON vectors.
+"""Readers: interferogram rasters (stackstac, one frame grid per frame), NetCDF hydrology
+(xarray + h5netcdf over fsspec), GNSS velocities (MIDAS format), and GeoJSON vectors.
 
 All readers are lazy where the data are big (dask arrays whose chunks read their own window of
 each file) and return xarray objects in the conventions of DESIGN.md section 3. Failure policy
@@ -25,15 +25,22 @@ import xarray as xr
 from ..errors import DataError, DataWarning
 
 __all__ = [
+    "LATTICE_TOLERANCE_PX",
     "MIDAS_COLUMNS",
     "AssetFailures",
+    "FrameGridMode",
+    "GDAL_READ_OPTIONS",
+    "Grid",
     "OnError",
+    "frame_grid",
     "grid_from_item",
     "open_netcdf",
     "read_geojson",
     "read_ifg_stack",
     "read_midas",
     "read_raster",
+    "read_raster_on_grid",
+    "unique_pairs",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,14 +90,41 @@ def _rasterio_path(href: str) -> str:
     return href
 
 
+#: Grids whose origins differ by an integer number of pixels within this many pixels share a
+#: lattice: their pixels coincide and a pair is read by windows, never resampled.
+LATTICE_TOLERANCE_PX = 1e-6
+
+#: Relative difference of pixel sizes under which two grids have the same resolution.
+_RESOLUTION_RTOL = 1e-9
+
+FrameGridMode = Literal["union", "intersection"]
+
+
 @dataclass(frozen=True)
 class Grid:
-    """A north-up EPSG:4326 (or other EPSG) grid: bounds, resolution and shape."""
+    """A north-up grid in one EPSG CRS with square pixels: bounds, pixel size and shape.
+
+    Attributes
+    ----------
+    epsg : int
+        EPSG code of the CRS (4326: degrees; UTM 326xx/327xx: metres).
+    bounds : (float, float, float, float)
+        West, south, east, north edges, in CRS units.
+    resolution : float
+        Pixel size, CRS units (the same along x and y).
+    shape : (int, int)
+        Rows (y) and columns (x).
+    """
 
     epsg: int
     bounds: tuple[float, float, float, float]  # west, south, east, north
     resolution: float
     shape: tuple[int, int]
+
+    @property
+    def crs(self) -> str:
+        """``"EPSG:<code>"``."""
+        return f"EPSG:{self.epsg}"
 
     def coords(self) -> tuple[np.ndarray, np.ndarray]:
         """Cell-centre y (descending) and x coordinates."""
@@ -100,13 +134,43 @@ class Grid:
         x = west + self.resolution * (np.arange(nx) + 0.5)
         return y, x
 
+    def on_lattice(self, other: Grid) -> bool:
+        """Whether ``other``'s pixels coincide with this grid's (extended) pixel lattice.
+
+        True when both grids have the same CRS and pixel size and their origins differ by whole
+        pixels (within :data:`LATTICE_TOLERANCE_PX`): ``other`` is then a window of this
+        lattice and is read without resampling.
+        """
+        if other.epsg != self.epsg:
+            return False
+        if abs(other.resolution - self.resolution) > _RESOLUTION_RTOL * self.resolution:
+            return False
+        for mine, theirs in ((self.bounds[0], other.bounds[0]), (self.bounds[3], other.bounds[3])):
+            offset = (theirs - mine) / self.resolution
+            if abs(offset - round(offset)) > LATTICE_TOLERANCE_PX:
+                return False
+        return True
+
+    def describe(self) -> str:
+        """One line: CRS, pixel size, origin (west, north) and shape."""
+        west, _, _, north = self.bounds
+        return (
+            f"{self.crs}, pixel {self.resolution:.10g}, origin ({west:.10g}, {north:.10g}), "
+            f"shape {self.shape[0]} x {self.shape[1]}"
+        )
+
+
+def _item_code(props: dict[str, Any]) -> str | None:
+    code = props.get("proj:code") or (
+        f"EPSG:{props['proj:epsg']}" if props.get("proj:epsg") else None
+    )
+    return str(code) if code else None
+
 
 def grid_from_item(item: pystac.Item) -> Grid:
     """The grid of an item from its projection extension (``proj:transform``, ``proj:shape``)."""
     props = item.properties
-    code = props.get("proj:code") or (
-        f"EPSG:{props['proj:epsg']}" if props.get("proj:epsg") else None
-    )
+    code = _item_code(props)
     transform = props.get("proj:transform")
     shape = props.get("proj:shape")
     if not (code and transform and shape):
@@ -115,25 +179,187 @@ def grid_from_item(item: pystac.Item) -> Grid:
             "needed to place it on a grid; add it to the catalog"
         )
     a, b, c, d, e, f = transform[:6]
-    if b or d or abs(abs(a) - abs(e)) > 1e-12 * abs(a):
+    if b or d or a <= 0 or e >= 0 or abs(abs(a) - abs(e)) > 1e-12 * abs(a):
         raise DataError(
             f"STAC item {item.id!r}: only north-up square pixels are supported, got proj:transform {transform}"
         )
     ny, nx = int(shape[0]), int(shape[1])
     res = abs(a)
     bounds = (c, f + e * ny, c + a * nx, f)
+    try:
+        epsg = int(str(code).split(":")[-1])
+    except ValueError as err:
+        raise DataError(
+            f"STAC item {item.id!r}: proj:code {code!r} is not an EPSG code (EPSG:<number>)"
+        ) from err
     return Grid(
-        int(str(code).split(":")[-1]),
+        epsg,
         (float(bounds[0]), float(bounds[1]), float(bounds[2]), float(bounds[3])),
         float(res),
         (ny, nx),
     )
 
 
+def _reference_lattice(grids: Sequence[Grid]) -> Grid:
+    """The grid whose lattice most grids share (the first such grid on a tie)."""
+    from collections import Counter
+
+    def key(g: Grid) -> tuple[int, str, int, int]:
+        west, north = g.bounds[0], g.bounds[3]
+        phase = [round(((v / g.resolution) % 1.0) * 1e4) % 10_000 for v in (west, north)]
+        return g.epsg, f"{g.resolution:.9g}", phase[0], phase[1]
+
+    keys = [key(g) for g in grids]
+    best = Counter(keys).most_common(1)[0][0]
+    return grids[keys.index(best)]
+
+
+def frame_grid(items: Sequence[pystac.Item], how: FrameGridMode = "union") -> Grid:
+    """The grid one frame's interferograms are stacked on: the union or intersection of their
+    extents, on the pixel lattice most of them share, in their native CRS.
+
+    Parameters
+    ----------
+    items : sequence of pystac.Item
+        The frame's interferogram items, each with the projection extension.
+    how : {"union", "intersection"}
+        ``union``: every pixel any pair covers (NaN where a pair does not); ``intersection``:
+        only the pixels every pair covers.
+
+    Returns
+    -------
+    Grid
+        CRS, pixel size and lattice of the reference pair (the lattice most pairs share); its
+        bounds enclose (union) or fit inside (intersection) every pair's extent, snapped to
+        whole pixels. Pairs off this lattice (another CRS, pixel size or a fractional pixel
+        offset; :meth:`Grid.on_lattice`) are snapped outward (union) or inward (intersection).
+
+    Raises
+    ------
+    DataError
+        No item, or an empty intersection.
+    """
+    if not items:
+        raise DataError("no interferogram items to place on a frame grid (empty search?)")
+    if how not in ("union", "intersection"):
+        raise DataError(f"frame grid {how!r} unknown; use 'union' or 'intersection'")
+    grids = [grid_from_item(i) for i in items]
+    ref = _reference_lattice(grids)
+    x0, y0, res = ref.bounds[0], ref.bounds[3], ref.resolution
+    tol = LATTICE_TOLERANCE_PX
+    boxes = []
+    for g in grids:
+        west, south, east, north = g.bounds
+        if g.epsg != ref.epsg:
+            from rasterio.warp import transform_bounds
+
+            west, south, east, north = transform_bounds(
+                g.crs, ref.crs, west, south, east, north, densify_pts=21
+            )
+        cols = ((west - x0) / res, (east - x0) / res)
+        rows = ((y0 - north) / res, (y0 - south) / res)
+        if ref.on_lattice(g):
+            box = (round(cols[0]), round(rows[0]), round(cols[1]), round(rows[1]))
+        elif how == "union":  # outward
+            box = (
+                int(np.floor(cols[0] + tol)),
+                int(np.floor(rows[0] + tol)),
+                int(np.ceil(cols[1] - tol)),
+                int(np.ceil(rows[1] - tol)),
+            )
+        else:  # inward
+            box = (
+                int(np.ceil(cols[0] - tol)),
+                int(np.ceil(rows[0] - tol)),
+                int(np.floor(cols[1] + tol)),
+                int(np.floor(rows[1] + tol)),
+            )
+        boxes.append(box)
+    b = np.array(boxes, dtype=np.int64)
+    if how == "union":
+        c0, r0, c1, r1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
+    else:
+        c0, r0, c1, r1 = b[:, 0].max(), b[:, 1].max(), b[:, 2].min(), b[:, 3].min()
+    if c1 <= c0 or r1 <= r0:
+        raise DataError(
+            f"the {len(items)} interferograms of this frame share no common pixel (intersection "
+            f"of their extents is empty; reference {ref.describe()}); set ingest.frame_grid: union"
+        )
+    bounds = (x0 + int(c0) * res, y0 - int(r1) * res, x0 + int(c1) * res, y0 - int(r0) * res)
+    return Grid(ref.epsg, tuple(float(v) for v in bounds), res, (int(r1 - r0), int(c1 - c0)))  # type: ignore[arg-type]
+
+
+def unique_pairs(items: Sequence[pystac.Item]) -> tuple[list[pystac.Item], list[pystac.Item]]:
+    """Keep the first item of each (reference, secondary) date pair.
+
+    Returns
+    -------
+    kept, dropped : list of pystac.Item
+        ``kept`` in the input order; ``dropped`` the later items repeating a pair already kept.
+    """
+    seen: set[tuple[np.datetime64, np.datetime64]] = set()
+    kept, dropped = [], []
+    for item in items:
+        key = (
+            _dt64(item.common_metadata.start_datetime or item.datetime),
+            _dt64(item.common_metadata.end_datetime or item.datetime),
+        )
+        if key in seen:
+            dropped.append(item)
+        else:
+            seen.add(key)
+            kept.append(item)
+    return kept, dropped
+
+
+def _asset_georef(item: pystac.Item, key: str) -> tuple[str | None, list[float] | None, Any]:
+    """CRS code, ``proj:transform`` and ``proj:shape`` of an asset (asset fields first)."""
+    fields = item.assets[key].extra_fields
+    props = item.properties
+    code = _item_code(fields) or _item_code(props)
+    transform = fields.get("proj:transform", props.get("proj:transform"))
+    shape = fields.get("proj:shape", props.get("proj:shape"))
+    return code, transform, shape
+
+
+def _check_georef(item: pystac.Item, key: str, href: str, src: Any) -> None:
+    """Raise a one-line DataError when the opened file ``src`` is not where its item says."""
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    code, transform, shape = _asset_georef(item, key)
+    if not (code and transform and shape):
+        return  # grid_from_item has already required them on the item
+    a, _, c, _, e, f = (float(v) for v in transform[:6])
+    t = src.transform
+    try:
+        same_crs = src.crs is not None and CRS.from_user_input(code) == src.crs
+    except CRSError:  # an unparsable code is a mismatch too
+        same_crs = False
+    rtol, px = _RESOLUTION_RTOL, LATTICE_TOLERANCE_PX
+    size_ok = abs(t.a - a) <= rtol * abs(a) and abs(t.e - e) <= rtol * abs(e)
+    origin_ok = abs(t.c - c) <= px * abs(a) and abs(t.f - f) <= px * abs(e)
+    shape_ok = (src.height, src.width) == (int(shape[0]), int(shape[1]))
+    if same_crs and size_ok and origin_ok and shape_ok:
+        return
+    file_crs = src.crs.to_string() if src.crs is not None else "none"
+    raise DataError(
+        f"{href} (asset {key!r} of STAC item {item.id!r}) is not where its item says: item "
+        f"{code}, pixel ({a:.10g}, {e:.10g}), origin ({c:.10g}, {f:.10g}), shape "
+        f"{int(shape[0])} x {int(shape[1])}; file {file_crs}, pixel ({t.a:.10g}, {t.e:.10g}), "
+        f"origin ({t.c:.10g}, {t.f:.10g}), shape {src.height} x {src.width}; rebuild the item's "
+        "proj:code/proj:transform/proj:shape from the file (re-run the catalog) or replace the file"
+    )
+
+
 def _check_assets(
     items: Sequence[pystac.Item], keys: Sequence[str], on_error: OnError, failures: AssetFailures
 ) -> list[pystac.Item]:
-    """Open each asset's header; under ``nan`` remove unreadable assets (stackstac fills NaN)."""
+    """Open each asset's header and check its CRS, transform and shape against the item.
+
+    Under ``nan`` unreadable assets are removed (stackstac fills NaN); a file whose
+    georeferencing disagrees with its item is a :class:`DataError` under either policy.
+    """
     import rasterio
 
     out = []
@@ -148,8 +374,8 @@ def _check_assets(
                 continue
             href = _href(item.assets[key])
             try:
-                with rasterio.open(_rasterio_path(href)):
-                    pass
+                with rasterio.open(_rasterio_path(href)) as src:
+                    header = _Header(src.crs, src.transform, src.height, src.width)
             except Exception as err:
                 if on_error == "fail":
                     raise DataError(
@@ -159,52 +385,193 @@ def _check_assets(
                 failures.add(href, str(err))
                 item = item.clone()
                 del item.assets[key]
+                continue
+            _check_georef(item, key, href, header)
         out.append(item)
     return out
+
+
+@dataclass(frozen=True)
+class _Header:
+    """What :func:`_check_georef` needs of an opened raster (kept after the file is closed)."""
+
+    crs: Any
+    transform: Any
+    height: int
+    width: int
+
+
+def _stac_dict(item: pystac.Item, epsg: int) -> dict[str, Any]:
+    """The item as stackstac reads it: absolute hrefs and ``proj:epsg`` (stackstac 0.5 reads
+    ``proj:epsg``, not ``proj:code``; without it the asset's extent would be guessed from the
+    lon/lat bbox)."""
+    d = item.to_dict()
+    d["properties"] = {**d["properties"], "proj:epsg": epsg}
+    for key, asset in item.assets.items():
+        d["assets"][key] = {**d["assets"][key], "href": _href(asset)}
+    return d
+
+
+#: GDAL settings of interferogram reads. Each task reads its window of every pair's files, so
+#: every file stays open through the stack (one handle per file and thread): GDAL's per-handle
+#: read cache (``VSI_CACHE``, which stackstac turns on at open so thread-local re-opens of
+#: remote files are cheap; 25 MB per handle by default) and its block cache (5 % of RAM by
+#: default) would otherwise fill with the scene. Both are capped: 64 KiB per handle keeps a
+#: COG's header, 256 MB of blocks per process lets neighbouring windows share the file tiles
+#: they overlap instead of fetching them again.
+GDAL_READ_OPTIONS = {"VSI_CACHE_SIZE": 64 * 1024, "GDAL_CACHEMAX": 256}
+
+
+def _stack_assets(
+    items: Sequence[pystac.Item],
+    keys: Sequence[str],
+    grid: Grid,
+    resampling: str,
+    chunks: tuple[int, int],
+    on_error: OnError,
+) -> Any:
+    """A lazy ``(pair, asset, y, x)`` float32 dask array of ``items`` on ``grid`` (one stackstac
+    call).
+
+    Chunks ``(pair, asset, chunks[0], chunks[1])``: one task reads one window of every item's
+    files, so memory follows the chunk, not the scene. NaN outside each file's extent and where
+    the file has no data. On ``grid``'s lattice the reads are windows of each file (GDAL
+    nearest on coinciding pixels copies them); off it, ``resampling`` (a
+    :class:`rasterio.enums.Resampling` name).
+    """
+    import stackstac
+    from rasterio.enums import Resampling
+    from rasterio.errors import RasterioIOError
+
+    env = stackstac.DEFAULT_GDAL_ENV.updated(always=GDAL_READ_OPTIONS)
+    stack = stackstac.stack(
+        [_stac_dict(i, grid_from_item(i).epsg) for i in items],
+        assets=list(keys),
+        epsg=grid.epsg,
+        resolution=grid.resolution,
+        bounds=grid.bounds,
+        snap_bounds=False,
+        resampling=Resampling[resampling],
+        dtype=np.dtype("float32"),
+        fill_value=np.float32(np.nan),
+        rescale=False,
+        chunksize=(-1, -1, chunks[0], chunks[1]),
+        sortby_date=False,
+        xy_coords="center",
+        properties=False,
+        band_coords=False,
+        gdal_env=env,
+        errors_as_nodata=(RasterioIOError(".*"),) if on_error == "nan" else (),
+    )
+    if tuple(stack.shape[-2:]) != grid.shape:
+        raise DataError(
+            f"stacked grid {tuple(stack.shape[-2:])} differs from the frame grid {grid.describe()}"
+        )
+    return stack.data
+
+
+def _canonical_block(adapter: Any, block: np.ndarray, has_coherence: bool) -> np.ndarray:
+    """The adapter's ``canonical_block`` on one ``(pair, asset, y, x)`` block (assets phase,
+    coherence?); returns ``(pair, 2, y, x)`` float32: canonical phase and coherence."""
+    phase = block[:, 0]
+    coherence = block[:, 1] if has_coherence else np.full_like(phase, np.nan)
+    phase, coherence = adapter.canonical_block(phase, coherence)
+    return np.stack(
+        [np.asarray(phase, dtype=np.float32), np.asarray(coherence, dtype=np.float32)], axis=1
+    )
 
 
 def read_ifg_stack(
     items: Sequence[pystac.Item],
     *,
-    phase_asset: str = "unw_phase",
-    coherence_asset: str | None = "corr",
+    adapter: Any = None,
+    phase_asset: str | None = None,
+    coherence_asset: str | None = "",
+    conncomp_asset: str | None = None,
     chunks: tuple[int, int] = (512, 512),
     on_error: OnError = "fail",
+    grid: FrameGridMode | Grid = "union",
+    resample: bool = False,
+    phase_resampling: str = "nearest",
 ) -> tuple[xr.Dataset, AssetFailures]:
-    """Stack one frame's interferogram items into ``unw_phase(pair, y, x)`` and ``coherence``.
+    """Stack one frame's interferogram items into ``unw_phase(pair, y, x)`` and ``coherence``
+    on one frame grid.
+
+    Pairs on different extents go onto one grid (:func:`frame_grid`): their union or
+    intersection, in their native CRS, on the lattice most of them share. Pairs on that lattice
+    are read window by window, pixel for pixel (NaN outside each pair's extent); a pair off it
+    (another CRS, pixel size or a fractional pixel offset) is a :class:`DataError` unless
+    ``resample``, then resampled (coherence bilinear, phase ``phase_resampling``, connected
+    components nearest) and counted. Each file's CRS, transform and shape are checked against
+    its item when its header is opened. A pair listed twice (same reference and secondary
+    dates) is read once (the first item), counted and logged. The adapter's
+    ``canonical_block`` turns raw values into the canonical ones chunk by chunk, lazily.
 
     Parameters
     ----------
     items : sequence of pystac.Item
         One item per interferogram of one frame, each with ``start_datetime`` (reference) and
         ``end_datetime`` (secondary), the projection extension, and the phase (and coherence)
-        assets. All must share one grid.
+        assets.
+    adapter : IfgAdapter, optional
+        The provider's conventions (:mod:`ncp_subsidence.io.products`); default the plain-COG
+        adapter (``cog``).
+    phase_asset, coherence_asset : str, optional
+        Asset keys; ``None`` phase or ``""`` coherence take the adapter's; ``None`` coherence
+        reads none (``coherence`` is then absent).
+    conncomp_asset : str, optional
+        Asset key of connected components (stacked as ``connected_components``, float32 labels,
+        NaN outside); None reads none.
     chunks : (int, int)
-        Spatial chunk (y, x); the pair axis is one chunk.
+        Spatial chunk (y, x) of the output; the pair axis is one chunk.
+    on_error : {"fail", "nan"}
+        Unreadable asset: raise, or fill NaN and report it in ``failures``.
+    grid : {"union", "intersection"} or Grid
+        The frame grid, or how to make it from the items (:func:`frame_grid`).
+    resample : bool
+        Resample pairs off the frame grid's lattice instead of raising.
+    phase_resampling : str
+        :class:`rasterio.enums.Resampling` name for the phase of resampled pairs.
 
     Returns
     -------
     dataset : xarray.Dataset
-        ``unw_phase`` (rad) and ``coherence`` float32 ``(pair, y, x)``, NaN for no data; coords
-        ``reference(pair)``, ``secondary(pair)`` (datetime64), ``item_id(pair)``, ``y``, ``x``
-        (cell centres, degrees for EPSG:4326); the grid exactly that of the items.
+        ``unw_phase`` (rad) and ``coherence`` (0-1) float32 ``(pair, y, x)``, NaN for no data
+        and outside each pair's extent; coords ``reference(pair)``, ``secondary(pair)``
+        (datetime64), ``item_id(pair)``, ``y``, ``x`` (cell centres, CRS units: metres for UTM,
+        degrees for EPSG:4326). Attrs ``crs`` (``"EPSG:<code>"``), ``frame_grid``,
+        ``n_resampled_pairs``, ``resampled_items`` (JSON ids), ``n_duplicate_pairs``,
+        ``duplicate_items`` (JSON ids).
     failures : AssetFailures
         Unreadable assets turned into NaN (empty under ``on_error="fail"``).
+
+    Raises
+    ------
+    DataError
+        No items; dates out of order; a file not where its item says; a pair off the lattice
+        without ``resample``; an unreadable asset under ``on_error="fail"``.
     """
-    import stackstac
-    from rasterio.errors import RasterioIOError
+    import dask.array as da
 
     if not items:
         raise DataError("no interferogram items to ingest for this frame (empty search?)")
-    grids = {grid_from_item(i) for i in items}
-    if len(grids) != 1:
-        raise DataError(
-            f"interferograms of one frame must share one grid; found {len(grids)}: "
-            + "; ".join(f"{g.shape} at {g.bounds}" for g in sorted(grids, key=str))
-            + " (resample them first or split the frame)"
+    if adapter is None:
+        from .products import ifg_adapter
+
+        adapter = ifg_adapter("cog")
+    phase_asset = phase_asset or adapter.phase_asset
+    if coherence_asset == "":
+        coherence_asset = adapter.coherence_asset
+    items, dropped = unique_pairs(items)
+    if dropped:
+        log.warning(
+            "%d interferogram(s) repeat a pair already listed and are skipped: %s",
+            len(dropped),
+            ", ".join(i.id for i in dropped[:5]) + (" ..." if len(dropped) > 5 else ""),
         )
-    grid = grids.pop()
-    keys = [phase_asset] + ([coherence_asset] if coherence_asset else [])
+    mode = grid if isinstance(grid, str) else "given"
+    target = grid if isinstance(grid, Grid) else frame_grid(items, grid)
+    keys = [k for k in (phase_asset, coherence_asset, conncomp_asset) if k]
     failures = AssetFailures()
     items = _check_assets(items, keys, on_error, failures)
     intervals = [
@@ -221,32 +588,58 @@ def read_ifg_stack(
         raise DataError(
             f"interferogram(s) {bad[:3]} have end_datetime <= start_datetime; dates out of order"
         )
-    stack = stackstac.stack(
-        list(items),
-        assets=keys,
-        epsg=grid.epsg,
-        resolution=grid.resolution,
-        bounds=grid.bounds,
-        snap_bounds=False,
-        dtype=np.dtype("float32"),
-        fill_value=np.float32(np.nan),
-        rescale=False,
-        chunksize=(1, 1, chunks[0], chunks[1]),
-        sortby_date=False,
-        xy_coords="center",
-        properties=False,
-        band_coords=False,
-        errors_as_nodata=(RasterioIOError(".*"),) if on_error == "nan" else (),
-    )
-    if tuple(stack.shape[-2:]) != grid.shape:
+    aligned = [k for k, i in enumerate(items) if target.on_lattice(grid_from_item(i))]
+    off = [k for k in range(len(items)) if k not in set(aligned)]
+    if off and not resample:
+        first = items[off[0]]
         raise DataError(
-            f"stacked grid {stack.shape[-2:]} differs from the items' proj:shape {grid.shape}"
+            f"{len(off)} interferogram(s) are off the frame grid's pixel lattice, e.g. "
+            f"{first.id!r}: {grid_from_item(first).describe()}; frame grid {target.describe()}; "
+            "set ingest.resample: true to resample them (coherence bilinear, phase "
+            "ingest.phase_resampling) or reprocess them onto one lattice"
         )
-    y, x = grid.coords()
-    data = {}
-    for key, name in zip(keys, ("unw_phase", "coherence")):
-        arr = stack.sel(band=key).data.rechunk((-1, chunks[0], chunks[1]))
-        data[name] = (("pair", "y", "x"), arr)
+    if off:
+        log.warning(
+            "%d interferogram(s) off the frame grid's lattice are resampled (phase %s, "
+            "coherence bilinear): %s",
+            len(off),
+            phase_resampling,
+            ", ".join(items[k].id for k in off[:5]) + (" ..." if len(off) > 5 else ""),
+        )
+    resampling = {phase_asset: phase_resampling, coherence_asset: "bilinear"}
+    if conncomp_asset:
+        resampling[conncomp_asset] = "nearest"
+    parts = []  # (pair, asset, y, x) stacks: the aligned pairs, then the resampled ones
+    if aligned:
+        parts.append(
+            _stack_assets([items[k] for k in aligned], keys, target, "nearest", chunks, on_error)
+        )
+    if off:  # stackstac takes one resampling per call: one call per asset
+        per_asset = [
+            _stack_assets([items[k] for k in off], [key], target, resampling[key], chunks, on_error)
+            for key in keys
+        ]
+        parts.append(da.concatenate(per_asset, axis=1))
+    raw = parts[0] if len(parts) == 1 else da.concatenate(parts, axis=0)
+    if aligned and off:
+        raw = raw[np.argsort(np.array(aligned + off))]
+    raw = raw.rechunk((-1, -1, chunks[0], chunks[1]))  # merges within each window only
+    has_coherence = bool(coherence_asset)
+    canonical = da.map_blocks(
+        _canonical_block,
+        adapter,
+        raw,
+        has_coherence,
+        chunks=(raw.chunks[0], (2,), *raw.chunks[2:]),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0, 0), dtype=np.float32),
+    )
+    data = {"unw_phase": (("pair", "y", "x"), canonical[:, 0])}
+    if has_coherence:
+        data["coherence"] = (("pair", "y", "x"), canonical[:, 1])
+    if conncomp_asset:
+        data["connected_components"] = (("pair", "y", "x"), raw[:, keys.index(conncomp_asset)])
+    y, x = target.coords()
     ds = xr.Dataset(
         data,
         coords={
@@ -258,6 +651,27 @@ def read_ifg_stack(
             "x": x,
         },
     )
+    geographic = target.epsg == 4326
+    ds["x"].attrs = (
+        {"units": "degrees_east", "standard_name": "longitude"}
+        if geographic
+        else {"units": "m", "standard_name": "projection_x_coordinate"}
+    )
+    ds["y"].attrs = (
+        {"units": "degrees_north", "standard_name": "latitude"}
+        if geographic
+        else {"units": "m", "standard_name": "projection_y_coordinate"}
+    )
+    ds.attrs.update(
+        {
+            "crs": target.crs,
+            "frame_grid": mode,
+            "n_resampled_pairs": len(off),
+            "resampled_items": json.dumps([items[k].id for k in off]),
+            "n_duplicate_pairs": len(dropped),
+            "duplicate_items": json.dumps([i.id for i in dropped]),
+        }
+    )
     return ds, failures
 
 
@@ -267,6 +681,71 @@ def _dt64(value: _dt.datetime | None) -> np.datetime64:
     if value.tzinfo is not None:
         value = value.astimezone(_dt.UTC).replace(tzinfo=None)
     return np.datetime64(value, "ns")
+
+
+def read_raster_on_grid(href: str, grid: Grid, *, resampling: str = "bilinear") -> np.ndarray:
+    """Read band 1 of a (small) raster onto ``grid``, eagerly.
+
+    On ``grid``'s lattice the overlapping window is copied pixel for pixel; otherwise the
+    raster is warped with ``resampling``. No-data and pixels outside the file are NaN.
+
+    Parameters
+    ----------
+    href : str
+        Local path or URL (``file://``, ``s3://``, ``https://``).
+    grid : Grid
+        Target grid.
+    resampling : str
+        :class:`rasterio.enums.Resampling` name, used only off the lattice.
+
+    Returns
+    -------
+    ndarray, shape grid.shape, float32
+    """
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    out = np.full(grid.shape, np.nan, dtype=np.float32)
+    try:
+        with rasterio.open(_rasterio_path(href)) as src:
+            t = src.transform
+            epsg = src.crs.to_epsg() if src.crs else None
+            own = Grid(
+                int(epsg or 0),
+                (t.c, t.f + t.e * src.height, t.c + t.a * src.width, t.f),
+                abs(t.a),
+                (src.height, src.width),
+            )
+            square = t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0 and abs(t.a + t.e) <= 1e-12 * t.a
+            if square and grid.on_lattice(own):
+                col = round((t.c - grid.bounds[0]) / grid.resolution)
+                row = round((grid.bounds[3] - t.f) / grid.resolution)
+                r0, c0 = max(row, 0), max(col, 0)
+                r1, c1 = min(row + src.height, grid.shape[0]), min(col + src.width, grid.shape[1])
+                if r1 > r0 and c1 > c0:
+                    window = ((r0 - row, r1 - row), (c0 - col, c1 - col))
+                    block = src.read(1, window=window, out_dtype="float32", masked=True)
+                    out[r0:r1, c0:c1] = block.filled(np.nan)
+            else:
+                from rasterio.transform import from_origin
+
+                reproject(
+                    source=rasterio.band(src, 1),
+                    destination=out,
+                    src_nodata=src.nodata,
+                    dst_transform=from_origin(
+                        grid.bounds[0], grid.bounds[3], grid.resolution, grid.resolution
+                    ),
+                    dst_crs=grid.crs,
+                    dst_nodata=np.nan,
+                    resampling=Resampling[resampling],
+                )
+    except DataError:
+        raise
+    except Exception as err:
+        raise DataError(f"cannot read raster {href} onto the frame grid: {err}") from err
+    return out
 
 
 def read_raster(href: str, *, band: int = 1) -> xr.DataArray:

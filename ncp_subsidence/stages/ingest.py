@@ -4,9 +4,17 @@ Datasets written (``ingest/<version>/...``):
 
 ``ifg/<frame>``
     ``unw_phase``, ``coherence`` ``(pair, y, x)`` float32 (pair axis one chunk, spatial chunks
-    ``ingest.chunk_y x ingest.chunk_x``, or sized to ``ingest.chunk_mb``), ``incidence``, ``los_east/north/up`` ``(y, x)``; coords
-    ``reference(pair)``, ``secondary(pair)``; CRS. Read lazily through stackstac, so each task
-    reads only its window of each COG: memory is bounded by the chunk size.
+    ``ingest.chunk_y x ingest.chunk_x``, or sized to ``ingest.chunk_mb``), ``incidence``,
+    ``los_east/north/up`` ``(y, x)``; coords ``reference(pair)``, ``secondary(pair)``; the
+    frame's native CRS (``attrs["crs"]`` and ``spatial_ref``; UTM stays UTM). The provider's
+    adapter (:func:`~ncp_subsidence.io.products.ifg_adapter`, chosen by
+    ``sources.interferograms.<frame>.format`` or the items' ``ncp:format``) turns its no-data,
+    scaling and geometry into the canonical schema; its ``attrs()`` and ``ifg_format`` are
+    recorded. Pairs on different extents share one frame grid (``ingest.frame_grid``: union or
+    intersection) on their pixel lattice; a pair off it is an error unless ``ingest.resample``
+    (then counted: ``n_resampled_pairs``). A pair listed twice is kept once
+    (``n_duplicate_pairs``). Read lazily through stackstac, so each task reads only its window
+    of each file: memory is bounded by the chunk size.
 ``hydro/grace``, ``hydro/gldas``, ``hydro/fldas``, ``hydro/imerg``
     Monthly ``(time, lat, lon)`` on each product's native grid, in mm of water (SCIENCE.md 5.2):
     ``grace_twsa`` (GRACE cm x 10), ``canopy_water`` (GLDAS kg m-2), ``soil_moisture`` (FLDAS
@@ -47,10 +55,19 @@ from .. import __version__
 from ..config import redacted_dump
 from ..errors import DataError
 from ..io.cube import SCHEMAS, with_crs
-from ..io.readers import Grid, open_netcdf, read_geojson, read_ifg_stack, read_midas, read_raster
+from ..io.products import ifg_adapter
+from ..io.readers import (
+    Grid,
+    frame_grid,
+    open_netcdf,
+    read_geojson,
+    read_ifg_stack,
+    read_midas,
+    read_raster,
+    unique_pairs,
+)
 from ..io.stac import choose_asset, item_interval, items_digest
 from ..kernels import downscale as units
-from ..kernels.geometry import hyp3_to_incidence_heading, los_unit_vector_from_hyp3
 from ..kernels.vector import line_length_per_cell
 from .discover import RASTER_FACTORS, load_items, source_names
 
@@ -301,6 +318,34 @@ def pair_order(item: Any) -> tuple[Any, Any, str]:
     return end, start, item.id
 
 
+def _frame_adapter(ctx: Any, frame: str, items: list[Any]) -> Any:
+    """The provider adapter of a frame: ``sources.interferograms.<frame>.format``, or with
+    ``auto`` the items' ``ncp:format`` (``cog`` when absent); one format per frame."""
+    source = ctx.config.sources.interferograms.get(frame)
+    configured = source.format if source is not None else "auto"
+    declared = sorted(
+        {str(i.properties["ncp:format"]) for i in items if "ncp:format" in i.properties}
+    )
+    if configured != "auto":
+        if declared and declared != [configured]:
+            raise DataError(
+                f"frame {frame}: sources.interferograms.{frame}.format is {configured!r} but its "
+                f"items declare ncp:format {declared}; set format: auto or fix the catalog"
+            )
+        return ifg_adapter(configured)
+    if len(declared) > 1:
+        raise DataError(
+            f"frame {frame}: items of several formats {declared} in one frame; split them into "
+            "one source per format"
+        )
+    if declared and any("ncp:format" not in i.properties for i in items):
+        raise DataError(
+            f"frame {frame}: some items declare ncp:format {declared[0]!r} and some none; set "
+            f"sources.interferograms.{frame}.format or fix the catalog"
+        )
+    return ifg_adapter(declared[0] if declared else "cog")
+
+
 def _provenance(items: list[Any], how: str = "") -> dict[str, str]:
     """Attributes naming what a dataset was made of: its items, and how they were read."""
     return {
@@ -381,64 +426,116 @@ class IngestStage:
 
     def _ingest_frame(self, ctx: Any, frame: str, items: list[Any], opts: Any) -> None:
         name = f"ifg/{frame}"
-        items = sorted(items, key=pair_order)
-        increment = _increment(ctx, name, items, self._frame_assets(ctx, frame))
+        items, duplicates = unique_pairs(sorted(items, key=pair_order))
+        if duplicates:
+            log.warning(
+                "frame %s: %d interferogram(s) repeat a pair already listed and are skipped: %s",
+                frame,
+                len(duplicates),
+                ", ".join(i.id for i in duplicates[:5]) + (" ..." if len(duplicates) > 5 else ""),
+            )
+        adapter = _frame_adapter(ctx, frame, items)
+        how = self._read_options(ctx, frame, adapter)
+        increment = _increment(ctx, name, items, how)
         if increment is not None:
             previous, added = increment
-            if not added:
+            if previous.attrs.get("duplicate_items") != json.dumps([i.id for i in duplicates]):
+                log.info("frame %s: the repeated pairs changed; rewriting the frame", frame)
+            elif not added:
                 ctx.reuse(name)
                 log.info("frame %s: no new interferograms, %d kept", frame, previous.sizes["pair"])
                 return
-            if self._append_frame(ctx, frame, previous, items, added, opts):
+            elif self._append_frame(ctx, frame, previous, items, added, opts, adapter):
                 return
-        self._write_frame(ctx, frame, items, opts)
+        self._write_frame(ctx, frame, items, duplicates, opts, adapter)
 
     @staticmethod
-    def _frame_assets(ctx: Any, frame: str) -> str:
+    def _frame_assets(ctx: Any, frame: str, adapter: Any) -> list[str]:
+        """Phase (and coherence) asset keys: the source's ``assets``, else the adapter's."""
         source = ctx.config.sources.interferograms.get(frame)
-        return json.dumps(source.assets if source and source.assets else ["unw_phase", "corr"])
+        if source and source.assets:
+            return list(source.assets)
+        return [adapter.phase_asset, adapter.coherence_asset]
+
+    def _read_options(self, ctx: Any, frame: str, adapter: Any) -> str:
+        """What shapes the frame besides the ingest options: the format and the assets read."""
+        return json.dumps(
+            {"format": adapter.name, "assets": self._frame_assets(ctx, frame, adapter)}
+        )
 
     def _read_frame(
-        self, ctx: Any, frame: str, items: list[Any], opts: Any, chunks: tuple[int, int]
+        self,
+        ctx: Any,
+        frame: str,
+        items: list[Any],
+        opts: Any,
+        chunks: tuple[int, int],
+        adapter: Any,
+        grid: Grid,
     ) -> tuple[xr.Dataset, Any]:
-        assets = json.loads(self._frame_assets(ctx, frame))
+        assets = self._frame_assets(ctx, frame, adapter)
         ds, failures = read_ifg_stack(
             items,
+            adapter=adapter,
             phase_asset=assets[0],
             coherence_asset=assets[1] if len(assets) > 1 else None,
             chunks=chunks,
             on_error=opts.on_error,
+            grid=grid,
+            resample=opts.resample,
+            phase_resampling=opts.phase_resampling,
         )
         ds = ds.assign_coords(item_id=("pair", ds["item_id"].values.astype(object)))
         return ds, failures
 
-    def _write_frame(self, ctx: Any, frame: str, items: list[Any], opts: Any) -> None:
+    def _write_frame(
+        self,
+        ctx: Any,
+        frame: str,
+        items: list[Any],
+        duplicates: list[Any],
+        opts: Any,
+        adapter: Any,
+    ) -> None:
         chunks = spatial_chunks(len(items), opts)
-        ds, failures = self._read_frame(ctx, frame, items, opts, chunks)
-        geometry = self._geometry(items, ds)
+        grid = frame_grid(items, opts.frame_grid)
+        ds, failures = self._read_frame(ctx, frame, items, opts, chunks, adapter, grid)
+        geometry = adapter.geometry(items, grid)
         if geometry is not None:
-            ds = ds.assign(geometry)
+            ds = ds.assign({k: (("y", "x"), v) for k, v in geometry.items()})
         ds = SCHEMAS["ifg"].conform(ds)
         ds.attrs.update(
             {
                 "frame": frame,
                 "n_pairs": int(ds.sizes["pair"]),
+                **adapter.attrs(),
+                "ifg_format": adapter.name,
+                "frame_grid": opts.frame_grid,
+                "n_duplicate_pairs": len(duplicates),
+                "duplicate_items": json.dumps([i.id for i in duplicates]),
                 **failures.attrs(),
-                **_provenance(items, self._frame_assets(ctx, frame)),
+                **_provenance(items, self._read_options(ctx, frame, adapter)),
             }
         )
         for key in ("sat:relative_orbit", "sat:orbit_state", "twin:heading"):
             if key in items[0].properties:
                 ds.attrs[key.replace(":", "_")] = items[0].properties[key]
-        ds = with_crs(ds)
+        ds = with_crs(ds, grid.crs)
+        ds.attrs["crs"] = grid.crs  # rioxarray's write_crs drops a "crs" attribute
         ds = ds.chunk({"pair": -1, "y": chunks[0], "x": chunks[1]})
         ctx.write(f"ifg/{frame}", ds, region_dim="y")
         log.info(
-            "ingested frame %s: %d pairs, %d x %d pixels, %d unreadable asset(s)",
+            "ingested frame %s (%s): %d pairs on a %s grid of %d x %d pixels (%s), %d resampled, "
+            "%d repeated pair(s) skipped, %d unreadable asset(s)",
             frame,
+            adapter.name,
             ds.sizes["pair"],
+            opts.frame_grid,
             ds.sizes["y"],
             ds.sizes["x"],
+            grid.crs,
+            ds.attrs["n_resampled_pairs"],
+            len(duplicates),
             len(failures),
         )
 
@@ -450,25 +547,34 @@ class IngestStage:
         items: list[Any],
         added: list[Any],
         opts: Any,
+        adapter: Any,
     ) -> bool:
         """Append ``added`` (of ``items``, all the frame's) as a new part; False on a new grid."""
+        grid = frame_grid(items, opts.frame_grid)  # the frame grid of everything, old and new
+        y, x = grid.coords()
+        same_grid = (
+            previous.attrs.get("crs") == grid.crs
+            and previous.sizes["y"] == y.size
+            and previous.sizes["x"] == x.size
+            and np.array_equal(previous["y"].values, y)
+            and np.array_equal(previous["x"].values, x)
+        )
+        if not same_grid:
+            log.info("frame %s: the new interferograms change the frame grid; rewriting", frame)
+            return False
         var = previous["unw_phase"]
         chunks = (
             (var.chunks[1][0], var.chunks[2][0]) if var.chunks else spatial_chunks(len(added), opts)
         )
-        ds, failures = self._read_frame(ctx, frame, added, opts, chunks)
-        same_grid = all(
-            ds.sizes[d] == previous.sizes[d] and np.array_equal(ds[d].values, previous[d].values)
-            for d in ("y", "x")
-        )
-        if not same_grid:
-            log.info("frame %s: new interferograms are on another grid; rewriting the frame", frame)
-            return False
+        ds, failures = self._read_frame(ctx, frame, added, opts, chunks, adapter, grid)
         # the part holds what varies along pair; the geometry stays in the first part
         along = [v for v in previous.data_vars if "pair" in previous[v].dims]
         if any(v not in ds.data_vars for v in along):
             log.info("frame %s: new interferograms lack %s; rewriting the frame", frame, along)
             return False
+        resampled = json.loads(previous.attrs.get("resampled_items", "[]")) + json.loads(
+            ds.attrs["resampled_items"]
+        )
         ds = SCHEMAS["ifg"].conform(ds[along])
         if "pair" in ds.coords:  # the pair index runs on from the previous parts
             n_old = previous.sizes["pair"]
@@ -480,12 +586,15 @@ class IngestStage:
         ds.attrs = {
             **previous.attrs,
             "n_pairs": int(previous.sizes["pair"] + ds.sizes["pair"]),
+            "n_resampled_pairs": len(resampled),
+            "resampled_items": json.dumps(resampled),
             "n_unreadable_assets": len(hrefs),
             "unreadable_assets": json.dumps(hrefs),
             "source_item_ids": json.dumps([*old_ids, *(i.id for i in added)]),
             "source_items_digest": items_digest(items),
         }
-        ds = with_crs(ds).chunk({"pair": -1, "y": chunks[0], "x": chunks[1]})
+        ds = with_crs(ds, grid.crs).chunk({"pair": -1, "y": chunks[0], "x": chunks[1]})
+        ds.attrs["crs"] = grid.crs  # rioxarray's write_crs drops a "crs" attribute
         ctx.write(f"ifg/{frame}", ds, region_dim="y", append_dim="pair")
         log.info(
             "frame %s: appended %d interferogram(s) to %d, %d unreadable asset(s)",
@@ -495,27 +604,6 @@ class IngestStage:
             len(failures),
         )
         return True
-
-    @staticmethod
-    def _geometry(items: list[Any], ds: xr.Dataset) -> dict[str, Any] | None:
-        item = items[0]
-        if "lv_theta" not in item.assets or "lv_phi" not in item.assets:
-            return None
-        theta = read_raster(item.assets["lv_theta"].get_absolute_href())
-        phi = read_raster(item.assets["lv_phi"].get_absolute_href())
-        if theta.shape != (ds.sizes["y"], ds.sizes["x"]):
-            raise DataError(
-                f"geometry of {item.id} has shape {theta.shape}, interferograms {(ds.sizes['y'], ds.sizes['x'])}"
-            )
-        u = los_unit_vector_from_hyp3(theta.values, phi.values, nodata=None)
-        inc, _ = hyp3_to_incidence_heading(theta.values, phi.values, nodata=None)
-        dims = ("y", "x")
-        return {
-            "incidence": (dims, inc.astype("float32")),
-            "los_east": (dims, u[..., 0].astype("float32")),
-            "los_north": (dims, u[..., 1].astype("float32")),
-            "los_up": (dims, u[..., 2].astype("float32")),
-        }
 
     def _ingest_hydro(self, ctx: Any, names: list[str]) -> None:
         readers = {
