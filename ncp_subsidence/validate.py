@@ -20,7 +20,8 @@ Noise the twin injects, from which the tolerances follow
 Metrics
 -------
 ``sbas_los_velocity_rmse[<frame>]``
-    RMS of SBAS LOS velocity minus the truth ``frames/<frame>/los_velocity`` after removing one
+    RMS of SBAS LOS velocity minus the truth ``frames/<frame>/los_velocity`` (on the frame's own
+    grid and CRS: EPSG:4326, or UTM metres for a HyP3 frame) after removing one
     constant per frame (SBAS is referenced; the constant must equal the truth at the reference
     window, reported in the note). Tolerance ``min(1.5 x median velocity_std, 2)`` mm/yr.
 ``gnss_holdout_rmse_before[<frame>]`` / ``gnss_holdout_rmse_after[<frame>]``
@@ -65,6 +66,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+from ncp_subsidence.io.projection import dataset_crs, is_geographic
 
 __all__ = [
     "Metric",
@@ -177,11 +180,24 @@ def predicted_sbas_sigma(ifg: xr.Dataset, atmosphere_mm: float = ATMOSPHERE_MM) 
     return {"pair_noise": pair, "atmosphere": atm, "total": math.hypot(pair, atm)}
 
 
+def _on_frame_grid(truth: xr.DataArray, ds: xr.Dataset) -> xr.DataArray:
+    """The truth of a frame on the product's frame grid (same CRS: degrees or UTM metres).
+
+    The twin writes each frame's truth on the grid the frame's products are delivered on (for a
+    frame of per-pair extents, their union), so cell centres match to rounding: each product
+    cell takes the truth cell within a tenth of a pixel, NaN where there is none.
+    """
+    tol = 0.1 * min(abs(float(ds["y"][1] - ds["y"][0])), abs(float(ds["x"][1] - ds["x"][0])))
+    return truth.reindex(
+        y=ds["y"].values, x=ds["x"].values, method="nearest", tolerance=tol
+    ).transpose("y", "x")
+
+
 def _sbas(store: Any, truth_dir: Path, frames: Sequence[str]) -> list[Metric]:
     out = []
     for frame in frames:
         ds = store.open("sbas", frame)
-        tr = _truth(truth_dir, f"frames/{frame}")["los_velocity"].load()
+        tr = _on_frame_grid(_truth(truth_dir, f"frames/{frame}")["los_velocity"].load(), ds)
         err = ds["velocity"].values - tr.values
         offset = float(np.nanmedian(err))
         ry, rx = ds.attrs["reference_row"], ds.attrs["reference_col"]
@@ -307,9 +323,13 @@ def predicted_overlap_floor(store: Any, mosaic: xr.Dataset) -> dict[str, float]:
         ifg = store.open("ingest", f"ifg/{name}")
         pred = predicted_sbas_sigma(ifg)
         cos_inc = float(np.cos(np.deg2rad(ifg["incidence"].astype("float64"))).mean().compute())
-        lat = float(np.abs(ifg["y"].values).mean())
-        px_km = abs(float(ifg["y"][1] - ifg["y"][0])) * 111.195
-        py_km = abs(float(ifg["x"][1] - ifg["x"][0])) * 111.195 * math.cos(math.radians(lat))
+        if is_geographic(dataset_crs(ifg)):
+            lat = float(np.abs(ifg["y"].values).mean())
+            px_km = abs(float(ifg["y"][1] - ifg["y"][0])) * 111.195
+            py_km = abs(float(ifg["x"][1] - ifg["x"][0])) * 111.195 * math.cos(math.radians(lat))
+        else:  # a projected frame (UTM): x/y in metres
+            px_km = abs(float(ifg["y"][1] - ifg["y"][0])) / 1000.0
+            py_km = abs(float(ifg["x"][1] - ifg["x"][0])) / 1000.0
         n = max(spacing_km**2 / (px_km * py_km), 1.0)
         atm = pred["atmosphere"] / math.sqrt(2.0) / cos_inc
         pix = pred["pair_noise"] * math.sqrt(math.pi / 2.0 / n) / cos_inc

@@ -167,13 +167,38 @@ SCHEMAS: dict[str, CubeSchema] = {
 }
 
 
-def with_crs(ds: xr.Dataset, crs: Any = "EPSG:4326") -> xr.Dataset:
-    """Attach a CF ``spatial_ref`` grid-mapping coordinate that rioxarray reads back."""
+def with_crs(ds: xr.Dataset, crs: Any = None) -> xr.Dataset:
+    """Attach a CF ``spatial_ref`` grid-mapping coordinate that rioxarray reads back.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        With ``lat``/``lon`` (product grid) or ``y``/``x`` (frame grid) dims.
+    crs : str or pyproj.CRS, optional
+        The grid's CRS. None takes ``ds.attrs["crs"]``, else the CRS of an existing
+        ``spatial_ref`` coordinate, else EPSG:4326 (longitude/latitude).
+
+    Returns
+    -------
+    xarray.Dataset
+        With ``spatial_ref``, ``grid_mapping`` on every spatial variable, ``attrs["crs"]`` as
+        ``"EPSG:<code>"`` for a projected CRS, and CF attributes on the x/y coordinates: degrees
+        for a geographic CRS, metres (``projection_x_coordinate``...) for a projected one.
+    """
+    import pyproj
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
+    if crs is None:
+        crs = ds.attrs.get("crs")
+    if crs is None and "spatial_ref" in ds.coords:
+        crs = ds.rio.crs
+    crs = pyproj.CRS.from_user_input(crs if crs is not None else "EPSG:4326")
     xdim = "lon" if "lon" in ds.dims else "x"
     ydim = "lat" if "lat" in ds.dims else "y"
     out = ds.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim, inplace=False).rio.write_crs(crs)
+    if not crs.is_geographic:  # frames keep a projected CRS by name (geographic ones as before)
+        code = crs.to_epsg()
+        out.attrs["crs"] = f"EPSG:{code}" if code is not None else crs.to_wkt()
     for name in out.data_vars:
         if xdim in out[name].dims and ydim in out[name].dims:
             out[name].attrs["grid_mapping"] = "spatial_ref"
@@ -183,12 +208,16 @@ def with_crs(ds: xr.Dataset, crs: Any = "EPSG:4326") -> xr.Dataset:
             if xdim == "lon"
             else {"axis": "X", "long_name": "x coordinate of projection"}
         )
+        if xdim == "x" and not crs.is_geographic:
+            out[xdim].attrs.update({"units": "m", "standard_name": "projection_x_coordinate"})
     if ydim in out.coords:
         out[ydim].attrs.update(
             {"units": "degrees_north", "standard_name": "latitude", "axis": "Y"}
             if ydim == "lat"
             else {"axis": "Y", "long_name": "y coordinate of projection"}
         )
+        if ydim == "y" and not crs.is_geographic:
+            out[ydim].attrs.update({"units": "m", "standard_name": "projection_y_coordinate"})
     return out
 
 

@@ -15,8 +15,9 @@ Pure numpy/scipy (SCIENCE.md stages 3 and 4). The per-frame model selection live
 - feather weights, weighted blending with propagated uncertainty, and monthly resampling;
 - the common mode of a frame's time series (re-referencing to the frame's median pixel).
 
-Grids are cell-registered, EPSG:4326, arrays ``(..., lat, lon)`` with 1-D ``lat`` and ``lon``
-coordinate vectors. Velocities are mm/yr.
+Grids are cell-registered, arrays ``(..., lat, lon)`` with 1-D ``lat`` and ``lon`` coordinate
+vectors: EPSG:4326 degrees, or, where a function takes ``projected=True``, a projected frame grid
+(``y`` northing, ``x`` easting, metres; HyP3's UTM frames). Velocities are mm/yr.
 
 References
 ----------
@@ -54,6 +55,7 @@ __all__ = [
     "OverlapSamples",
     "StationSamples",
     "adjust_overlaps",
+    "bilinear_sample",
     "blend_frames",
     "common_mode_series",
     "evaluate_correction",
@@ -65,6 +67,7 @@ __all__ = [
     "lonlat_from_local_km",
     "polynomial_design",
     "polynomial_n_terms",
+    "projected_spacing_km",
     "reject_outliers",
     "resample_surface",
     "resample_to_epochs",
@@ -171,6 +174,25 @@ def grid_spacing_km(lon_deg: ArrayLike, lat_deg: ArrayLike) -> tuple[float, floa
     return dlat * km_per_deg, dlon * km_per_deg * float(np.cos(np.radians(np.mean(lat))))
 
 
+def projected_spacing_km(x_m: ArrayLike, y_m: ArrayLike) -> tuple[float, float]:
+    """Pixel size of a regular projected grid (x easting, y northing in metres), km.
+
+    Parameters
+    ----------
+    x_m : array_like, shape (nx,), m, regular
+    y_m : array_like, shape (ny,), m, regular
+
+    Returns
+    -------
+    dy_km, dx_km : float
+        Grid spacing; the map scale of UTM (0.9996-1.0010 over a zone) is ignored.
+    """
+    x, y = _f64(x_m), _f64(y_m)
+    dx = abs(float(np.mean(np.diff(x)))) if x.size > 1 else 0.0
+    dy = abs(float(np.mean(np.diff(y)))) if y.size > 1 else 0.0
+    return dy / 1000.0, dx / 1000.0
+
+
 # --------------------------------------------------------------------------------------------
 # station windows and residuals
 # --------------------------------------------------------------------------------------------
@@ -206,6 +228,8 @@ def station_window_slices(
     station_lon: ArrayLike,
     station_lat: ArrayLike,
     radius_m: float = 200.0,
+    *,
+    projected: bool = False,
 ) -> list[tuple[slice, slice] | None]:
     """Index boxes (one pixel wider than the window) around each station.
 
@@ -218,6 +242,9 @@ def station_window_slices(
     lat_deg : array_like, shape (ny,), degrees, monotonic (either direction)
     station_lon, station_lat : array_like, shape (n_station,), degrees
     radius_m : float, m
+    projected : bool
+        The grid and the stations are in projected metres (x easting, y northing) instead of
+        degrees (``lon_deg`` then holds x, ``lat_deg`` y, and the stations their x, y).
 
     Returns
     -------
@@ -225,7 +252,7 @@ def station_window_slices(
     """
     lon, lat = _f64(lon_deg), _f64(lat_deg)
     slon, slat = _f64(station_lon).ravel(), _f64(station_lat).ravel()
-    dy_km, dx_km = grid_spacing_km(lon, lat)
+    dy_km, dx_km = projected_spacing_km(lon, lat) if projected else grid_spacing_km(lon, lat)
     out: list[tuple[slice, slice] | None] = []
     for lo, la in zip(slon, slat, strict=True):
         iy = int(np.argmin(np.abs(lat - la)))
@@ -273,6 +300,7 @@ def sample_station_windows(
     min_pixels: int = 5,
     quality: ArrayLike | None = None,
     min_quality: float = 0.7,
+    projected: bool = False,
 ) -> StationSamples:
     """Robust median of valid pixels within ``radius_m`` of each station (SCIENCE.md 3.2 step 2).
 
@@ -289,6 +317,10 @@ def sample_station_windows(
     quality : array_like, shape (ny, nx), optional
         Temporal coherence; pixels below ``min_quality`` are ignored.
     min_quality : float
+    projected : bool
+        The grid and the stations are in projected metres (``lon_deg`` holds x easting,
+        ``lat_deg`` y northing, the stations their x, y): distances are planar, in the
+        projection's metres.
 
     Returns
     -------
@@ -310,13 +342,18 @@ def sample_station_windows(
     sig = np.full(n, np.nan)
     npix = np.zeros(n, dtype=np.int64)
     grad = np.full(n, np.nan)
-    boxes = station_window_slices(lon, lat, slon, slat, radius_m)
+    boxes = station_window_slices(lon, lat, slon, slat, radius_m, projected=projected)
     for i, box in enumerate(boxes):
         if box is None:
             continue
         sy, sx = box
         sub_lon, sub_lat = lon[sx], lat[sy]
-        x_km, y_km = local_coordinates_km(sub_lon[None, :], sub_lat[:, None], slon[i], slat[i])
+        if projected:
+            x_km, y_km = np.broadcast_arrays(
+                (sub_lon[None, :] - slon[i]) / 1000.0, (sub_lat[:, None] - slat[i]) / 1000.0
+            )
+        else:
+            x_km, y_km = local_coordinates_km(sub_lon[None, :], sub_lat[:, None], slon[i], slat[i])
         inside = np.hypot(x_km, y_km) <= radius_m / 1000.0
         sel = inside & ok[sy, sx]
         vals = vel[sy, sx][sel]
@@ -1160,6 +1197,61 @@ def resample_surface(
         + z[iy2 + 1, ix2] * fy * (1 - fx)
         + z[iy2 + 1, ix2 + 1] * fy * fx
     )
+
+
+def bilinear_sample(
+    values: ArrayLike,
+    y_src: ArrayLike,
+    x_src: ArrayLike,
+    y_points: ArrayLike,
+    x_points: ArrayLike,
+) -> NDArray[np.float64]:
+    """Bilinear interpolation of a regular cell-registered grid at scattered points.
+
+    For resampling a frame on its own grid (e.g. UTM metres) onto the product grid: the product
+    cells' centres, transformed to the frame's coordinates, are the points. Same rules as a
+    regular-to-regular regrid: points more than half a source cell outside the grid are NaN;
+    inside the outer half cell the edge value is held; NaN inputs propagate to the outputs that
+    use them.
+
+    Parameters
+    ----------
+    values : array_like, shape (..., ny, nx)
+    y_src : array_like, shape (ny,), monotonic (either direction), regular
+    x_src : array_like, shape (nx,), monotonic (either direction), regular
+    y_points, x_points : array_like, same shape ``P`` (any), the points' source coordinates
+
+    Returns
+    -------
+    ndarray, shape (..., *P), float64
+    """
+    z = _f64(values)
+    ys, xs = _f64(y_src), _f64(x_src)
+    yp, xp = np.broadcast_arrays(_f64(y_points), _f64(x_points))
+    if ys.size > 1 and ys[0] > ys[-1]:
+        ys, z = ys[::-1], z[..., ::-1, :]
+    if xs.size > 1 and xs[0] > xs[-1]:
+        xs, z = xs[::-1], z[..., :, ::-1]
+    out_shape = (*z.shape[:-2], *yp.shape)
+    if ys.size < 2 or xs.size < 2:
+        return np.full(out_shape, np.nan)
+    hy, hx = abs(ys[1] - ys[0]) / 2, abs(xs[1] - xs[0]) / 2
+    outside = (yp < ys[0] - hy) | (yp > ys[-1] + hy) | (xp < xs[0] - hx) | (xp > xs[-1] + hx)
+    outside |= ~(np.isfinite(yp) & np.isfinite(xp))
+    yc = np.clip(np.nan_to_num(yp, nan=ys[0]), ys[0], ys[-1])
+    xc = np.clip(np.nan_to_num(xp, nan=xs[0]), xs[0], xs[-1])
+    iy = np.clip(np.searchsorted(ys, yc) - 1, 0, ys.size - 2)
+    ix = np.clip(np.searchsorted(xs, xc) - 1, 0, xs.size - 2)
+    fy = (yc - ys[iy]) / (ys[iy + 1] - ys[iy])
+    fx = (xc - xs[ix]) / (xs[ix + 1] - xs[ix])
+    out = (
+        z[..., iy, ix] * (1 - fy) * (1 - fx)
+        + z[..., iy, ix + 1] * (1 - fy) * fx
+        + z[..., iy + 1, ix] * fy * (1 - fx)
+        + z[..., iy + 1, ix + 1] * fy * fx
+    )
+    out[..., outside] = np.nan
+    return out
 
 
 def resample_to_epochs(

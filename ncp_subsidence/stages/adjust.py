@@ -28,16 +28,23 @@ Per frame ``f`` of the ``sbas`` product (graph building only; the numbers live i
    date-to-date part of every series to the frame's median pixel instead of the SBAS reference
    window and so removes that window's atmosphere from every pixel (velocities unchanged).
 
-Datasets written (``adjust/<version>/<frame>``, dims ``time, y, x`` of the sbas grid):
+Projected frames (e.g. HyP3's UTM zones, ``x``/``y`` in metres) are adjusted on their own grid
+like EPSG:4326 ones: station positions are transformed to the frame's x/y for the windows
+(planar distances in metres), each pixel's lon/lat is computed block by block where the plate
+motion needs it, the model is fitted in the same frame-local km coordinates (from lon/lat), and
+the coarse correction grid is laid out in the frame's metres.
+
+Datasets written (``adjust/<version>/<frame>``, dims ``time, y, x`` of the sbas grid, its CRS):
 
 ``velocity`` (mm/yr, LOS, Eurasia-fixed, adjusted), ``displacement`` (mm, LOS, relative to the
 first date), ``common_mode`` (mm, ``time``, the removed ``m``), ``correction`` (mm/yr, LOS, the
 added surface ``c``), ``plate_motion_los`` (mm/yr, the referenced plate term removed),
 ``vertical_velocity`` (mm/yr, up), ``extrapolated`` (uint8, 1 outside the convex hull of the
 training stations), and, when the sbas product has them, ``velocity_std`` and
-``temporal_coherence``. Attrs: ``frame``, ``plate_model``, ``euler_vector_mas_per_yr``,
-``reference_lon``/``reference_lat``, ``selected_model``, ``cv_scheme``, ``cv_table`` (JSON string
-of every candidate), ``n_gnss_train``, ``n_gnss_holdout``, ``n_gnss_rejected``,
+``temporal_coherence``. Attrs: ``frame``, ``crs``, ``plate_model``,
+``euler_vector_mas_per_yr``, ``reference_lon``/``reference_lat`` (degrees),
+``reference_x``/``reference_y`` (frame CRS), ``selected_model``, ``cv_scheme``, ``cv_table``
+(JSON string of every candidate), ``n_gnss_train``, ``n_gnss_holdout``, ``n_gnss_rejected``,
 ``train_stations``, ``holdout_stations``, ``rejected_stations``,
 ``holdout_rmse_vertical_before``/``_after`` and ``holdout_rmse_los_before``/``_after`` (mm/yr,
 None without holdout stations), ``common_mode_filter`` and ``common_mode_pixels``,
@@ -70,10 +77,20 @@ import numpy as np
 import xarray as xr
 
 from ..errors import DataError
+from ..io.cube import with_crs
+from ..io.projection import (
+    GEOGRAPHIC,
+    dataset_crs,
+    is_geographic,
+    lonlat_to_xy,
+    xy_to_lonlat,
+)
 from ..kernels.adjust import (
+    EARTH_RADIUS_KM,
     common_mode_series,
     grid_spacing_km,
     local_coordinates_km,
+    projected_spacing_km,
     resample_surface,
     residuals_at_stations,
     sample_station_windows,
@@ -187,20 +204,30 @@ def _pmm_block(le, ln, lu, lat, lon, *, omega, ref):
     return out.astype(np.float32)
 
 
+def _pmm_block_projected(le, ln, lu, y, x, *, crs, omega, ref):
+    # one block of a projected frame: the pixels' lon/lat are computed here, block by block
+    lon, lat = xy_to_lonlat(crs, x, y)
+    return _pmm_block(le, ln, lu, lat, lon, omega=omega, ref=ref)
+
+
 # --------------------------------------------------------------------------------------------
 # station windows
 # --------------------------------------------------------------------------------------------
 
 
-def station_window(opts: Any, lon: np.ndarray, lat: np.ndarray) -> tuple[float, float]:
+def station_window(
+    opts: Any, lon: np.ndarray, lat: np.ndarray, *, projected: bool = False
+) -> tuple[float, float]:
     """Station-window radius (m) and steep-gradient threshold (mm/yr/km) for this grid.
 
     SCIENCE.md 3.2 sets the window at 200 m for ~100 m pixels; on coarser postings the window
     grows until it holds ``min_pixels`` pixels (radius ``1.25 * pixel * sqrt(min_pixels / pi)``),
     and the gradient threshold shrinks in proportion, so a station is rejected for the same
     velocity change across its window (SCIENCE.md 3.4).
+
+    ``lon``/``lat`` are the grid's x/y cell centres: degrees, or metres with ``projected``.
     """
-    dy_km, dx_km = grid_spacing_km(lon, lat)
+    dy_km, dx_km = projected_spacing_km(lon, lat) if projected else grid_spacing_km(lon, lat)
     needed = 1000.0 * max(dy_km, dx_km) * 1.25 * float(np.sqrt(opts.min_pixels / np.pi))
     radius = max(opts.radius_m, needed)
     return radius, opts.max_gradient_mm_yr_km * opts.radius_m / radius
@@ -240,6 +267,7 @@ def sample_frame_stations(
     min_pixels: int,
     quality: xr.DataArray | None = None,
     min_quality: float = 0.7,
+    projected: bool = False,
 ) -> FrameStations:
     """Window medians of a lazy ``(y, x)`` velocity around each station; only the windows compute.
 
@@ -247,12 +275,15 @@ def sample_frame_stations(
     ----------
     velocity : xarray.DataArray, dims (y, x), mm/yr, dask-backed or not
     unit : xarray.Dataset with ``los_east, los_north, los_up`` (y, x)
-    station_lon, station_lat : ndarray, shape (n,), degrees
+    station_lon, station_lat : ndarray, shape (n,), degrees; with ``projected`` the stations'
+        x, y on the frame's projected grid (metres)
     station_ids : ndarray, shape (n,)
     radius_m : float, window radius, m
     min_pixels : int
     quality : xarray.DataArray (y, x), optional, temporal coherence
     min_quality : float
+    projected : bool
+        The frame grid is projected (``x``/``y`` metres, e.g. UTM), not EPSG:4326.
 
     Returns
     -------
@@ -261,7 +292,7 @@ def sample_frame_stations(
     lon = velocity["x"].values
     lat = velocity["y"].values
     n = station_lon.size
-    boxes = station_window_slices(lon, lat, station_lon, station_lat, radius_m)
+    boxes = station_window_slices(lon, lat, station_lon, station_lat, radius_m, projected=projected)
     pieces = []
     for box in boxes:
         if box is None:
@@ -296,6 +327,7 @@ def sample_frame_stations(
             min_pixels=min_pixels,
             quality=q,
             min_quality=min_quality,
+            projected=projected,
         )
         out.median[i], out.sigma[i] = s.median[0], s.sigma[0]
         out.gradient[i], out.n_pixels[i], out.valid[i] = (
@@ -345,9 +377,14 @@ def frame_common_mode(sb: xr.Dataset, t: np.ndarray, opts: Any) -> tuple[xr.Data
     return zeros.copy(data=mode), n_used
 
 
-def _frame_centre(ds: xr.Dataset) -> tuple[float, float]:
+def _frame_centre(ds: xr.Dataset, crs: str = GEOGRAPHIC) -> tuple[float, float]:
+    """Lon/lat (degrees) of the centre of a frame grid (its centre in the frame's own CRS)."""
     x, y = ds["x"].values, ds["y"].values
-    return float((x[0] + x[-1]) / 2), float((y[0] + y[-1]) / 2)
+    cx, cy = float((x[0] + x[-1]) / 2), float((y[0] + y[-1]) / 2)
+    if is_geographic(crs):
+        return cx, cy
+    lon, lat = xy_to_lonlat(crs, cx, cy)
+    return float(lon), float(lat)
 
 
 def _coarse_axis(v: np.ndarray, spacing: float) -> np.ndarray:
@@ -397,17 +434,21 @@ class AdjustStage:
         inputs = {f: self._open_frame(ctx, f) for f in frames}
         members: dict[str, list[str]] = {}
         for f, (sb, geo) in inputs.items():
-            radius, _ = station_window(opts, sb["x"].values, sb["y"].values)
+            crs = sb.attrs["crs"]
+            projected = not is_geographic(crs)
+            radius, _ = station_window(opts, sb["x"].values, sb["y"].values, projected=projected)
+            sx, sy = lonlat_to_xy(crs, slon, slat)
             s = sample_frame_stations(
                 sb["velocity"],
                 geo,
-                slon,
-                slat,
+                sx,
+                sy,
                 ids,
                 radius_m=radius,
                 min_pixels=opts.min_pixels,
                 quality=sb.get("temporal_coherence"),
                 min_quality=opts.min_coherence,
+                projected=projected,
             )
             members[f] = [str(i) for i in ids[s.valid]]
         if opts.holdout_stations is not None:
@@ -442,8 +483,11 @@ class AdjustStage:
 
     @staticmethod
     def _open_frame(ctx: Any, frame: str) -> tuple[xr.Dataset, xr.Dataset]:
+        """The frame's sbas product (``attrs["crs"]`` set: the frame grid's CRS) and geometry."""
         sb = ctx.open("sbas", frame)
         ifg = ctx.open("ingest", f"ifg/{frame}")
+        named = "crs" in sb.attrs or "spatial_ref" in sb.coords
+        sb.attrs["crs"] = dataset_crs(sb) if named else dataset_crs(ifg)
         missing = [c for c in _LOS if c not in ifg]
         if missing:
             raise DataError(
@@ -485,27 +529,36 @@ class AdjustStage:
         plate_record: dict[str, Any],
     ) -> list[dict[str, Any]]:
         opts = ctx.options
+        crs = sb.attrs["crs"]
+        projected = not is_geographic(crs)
         # 1. Eurasia-fixed frame, referenced to the SBAS reference point
         if "reference_y" in sb.attrs and "reference_x" in sb.attrs:
-            ref_lat, ref_lon = float(sb.attrs["reference_y"]), float(sb.attrs["reference_x"])
+            ref_y, ref_x = float(sb.attrs["reference_y"]), float(sb.attrs["reference_x"])
         else:  # unreferenced velocities: remove the plate term relative to the frame centre
-            ref_lon, ref_lat = _frame_centre(sb)
+            x, y = sb["x"].values, sb["y"].values
+            ref_x, ref_y = float((x[0] + x[-1]) / 2), float((y[0] + y[-1]) / 2)
             log.warning(
                 "sbas/%s has no reference point attrs; plate term referenced at the centre", frame
             )
-        ref_unit = [float(geo[c].sel(y=ref_lat, x=ref_lon, method="nearest").values) for c in _LOS]
+        ref_lon, ref_lat = (float(v) for v in xy_to_lonlat(crs, ref_x, ref_y))
+        ref_unit = [float(geo[c].sel(y=ref_y, x=ref_x, method="nearest").values) for c in _LOS]
+        # per-pixel plate motion needs each pixel's lon/lat: the frame's coordinates on a
+        # geographic grid, computed block by block from x/y on a projected one
         lat2d, lon2d = xr.broadcast(sb["y"], sb["x"])
         if sb["velocity"].chunks is not None:
             chunks = dict(zip(sb["velocity"].dims, sb["velocity"].chunks, strict=True))
             lat2d, lon2d = lat2d.chunk(chunks), lon2d.chunk(chunks)
+        block_kwargs: dict[str, Any] = {"omega": omega, "ref": (ref_lon, ref_lat, ref_unit)}
+        if projected:
+            block_kwargs["crs"] = crs
         pmm = xr.apply_ufunc(
-            _pmm_block,
+            _pmm_block_projected if projected else _pmm_block,
             geo["los_east"],
             geo["los_north"],
             geo["los_up"],
             lat2d.transpose("y", "x"),
             lon2d.transpose("y", "x"),
-            kwargs={"omega": omega, "ref": (ref_lon, ref_lat, ref_unit)},
+            kwargs=block_kwargs,
             dask="parallelized",
             output_dtypes=[np.float32],
         )
@@ -514,7 +567,9 @@ class AdjustStage:
         v_ef = sb["velocity"] - pmm
 
         # 2. station windows on the Eurasia-fixed velocity (small windows only)
-        radius, gradient_max = station_window(opts, sb["x"].values, sb["y"].values)
+        radius, gradient_max = station_window(
+            opts, sb["x"].values, sb["y"].values, projected=projected
+        )
         if radius > opts.radius_m:
             log.info(
                 "%s: station windows of %.0f m, steep above %.2f mm/yr/km",
@@ -522,16 +577,18 @@ class AdjustStage:
                 radius,
                 gradient_max,
             )
+        sx, sy = lonlat_to_xy(crs, slon, slat)
         st = sample_frame_stations(
             v_ef,
             geo,
-            slon,
-            slat,
+            sx,
+            sy,
             ids,
             radius_m=radius,
             min_pixels=opts.min_pixels,
             quality=sb.get("temporal_coherence"),
             min_quality=opts.min_coherence,
+            projected=projected,
         )
         resid, rsig = residuals_at_stations(gnss_ef, gnss_sig, st.unit, st.median, st.sigma)
         is_hold = np.array([i in holdout for i in ids])
@@ -541,7 +598,7 @@ class AdjustStage:
         # the station's velocity and the station validates nothing
         steep = st.gradient > gradient_max
         test = st.valid & is_hold & np.isfinite(resid) & ~steep
-        lon0, lat0 = _frame_centre(sb)
+        lon0, lat0 = _frame_centre(sb, crs)
         xs, ys = local_coordinates_km(slon, slat, lon0, lat0)
 
         # 3. selection and fit on the training stations only
@@ -574,10 +631,18 @@ class AdjustStage:
         # 4. correction: small on the client, bilinear blockwise onto the frame
         template = sb["velocity"]
         if fitted is not None:
-            spacing = max(opts.correction_spacing_deg, abs(float(sb["x"][1] - sb["x"][0])))
+            spacing = opts.correction_spacing_deg
+            if projected:  # the coarse grid in the frame's metres
+                spacing *= EARTH_RADIUS_KM * 1000.0 * math.pi / 180.0
+            spacing = max(spacing, abs(float(sb["x"][1] - sb["x"][0])))
             lon_c = _coarse_axis(sb["x"].values, spacing)
             lat_c = _coarse_axis(sb["y"].values, spacing)
-            surface, extrap = fitted.predict_grid(lon_c, lat_c)
+            if projected:
+                glon, glat = xy_to_lonlat(crs, lon_c[None, :], lat_c[:, None])
+                gx, gy = local_coordinates_km(glon, glat, *fitted.origin)
+                surface, extrap = fitted.predict(gx, gy), fitted.extrapolation_mask(gx, gy)
+            else:
+                surface, extrap = fitted.predict_grid(lon_c, lat_c)
             correction = _lazy_surface(surface, lon_c, lat_c, template)
             extrapolated = (
                 _lazy_surface(extrap.astype(float), lon_c, lat_c, template) > 0.5
@@ -615,9 +680,12 @@ class AdjustStage:
 
         attrs = {
             "frame": frame,
+            "crs": crs,
             **plate_record,
             "reference_lon": ref_lon,
             "reference_lat": ref_lat,
+            "reference_x": ref_x,
+            "reference_y": ref_y,
             "first_date": str(sb["time"].values[0]),
             "selected_model": fit_attrs["selected_model"],
             "cv_scheme": fit_attrs["cv_scheme"],
@@ -676,7 +744,7 @@ class AdjustStage:
             if name in sb:
                 out[name] = sb[name].astype(np.float32)
         out = out.drop_vars([c for c in out.coords if c not in ("time", "y", "x")])
-        ctx.write(frame, out, region_dim="y")
+        ctx.write(frame, with_crs(out, crs), region_dim="y")
         log.info(
             "adjust %s: model %s, %d train / %d holdout / %d rejected, holdout vertical RMSE "
             "%s -> %s mm/yr",

@@ -76,19 +76,28 @@ def twin_directory(config: Config) -> Path:
 
 def _ensure_twin(config: Config) -> Any:
     from ..synthetic import load_manifest, write_twin
+    from ..synthetic.presets import resolve_layouts
 
     directory = twin_directory(config)
     twin = config.sources.twin
+    layouts = resolve_layouts(twin.layouts, twin.preset)
     if (directory / "twin.json").exists():
         manifest = load_manifest(directory)
-        if manifest.preset == twin.preset and manifest.seed == twin.seed:
+        if (manifest.preset, manifest.seed, manifest.layouts) == (twin.preset, twin.seed, layouts):
             return manifest
         raise DataError(
-            f"{directory} holds the twin preset {manifest.preset!r} seed {manifest.seed}, but the config asks for "
-            f"{twin.preset!r} seed {twin.seed}; set sources.twin.directory to another folder"
+            f"{directory} holds the twin preset {manifest.preset!r} seed {manifest.seed} "
+            f"layouts {manifest.layouts!r}, but the config asks for {twin.preset!r} seed "
+            f"{twin.seed} layouts {layouts!r}; set sources.twin.directory to another folder"
         )
-    log.info("writing the NCP twin (%s, seed %d) to %s", twin.preset, twin.seed, directory)
-    return write_twin(directory, preset=twin.preset, seed=twin.seed)
+    log.info(
+        "writing the NCP twin (%s, seed %d, %s layouts) to %s",
+        twin.preset,
+        twin.seed,
+        layouts,
+        directory,
+    )
+    return write_twin(directory, preset=twin.preset, seed=twin.seed, layouts=layouts)
 
 
 def resolve_sources(config: Config) -> dict[str, SourceOptions]:
@@ -102,8 +111,14 @@ def resolve_sources(config: Config) -> dict[str, SourceOptions]:
             out[f"interferograms/{frame}"] = src
     else:
         for frame, collection in manifest.frame_collections.items():
+            url = catalog
+            provider = manifest.frame_sources.get(frame)
+            if provider is not None:  # LiCSAR / HyP3 layout: the catalog its adapter made
+                from ..synthetic.providers import provider_catalog
+
+                url = str(provider_catalog(manifest.root, frame, provider))
             out[f"interferograms/{frame}"] = SourceOptions(
-                kind="static_catalog", url=catalog, collections=[collection]
+                kind="static_catalog", url=url, collections=[collection]
             )
     for key in SOURCE_KEYS:
         src = getattr(sources, key)

@@ -7,7 +7,10 @@ the numbers live in :mod:`ncp_subsidence.kernels.adjust`.
 1. **Overlap samples** (SCIENCE.md 4.3 step 2): every pair of frames whose grids intersect is
    sampled on a regular grid of ``mosaic.overlap_spacing_km`` cells over the intersection; a
    cell's value is the median of the frame's vertical-velocity pixels in it with temporal
-   coherence >= ``mosaic.min_coherence`` (only the overlap strips are computed).
+   coherence >= ``mosaic.min_coherence`` (only the overlap strips are computed). Where one
+   frame is on a projected grid, both are compared at the same points: the other frame's pixel
+   centres, where the projected one is sampled bilinearly (medians of two pixel sets that do
+   not coincide differ wherever the velocity has a gradient).
 2. **GNSS ties**: the training stations of each frame (never the held-out ones recorded by
    ``adjust``), vertical velocity in the same Eurasia-fixed frame as ``adjust`` used.
 3. **Sparse least squares** (:func:`~ncp_subsidence.kernels.adjust.adjust_overlaps`): per frame
@@ -23,6 +26,13 @@ the numbers live in :mod:`ncp_subsidence.kernels.adjust`.
    (:func:`~ncp_subsidence.kernels.adjust.blend_frames`); the feather (distance to the frame
    edge, capped at ``mosaic.feather_km``) is computed on each frame's own grid with
    ``map_overlap``. ``sigma_f = sqrt(velocity_std^2 + CV_rmse^2) / u_up``.
+   A frame on a projected grid (HyP3's UTM zones, ``x``/``y`` in metres; ``adjust`` keeps each
+   frame's CRS) is resampled the same way, onto the EPSG:4326 product grid: the block's cell
+   centres are transformed to the frame's x/y (pyproj) and interpolated bilinearly on the
+   frame's regular grid (:func:`~ncp_subsidence.kernels.adjust.bilinear_sample`), inside the
+   block's task, so memory stays bounded by the block. Its lon/lat box (the transformed outline
+   of its grid, snapped out to the product cells) sets the product grid and the overlap boxes;
+   overlap cells are lon/lat cells holding the pixels whose centres fall in them.
 5. **Time series**: each frame's vertical displacement ``d / u_up`` is resampled to the mid-month
    epochs common to every frame (:func:`~ncp_subsidence.kernels.adjust.resample_to_epochs`),
    corrected by ``k_f (t - t_0)``, re-zeroed at the first common month and blended with the
@@ -60,16 +70,26 @@ from scipy import ndimage as ndi
 
 from ..errors import DataError
 from ..io.cube import SCHEMAS, with_crs
+from ..io.projection import (
+    dataset_crs,
+    frame_lonlat_bounds,
+    is_geographic,
+    lonlat_box_in_frame,
+    lonlat_to_xy,
+    xy_to_lonlat,
+)
 from ..kernels.adjust import (
     EARTH_RADIUS_KM,
     GnssTies,
     OverlapSamples,
     adjust_overlaps,
+    bilinear_sample,
     blend_frames,
     evaluate_correction,
     feather_weights,
     grid_spacing_km,
     local_coordinates_km,
+    projected_spacing_km,
     resample_to_epochs,
 )
 from ..kernels.geometry import plate_velocity_enu
@@ -80,6 +100,7 @@ __all__ = ["STAGE", "MosaicStage", "bilinear_regrid", "common_months"]
 log = logging.getLogger(__name__)
 
 _KM_PER_DEG = EARTH_RADIUS_KM * math.pi / 180.0
+_M_PER_DEG = 1000.0 * _KM_PER_DEG
 
 
 def bilinear_regrid(values, y_src, x_src, y_out, x_out):
@@ -170,18 +191,32 @@ def _blend_series(series, feathers, sigmas) -> np.ndarray:
 
 
 def _blend_block(lat, lon, frames, months_t, origin):
-    """One output block: resample each frame's window, correct, blend (see the module doc)."""
+    """One output block: resample each frame's window, correct, blend (see the module doc).
+
+    A frame on a projected grid (``fr["crs"]`` set) is sampled at the block's cell centres
+    transformed to its x/y (bilinear on its regular grid); an EPSG:4326 frame is regridded.
+    """
     vals, feath, sigs, series = [], [], [], []
     x_km, y_km = local_coordinates_km(lon[None, :], lat[:, None], *origin)
     for fr in frames:
-        rg = [bilinear_regrid(a, fr["y"], fr["x"], lat, lon) for a in (fr["v"], fr["s"], fr["w"])]
+        if fr.get("crs") is not None:
+            xq, yq = lonlat_to_xy(fr["crs"], lon[None, :], lat[:, None])
+
+            def regrid(a, fr=fr, xq=xq, yq=yq):
+                return bilinear_sample(a, fr["y"], fr["x"], yq, xq)
+        else:
+
+            def regrid(a, fr=fr):
+                return bilinear_regrid(a, fr["y"], fr["x"], lat, lon)
+
+        rg = [regrid(a) for a in (fr["v"], fr["s"], fr["w"])]
         k = evaluate_correction(fr["k"], x_km, y_km)
         vals.append(rg[0] + k)
         sigs.append(rg[1])
         feath.append(np.nan_to_num(rg[2], nan=0.0))
         if months_t.size:
             ts = resample_to_epochs(np.moveaxis(fr["d"], 0, -1), fr["t"], months_t)
-            ts = bilinear_regrid(np.moveaxis(ts, -1, 0), fr["y"], fr["x"], lat, lon)
+            ts = regrid(np.moveaxis(ts, -1, 0))
             ts = ts + k[None] * (months_t - months_t[0])[:, None, None]
             series.append((ts - ts[:1]).astype(np.float32))
     shape = (lat.size, lon.size)
@@ -219,14 +254,97 @@ def _window(coord: np.ndarray, lo: float, hi: float, pad: float) -> slice | None
     return slice(int(idx[0]), int(idx[-1]) + 1) if idx.size >= 2 else None
 
 
-def _tie_radius(opts: Any, grid: xr.DataArray) -> float:
+def _frame_window(
+    f: dict[str, Any],
+    west: float,
+    south: float,
+    east: float,
+    north: float,
+    pad_pixels: int = 0,
+    pad_deg: float = 0.0,
+) -> tuple[slice | None, slice | None]:
+    """Row and column slices of a frame's pixels covering a lon/lat box, padded.
+
+    The pad is ``pad_pixels`` of the frame's pixels plus ``pad_deg`` degrees (as metres,
+    ``pad_deg * 111.2 km``, on a projected frame). On an EPSG:4326 frame the box is cut from the
+    coordinates; on a projected one the box's outline is transformed to the frame's x/y first.
+    """
+    pad_y = pad_pixels * (2 * f["hy"]) + pad_deg * (1.0 if f["crs"] is None else _M_PER_DEG)
+    pad_x = pad_pixels * (2 * f["hx"]) + pad_deg * (1.0 if f["crs"] is None else _M_PER_DEG)
+    if f["crs"] is None:
+        return _window(f["y"], south, north, pad_y), _window(f["x"], west, east, pad_x)
+    xmin, ymin, xmax, ymax = lonlat_box_in_frame(f["crs"], west, south, east, north)
+    return _window(f["y"], ymin, ymax, pad_y), _window(f["x"], xmin, xmax, pad_x)
+
+
+def _strip(
+    f: dict[str, Any], box: tuple[float, float, float, float], t0: float, t1: float, pad: int = 0
+) -> tuple[np.ndarray, ...] | None:
+    """A frame's pixels covering a lon/lat box, computed (small: an overlap strip).
+
+    Returns ``y``, ``x`` (the window's coordinates, frame CRS), and ``(ny, nx)`` arrays of the
+    vertical velocity over ``[t0, t1]`` (:func:`_window_velocity`, mm/yr), its sigma (mm/yr)
+    and temporal coherence (None without it); None when the frame holds no window there.
+    """
+    sy, sx = _frame_window(f, *box, pad_pixels=pad)
+    if sy is None or sx is None:
+        return None
+    velocity = _window_velocity(f, t0, t1).isel(y=sy, x=sx)
+    parts = [velocity.data, f["sigma"].isel(y=sy, x=sx).data]
+    coh = f["coherence"]
+    parts.append(coh.isel(y=sy, x=sx).data if coh is not None else None)
+    v, s, q = dask.compute(*parts)
+    return f["y"][sy], f["x"][sx], v, s, q
+
+
+def _strip_at(
+    host: dict[str, Any],
+    guest: dict[str, Any],
+    box: tuple[float, float, float, float],
+    t0: float,
+    t1: float,
+    min_coherence: float,
+) -> tuple[Any, ...] | None:
+    """Both frames of an overlap at the host frame's pixel centres inside a lon/lat box.
+
+    The guest frame's strip (one pixel wider) is sampled bilinearly at the host's pixel
+    centres transformed to its CRS (:func:`~ncp_subsidence.kernels.adjust.bilinear_sample`).
+
+    Returns
+    -------
+    lat, lon : ndarray, shape (ny, nx), degrees of the host's pixel centres
+    ok : ndarray of bool, shape (ny, nx), valid and coherent in both frames
+    (v, s) host, (v, s) guest : ndarrays, shape (ny, nx), mm/yr
+    or None when either frame holds no window in the box.
+    """
+    strip_h = _strip(host, box, t0, t1)
+    strip_g = _strip(guest, box, t0, t1, pad=1)
+    if strip_h is None or strip_g is None:
+        return None
+    yh, xh, vh, sh, qh = strip_h
+    yg, xg, vg, sg, qg = strip_g
+    if host["crs"] is None:
+        lat, lon = np.broadcast_arrays(yh[:, None], xh[None, :])
+    else:
+        lon, lat = xy_to_lonlat(host["crs"], xh[None, :], yh[:, None])
+    gx, gy = (lon, lat) if guest["crs"] is None else lonlat_to_xy(guest["crs"], lon, lat)
+    vg, sg = (bilinear_sample(a, yg, xg, gy, gx) for a in (vg, sg))
+    ok = np.isfinite(vh) & np.isfinite(vg)
+    for q, y, x in ((qh, None, None), (qg, yg, xg)):
+        if q is not None:
+            q = q if y is None else bilinear_sample(q, y, x, gy, gx)
+            ok &= np.nan_to_num(q, nan=-1.0) >= min_coherence
+    return lat, lon, ok, (vh, sh), (vg, sg)
+
+
+def _tie_radius(opts: Any, grid: xr.DataArray, projected: bool = False) -> float:
     """GNSS tie window: ``mosaic.gnss_radius_m``, grown to hold ``gnss_min_pixels`` pixels."""
     from .adjust import station_window
 
     window = SimpleNamespace(
         radius_m=opts.gnss_radius_m, min_pixels=opts.gnss_min_pixels, max_gradient_mm_yr_km=1.0
     )
-    return station_window(window, grid["x"].values, grid["y"].values)[0]
+    return station_window(window, grid["x"].values, grid["y"].values, projected=projected)[0]
 
 
 class MosaicStage:
@@ -241,11 +359,20 @@ class MosaicStage:
         if not names:
             raise DataError("the adjust product has no frame datasets; run stage 'adjust' first")
         frames = [self._frame(ctx, f) for f in names]
-        west = min(f["x"].min() - f["hx"] for f in frames)
-        east = max(f["x"].max() + f["hx"] for f in frames)
-        south = min(f["y"].min() - f["hy"] for f in frames)
-        north = max(f["y"].max() + f["hy"] for f in frames)
         res = opts.resolution_deg
+        for f in frames:  # a projected frame's lon/lat box, snapped out to the product cells
+            if f["crs"] is not None:
+                w, so, e, n = f["bounds"]
+                f["bounds"] = (
+                    math.floor(w / res + 1e-9) * res,
+                    math.floor(so / res + 1e-9) * res,
+                    math.ceil(e / res - 1e-9) * res,
+                    math.ceil(n / res - 1e-9) * res,
+                )
+        west = min(f["bounds"][0] for f in frames)
+        east = max(f["bounds"][2] for f in frames)
+        south = min(f["bounds"][1] for f in frames)
+        north = max(f["bounds"][3] for f in frames)
         ny, nx = round((north - south) / res), round((east - west) / res)
         lat = north - res * (np.arange(ny) + 0.5)
         lon = west + res * (np.arange(nx) + 0.5)
@@ -256,9 +383,10 @@ class MosaicStage:
         models = [opts.adjusted_frame_model if f["fitted"] else "plane" for f in frames]
         extents = []
         for f in frames:
-            lon_c = float(np.mean(f["x"]))
-            _, south_km = local_coordinates_km(lon_c, float(f["y"].min() - f["hy"]), *origin)
-            _, north_km = local_coordinates_km(lon_c, float(f["y"].max() + f["hy"]), *origin)
+            w, so, e, n = f["bounds"]
+            lon_c = float(np.mean(f["x"])) if f["crs"] is None else (w + e) / 2
+            _, south_km = local_coordinates_km(lon_c, float(so), *origin)
+            _, north_km = local_coordinates_km(lon_c, float(n), *origin)
             extents.append((float(south_km), float(north_km)))
         result = adjust_overlaps(
             len(frames),
@@ -309,8 +437,11 @@ class MosaicStage:
 
     @staticmethod
     def _frame(ctx: Any, name: str) -> dict[str, Any]:
+        """One frame's lazy inputs on its own grid, its CRS (None: EPSG:4326) and lon/lat box."""
         adj = ctx.open("adjust", name)
         geo = ctx.open("ingest", f"ifg/{name}")[["los_east", "los_north", "los_up"]]
+        crs = dataset_crs(adj)
+        projected = not is_geographic(crs)
         geo = geo.assign_coords(y=adj["y"], x=adj["x"])
         chunks = dict(
             zip(adj["vertical_velocity"].dims, adj["vertical_velocity"].chunks, strict=True)
@@ -322,14 +453,22 @@ class MosaicStage:
         sigma_corr = float(cv) if cv is not None else 2.0
         std = adj["velocity_std"] if "velocity_std" in adj else xr.zeros_like(u_up)
         sigma = (np.sqrt(std**2 + sigma_corr**2) / np.abs(u_up)).astype(np.float32)
-        dy_km, dx_km = grid_spacing_km(x, y)
+        hy, hx = abs(y[1] - y[0]) / 2, abs(x[1] - x[0]) / 2
+        if projected:
+            dy_km, dx_km = projected_spacing_km(x, y)
+            bounds = frame_lonlat_bounds(crs, x, y)
+        else:
+            dy_km, dx_km = grid_spacing_km(x, y)
+            bounds = (x.min() - hx, y.min() - hy, x.max() + hx, y.max() + hy)
         return {
             "name": name,
             "attrs": adj.attrs,
+            "crs": crs if projected else None,
+            "bounds": bounds,
             "y": y,
             "x": x,
-            "hy": abs(y[1] - y[0]) / 2,
-            "hx": abs(x[1] - x[0]) / 2,
+            "hy": hy,
+            "hx": hx,
             "dy_km": dy_km,
             "dx_km": dx_km,
             "time": adj["time"].values,
@@ -345,43 +484,74 @@ class MosaicStage:
 
     @staticmethod
     def _overlaps(frames, opts, origin) -> list[OverlapSamples]:
+        """Cell medians of both frames of every overlapping pair (module doc, step 1).
+
+        Two EPSG:4326 frames: each frame's medians over its own coherent pixels in the cell.
+        An edge with a projected frame: both frames at the same points, the pixel centres of
+        one frame (the geographic one where there is one), the other bilinearly sampled there
+        (:func:`_strip_at`); pixels of two grids that do not coincide would put different parts
+        of a cell into the two medians, a bias wherever the velocity has a gradient.
+        """
         out = []
         for i, fa in enumerate(frames):
             for j in range(i + 1, len(frames)):
                 fb = frames[j]
-                lo0 = max(fa["x"].min() - fa["hx"], fb["x"].min() - fb["hx"])
-                lo1 = min(fa["x"].max() + fa["hx"], fb["x"].max() + fb["hx"])
-                la0 = max(fa["y"].min() - fa["hy"], fb["y"].min() - fb["hy"])
-                la1 = min(fa["y"].max() + fa["hy"], fb["y"].max() + fb["hy"])
+                lo0 = max(fa["bounds"][0], fb["bounds"][0])
+                lo1 = min(fa["bounds"][2], fb["bounds"][2])
+                la0 = max(fa["bounds"][1], fb["bounds"][1])
+                la1 = min(fa["bounds"][3], fb["bounds"][3])
                 if lo1 <= lo0 or la1 <= la0:
                     continue
                 dlat = opts.overlap_spacing_km / _KM_PER_DEG
                 dlon = dlat / math.cos(math.radians((la0 + la1) / 2))
                 nlat, nlon = max(int((la1 - la0) / dlat), 1), max(int((lo1 - lo0) / dlon), 1)
+                box = (lo0, la0, lo1, la1)
+                index = np.arange(1, nlat * nlon + 1)
+
+                def cells(
+                    lat_px, lon_px, ok, nlat=nlat, nlon=nlon, la0=la0, lo0=lo0, dlat=dlat, dlon=dlon
+                ):
+                    iy = np.floor((lat_px - la0) / dlat).astype(int)
+                    ix = np.floor((lon_px - lo0) / dlon).astype(int)
+                    inside = ok & (iy >= 0) & (iy < nlat) & (ix >= 0) & (ix < nlon)
+                    return inside, np.where(inside, iy * nlon + ix + 1, 0)
+
+                def medians(v, s, inside, labels, index=index):
+                    count = ndi.sum(inside, labels, index)
+                    med = np.where(count > 0, ndi.median(np.nan_to_num(v), labels, index), np.nan)
+                    sg = np.where(count > 0, ndi.median(np.nan_to_num(s), labels, index), np.nan)
+                    return med, sg
+
                 meds, sigs = [], []
                 # velocities over the common acquisition window (SCIENCE.md 4.3 edge cases):
                 # slopes over different spans differ wherever the motion is not linear
                 t0, t1 = max(fa["t"][0], fb["t"][0]), min(fa["t"][-1], fb["t"][-1])
-                for f in (fa, fb):
-                    sy, sx = _window(f["y"], la0, la1, 0.0), _window(f["x"], lo0, lo1, 0.0)
-                    if sy is None or sx is None:
-                        break
-                    velocity = _window_velocity(f, t0, t1).isel(y=sy, x=sx)
-                    parts = [velocity.data, f["sigma"].isel(y=sy, x=sx).data]
-                    coh = f["coherence"]
-                    parts.append(coh.isel(y=sy, x=sx).data if coh is not None else None)
-                    v, s, q = dask.compute(*parts)
-                    ok = np.isfinite(v) & (q >= opts.min_coherence if q is not None else True)
-                    iy = np.floor((f["y"][sy] - la0) / dlat).astype(int)[:, None]
-                    ix = np.floor((f["x"][sx] - lo0) / dlon).astype(int)[None, :]
-                    inside = ok & (iy >= 0) & (iy < nlat) & (ix >= 0) & (ix < nlon)
-                    labels = np.where(inside, iy * nlon + ix + 1, 0)
-                    index = np.arange(1, nlat * nlon + 1)
-                    count = ndi.sum(inside, labels, index)
-                    med = np.where(count > 0, ndi.median(np.nan_to_num(v), labels, index), np.nan)
-                    sg = np.where(count > 0, ndi.median(np.nan_to_num(s), labels, index), np.nan)
-                    meds.append(med)
-                    sigs.append(sg)
+                if fa["crs"] is None and fb["crs"] is None:
+                    for f in (fa, fb):
+                        strip = _strip(f, box, t0, t1)
+                        if strip is None:
+                            break
+                        y, x, v, s, q = strip
+                        ok = np.isfinite(v) & (q >= opts.min_coherence if q is not None else True)
+                        inside, labels = cells(y[:, None], x[None, :], ok)
+                        med, sg = medians(v, s, inside, labels)
+                        meds.append(med)
+                        sigs.append(sg)
+                else:
+                    host, guest = (
+                        (fb, fa) if fa["crs"] is not None and fb["crs"] is None else (fa, fb)
+                    )
+                    pair = _strip_at(host, guest, box, t0, t1, opts.min_coherence)
+                    if pair is not None:
+                        lat_px, lon_px, ok, (vh, sh), (vg, sg_) = pair
+                        inside, labels = cells(lat_px, lon_px, ok)
+                        by_frame = {
+                            id(host): medians(vh, sh, inside, labels),
+                            id(guest): medians(vg, sg_, inside, labels),
+                        }
+                        for f in (fa, fb):
+                            meds.append(by_frame[id(f)][0])
+                            sigs.append(by_frame[id(f)][1])
                 if len(meds) < 2:
                     continue
                 cy = la0 + dlat * (np.arange(nlat) + 0.5)
@@ -405,16 +575,22 @@ class MosaicStage:
                 continue
             omega = np.asarray(f["attrs"]["euler_vector_mas_per_yr"], float)
             vu_ef = gnss["vu"].values[use] - plate_velocity_enu(slon[use], slat[use], omega)[:, 2]
+            projected = f["crs"] is not None
+            if projected:
+                sx, sy = lonlat_to_xy(f["crs"], slon[use], slat[use])
+            else:
+                sx, sy = slon[use], slat[use]
             st = sample_frame_stations(
                 f["vertical"],
                 f["geo"],
-                slon[use],
-                slat[use],
+                sx,
+                sy,
                 ids[use],
-                radius_m=_tie_radius(opts, f["vertical"]),
+                radius_m=_tie_radius(opts, f["vertical"], projected),
                 min_pixels=opts.gnss_min_pixels,
                 quality=f["coherence"],
                 min_quality=opts.min_coherence,
+                projected=projected,
             )
             ok = st.valid
             if not ok.any():
@@ -453,12 +629,14 @@ class MosaicStage:
                 lo = lon[c0 : c0 + step]
                 parts = []
                 for k, f in enumerate(frames):
-                    sy = _window(f["y"], la.min(), la.max(), 2 * f["hy"] + res)
-                    sx = _window(f["x"], lo.min(), lo.max(), 2 * f["hx"] + res)
+                    sy, sx = _frame_window(
+                        f, lo.min(), la.min(), lo.max(), la.max(), pad_pixels=1, pad_deg=res
+                    )
                     if sy is None or sx is None:
                         continue
                     parts.append(
                         {
+                            "crs": f["crs"],
                             "y": f["y"][sy],
                             "x": f["x"][sx],
                             "t": f["t"],

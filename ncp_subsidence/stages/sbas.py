@@ -10,7 +10,8 @@ Input (``ingest/ifg/<frame>``, DESIGN.md section 2): ``unw_phase(pair, y, x)`` r
 ``coherence(pair, y, x)``, coords ``reference(pair)`` and ``secondary(pair)`` (datetime64 of the
 two acquisitions). Output (``sbas/<frame>``): ``displacement(time, y, x)`` mm LOS relative to the
 first date, ``velocity``/``velocity_std`` mm/yr, ``temporal_coherence``, ``rms_residual`` rad,
-``n_pairs``, ``n_components``.
+``n_pairs``, ``n_components``, on the frame's own grid and CRS (``attrs["crs"]`` and the
+``spatial_ref`` coordinate; ``x``/``y`` in degrees for EPSG:4326, metres for UTM).
 
 References
 ----------
@@ -29,6 +30,13 @@ import numpy as np
 import xarray as xr
 
 from ncp_subsidence.errors import ConfigError, DataError
+from ncp_subsidence.io.projection import (
+    GEOGRAPHIC,
+    dataset_crs,
+    is_geographic,
+    lonlat_to_xy,
+    xy_to_lonlat,
+)
 from ncp_subsidence.kernels import sbas as ksbas
 
 __all__ = ["STAGE", "SBASStage", "choose_reference", "invert_dataset", "network_from_dataset"]
@@ -360,7 +368,11 @@ class SBASStage:
     """Pipeline stage ``sbas``: invert every frame of ``ingest/ifg/<frame>`` into ``sbas/<frame>``.
 
     The reference point is ``sbas.reference`` (lon, lat) where it lies inside the frame, else
-    one chosen by :func:`choose_reference` (SCIENCE.md 1.2). Pixels whose temporal coherence is
+    one chosen by :func:`choose_reference` (SCIENCE.md 1.2). Each frame is inverted on its own
+    grid and keeps its CRS (EPSG:4326 degrees, or a projected CRS such as HyP3's UTM zones, x/y
+    in metres): GNSS stations and the configured reference are transformed to the frame's x/y;
+    ``reference_x``/``reference_y`` are frame coordinates, ``reference_lon``/``reference_lat``
+    the same point in degrees. Pixels whose temporal coherence is
     below ``sbas.temporal_coherence_min`` keep their quality layers but get NaN displacement and
     velocity. The output keeps the input's spatial chunks and holds the whole time axis.
     """
@@ -377,13 +389,17 @@ class SBASStage:
         ]
         if not frames:
             raise DataError("ingest holds no interferogram frame (ifg/<frame>); nothing to invert")
-        stations = None
+        gnss = None
         if "gnss" in ctx.upstream_datasets("ingest"):
             gnss = ctx.open("ingest", "gnss").load()
-            stations = list(zip(gnss["lon"].values, gnss["lat"].values, np.abs(gnss["vu"].values)))
         for frame in frames:
             ds = ctx.open("ingest", f"ifg/{frame}")
-            reference = self._reference(ds, opts.reference, stations)
+            crs = dataset_crs(ds)
+            stations = None
+            if gnss is not None:  # station positions on the frame's grid (metres on UTM)
+                sx, sy = lonlat_to_xy(crs, gnss["lon"].values, gnss["lat"].values)
+                stations = list(zip(sx, sy, np.abs(gnss["vu"].values)))
+            reference = self._reference(ds, opts.reference, stations, crs)
             out = invert_dataset(
                 ds,
                 method=opts.method,
@@ -400,18 +416,24 @@ class SBASStage:
                 out[name] = out[name].where(good).assign_attrs(out[name].attrs)
             out = SCHEMAS["sbas"].conform(out)
             out.attrs.update(frame=frame, temporal_coherence_min=opts.temporal_coherence_min)
-            out = with_crs(out).chunk({"time": -1})
+            ref_lon, ref_lat = xy_to_lonlat(crs, out.attrs["reference_x"], out.attrs["reference_y"])
+            out.attrs.update(reference_lon=float(ref_lon), reference_lat=float(ref_lat))
+            out = with_crs(out, crs).chunk({"time": -1})
             ctx.write(frame, out, region_dim="y")
 
     @staticmethod
     def _reference(
-        ds: xr.Dataset, configured: tuple[float, float] | None, stations: Any = None
+        ds: xr.Dataset,
+        configured: tuple[float, float] | None,
+        stations: Any = None,
+        crs: str = GEOGRAPHIC,
     ) -> tuple[Any, Any]:
         if configured is not None:
             lon, lat = configured
-            inside = ds["x"].min() <= lon <= ds["x"].max() and ds["y"].min() <= lat <= ds["y"].max()
+            x, y = (float(v) for v in lonlat_to_xy(crs, lon, lat))
+            inside = ds["x"].min() <= x <= ds["x"].max() and ds["y"].min() <= y <= ds["y"].max()
             if inside:
-                return lat, lon
+                return (lat, lon) if is_geographic(crs) else (y, x)
             log.info(
                 "configured reference (%s, %s) lies outside this frame; choosing one", lon, lat
             )

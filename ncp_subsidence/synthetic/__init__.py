@@ -1,8 +1,26 @@
 """The NCP twin: a synthetic North China Plain with known truth, written as real products.
 
-``write_twin(out_dir, preset="tiny", seed=0, noise=True)`` writes the products below and returns a
-:class:`TwinManifest` (also written as ``twin.json``; read it back with :func:`load_manifest`).
-The same ``(preset, seed, noise)`` gives byte-identical files.
+``write_twin(out_dir, preset="tiny", seed=0, noise=True, layouts="auto")`` writes the products
+below and returns a :class:`TwinManifest` (also written as ``twin.json``; read it back with
+:func:`load_manifest`). The same ``(preset, seed, noise, layouts)`` gives byte-identical files
+(the provider catalogs excepted: their zip hrefs are absolute).
+
+Interferogram layouts (``layouts``, config ``sources.twin.layouts``; ``auto``: ``cog`` for
+``tiny``, ``providers`` for ``demo`` and ``large``)
+-----------------------------------------------------------------------------------------------
+``cog``
+    Both frames as plain EPSG:4326 COGs with one STAC item per pair in the twin's catalog
+    (``OUT/sentinel1/...`` below); frames ``A040`` and ``A142``.
+``providers``
+    The west frame in COMET LiCSAR's layout (``OUT/licsar/<frame_id>/...``, EPSG:4326, frame
+    ``040A_05280_131313``), the east one as ASF HyP3 INSAR_GAMMA zips natively on UTM zone 50N
+    (``OUT/hyp3/<name>.zip``, EPSG:32650, frame ``A142``, per-pair extents on one pixel
+    lattice); see :mod:`ncp_subsidence.synthetic.providers`. Each is catalogued by its
+    provider adapter (``items_from_source`` + ``write_catalog``) into
+    ``OUT/catalogs/<frame>/catalog.json`` (``TwinManifest.frame_sources``), where discovery
+    finds it; the twin's own catalog holds every other product. The truth of the UTM frame
+    (``/frames/A142``) is on its UTM grid (the union of the pairs' extents), ``attrs["crs"]``
+    EPSG:32650, with 2-D ``lon``/``lat``.
 
 Product layout (``OUT`` is ``out_dir``; every path in STAC assets is an absolute ``file://`` URL)
 -------------------------------------------------------------------------------------------------

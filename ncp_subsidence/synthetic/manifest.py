@@ -60,18 +60,29 @@ class TwinManifest:
         ``regions``.
     frame_collections : dict
         Frame -> interferogram collection id.
+    layouts : str
+        ``cog`` (every frame as plain EPSG:4326 COGs in the twin's catalog) or ``providers``
+        (the west frame in LiCSAR's layout, the east one as HyP3 zips on UTM zone 50N).
+    frame_sources : dict
+        Frame -> record of a provider-layout frame: ``format`` (``licsar`` | ``hyp3``),
+        ``path`` (its files, relative to ``root``), ``frame_id`` and ``catalog`` (the static
+        catalog its adapter made, relative to ``root``; the pipeline discovers the frame there).
+        Empty for ``cog``.
     grids : dict
         ``bbox`` (west, south, east, north), ``fine_resolution_deg``, ``fine_shape`` (rows, cols),
         ``hydro_resolution_deg``, ``hydro_shape``, ``grace_resolution_deg`` (0.25),
         ``fldas_resolution_deg`` (0.1), ``insar_posting_deg`` and ``frames``: frame ->
-        {``bbox``, ``shape``, ``transform`` (GDAL affine, 6 numbers), ``relative_orbit``,
-        ``heading_deg``, ``n_dates``, ``n_pairs``, ``first_date``, ``last_date``}.
+        {``bbox`` (lon/lat), ``shape``, ``transform`` (GDAL affine, 6 numbers, in ``crs``
+        units), ``crs`` (EPSG:4326, or EPSG:32650 for a HyP3 frame, with ``posting_m``),
+        ``layout``, ``relative_orbit``, ``heading_deg``, ``n_dates``, ``n_pairs``,
+        ``first_date``, ``last_date``}.
     fine_resolution_deg : float
         Fine (factor / truth) grid resolution, degrees.
     gnss_holdout : list of str
         Station ids held out for validation.
     sizes : dict
-        ``n_files``, ``n_bytes`` (all files but ``items.ndjson``), ``insar_bytes``, ``n_items``, ``n_pairs``, ``n_gnss``.
+        ``n_files``, ``n_bytes`` (all files but ``items.ndjson`` and ``catalogs/``),
+        ``insar_bytes``, ``n_items``, ``n_pairs``, ``n_gnss``.
     """
 
     root: Path
@@ -93,6 +104,8 @@ class TwinManifest:
     fine_resolution_deg: float
     gnss_holdout: list[str] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)
+    layouts: str = "cog"
+    frame_sources: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """Serialise with paths relative to ``root`` (deterministic bytes)."""

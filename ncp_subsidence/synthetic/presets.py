@@ -14,6 +14,10 @@ demo       0.0125     480 x 256   48            ~56    ~110        0.01 600^2  1
 large      0.004      1500 x 800  12            ~220   ~650        0.01 600^2  300
 =========  =========  ==========  ============  =====  ==========  =========  ===========
 
+With ``layouts="providers"`` (the default of ``demo`` and ``large``) the east frame is laid out
+on UTM zone 50N at ``utm_posting_m`` = posting x 111.195 km, to 10 m (tiny 2780 m, demo 1390 m,
+large 440 m): 237 x 100, 476 x 199 and 1506 x 627 pixels.
+
 Dates start 2014-11-29 (A040) and 2014-12-05 (A142) on the Sentinel-1 12-day grid and run to the
 end of 2022; every ``date_step``-th slot is kept and a seeded ~8 % of them dropped (gaps). Each date
 is paired with its ``neighbours`` next dates. Hydrology truth is stored monthly on a 0.05 deg grid
@@ -26,7 +30,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PRESETS", "Preset", "twin_settings"]
+__all__ = ["LAYOUTS", "PRESETS", "Preset", "resolve_layouts", "twin_settings"]
+
+#: Interferogram layouts of the twin (``write_twin(layouts=...)``, ``sources.twin.layouts``).
+LAYOUTS = ("auto", "cog", "providers")
 
 
 @dataclass(frozen=True)
@@ -93,3 +100,17 @@ def twin_settings(preset: str) -> dict[str, float | str]:
         "hydro.resolution_deg": p.hydro_resolution_deg,
         "hydro.mode": "remove_restore",
     }
+
+
+def resolve_layouts(layouts: str, preset: str) -> str:
+    """The twin's interferogram layout: ``cog`` or ``providers``.
+
+    ``auto`` is ``cog`` for ``tiny`` (tests: every frame plain EPSG:4326 COGs, seconds to
+    write) and ``providers`` for ``demo`` and ``large`` (LiCSAR + HyP3 on UTM, so the README's
+    run goes through both provider adapters and a projected frame).
+    """
+    if layouts not in LAYOUTS:
+        raise ValueError(f"unknown twin layouts {layouts!r}; choose one of {list(LAYOUTS)}")
+    if layouts == "auto":
+        return "cog" if preset == "tiny" else "providers"
+    return layouts

@@ -56,38 +56,51 @@ def write_cog(
     transform,
     tags: dict | None = None,
     description: str | None = None,
+    *,
+    crs: str = "EPSG:4326",
+    nodata: float | None = float("nan"),
+    dtype: str = "float32",
 ) -> None:
-    """Write a single-band float32 EPSG:4326 COG, NaN nodata, deterministic bytes.
+    """Write a single-band COG, DEFLATE, deterministic bytes.
 
     Parameters
     ----------
     path : Path
         Output file.
     array : ndarray, shape (rows, cols)
-        Values (cast to float32).
+        Values (cast to ``dtype``).
     transform : sequence of 6 float
-        GDAL geotransform (west, dx, 0, north, 0, -dy).
+        GDAL geotransform (west, dx, 0, north, 0, -dy), in ``crs`` units.
     tags : dict, optional
         GDAL metadata (e.g. ``units``).
     description : str, optional
         Band description.
+    crs : str
+        CRS of the grid: EPSG:4326 (degrees) by default; UTM (``EPSG:32650``) for HyP3.
+    nodata : float or None
+        No-data value tagged in the file (NaN by default; HyP3 tags 0); None tags none
+        (LiCSAR: 0 means no data, but the files do not say so).
+    dtype : str
+        Band type: ``float32`` (floating-point predictor) or an integer type (``uint8``,
+        LiCSAR's coherence; horizontal predictor).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = np.ascontiguousarray(array, dtype=np.float32)
+    data = np.ascontiguousarray(array, dtype=dtype)
     profile = {
         "driver": "COG",
         "height": data.shape[0],
         "width": data.shape[1],
         "count": 1,
-        "dtype": "float32",
-        "crs": "EPSG:4326",
+        "dtype": dtype,
+        "crs": crs,
         "transform": Affine.from_gdal(*transform),
-        "nodata": float("nan"),
         "compress": "DEFLATE",
-        "predictor": 3,
+        "predictor": 3 if np.dtype(dtype).kind == "f" else 2,
         "num_threads": 1,
         "blocksize": 256,
     }
+    if nodata is not None:
+        profile["nodata"] = nodata
     with rasterio.Env(GDAL_NUM_THREADS=1), rasterio.open(path, "w", **profile) as dst:
         dst.write(data, 1)
         if tags:

@@ -1,8 +1,12 @@
 """Sentinel-1 frames, acquisition dates, small-baseline networks and interferogram phase.
 
-Frames are north-up EPSG:4326 cell-registered rectangles; the incidence angle grows linearly with
-longitude from 29 deg (west, near range) to 46 deg (east, far range), heading -12 deg (ascending,
-right-looking, so the radar looks east).
+Frames are north-up cell-registered rectangles; the incidence angle grows linearly with longitude
+from 29 deg (west, near range) to 46 deg (east, far range), heading -12 deg (ascending,
+right-looking, so the radar looks east). A frame is laid out on EPSG:4326 (the plain COGs and
+LiCSAR, :func:`frame_geometry`) or, as HyP3 delivers it, natively on UTM zone 50N
+(:func:`utm_frame_geometry`: a whole-pixel UTM rectangle from the frame's west edge to inside
+its other edges, pixel origins multiples of the pixel size, every field evaluated at the lon/lat
+of the UTM pixel centres).
 """
 
 from __future__ import annotations
@@ -28,13 +32,21 @@ from ncp_subsidence.synthetic.truth import (
 
 __all__ = [
     "FRAMES",
+    "UTM_CRS",
     "FrameSpec",
     "acquisition_dates",
     "frame_error_field",
     "frame_geometry",
+    "licsar_frame_id",
     "pair_network",
     "product_name",
+    "sample_lonlat",
+    "utm_frame_geometry",
+    "utm_posting_m",
 ]
+
+#: HyP3 projects the NCP's products to WGS 84 / UTM zone 50N (114-120 E).
+UTM_CRS = "EPSG:32650"
 
 
 @dataclass(frozen=True)
@@ -159,6 +171,91 @@ def frame_geometry(frame: FrameSpec, posting: float) -> dict[str, np.ndarray]:
     }
 
 
+def licsar_frame_id(frame: FrameSpec) -> str:
+    """A LiCSAR-style frame id ``<relorb:03d><A|D>_<5 digits>_<6 digits>`` of a frame.
+
+    The middle number is LiCSAR's frame counter along the track, the last the bursts per
+    sub-swath (``131313``: 13 bursts in each of IW1-IW3); both are made up but stable.
+    """
+    direction = "A" if abs(frame.heading_deg) < 90 else "D"
+    counter = 5000 + (37 * frame.relative_orbit) % 400
+    return f"{frame.relative_orbit:03d}{direction}_{counter:05d}_131313"
+
+
+def utm_posting_m(posting_deg: float) -> float:
+    """UTM pixel size (m) matching an EPSG:4326 posting: ``posting_deg * 111.195 km``, to 10 m."""
+    return float(round(posting_deg * 111195.0 / 10.0) * 10.0)
+
+
+def utm_frame_geometry(
+    frame: FrameSpec, posting_m: float, crs: str = UTM_CRS
+) -> dict[str, np.ndarray]:
+    """Grid and LOS geometry of a frame laid out natively on a UTM grid.
+
+    The grid is a rectangle of whole ``posting_m`` pixels (edges on multiples of the pixel
+    size, as HyP3's pixel lattice) that reaches the frame's west edge at every latitude (so the
+    overlap with the western frame is at least as wide as the lon/lat boxes') and stays inside
+    its south, east and north edges; in lon/lat it is a slightly rotated quadrilateral (meridian
+    convergence), up to 0.06 deg west of the box at 34.5 N. Incidence and heading follow the
+    same law as :func:`frame_geometry`, evaluated at the longitude of each pixel centre.
+
+    Parameters
+    ----------
+    frame : FrameSpec
+    posting_m : float
+        Pixel size, m.
+    crs : str
+        Projected CRS (default UTM zone 50N).
+
+    Returns
+    -------
+    dict
+        ``x`` (nx,) easting and ``y`` (ny,) northing of the cell centres (m, y descending),
+        ``lon``, ``lat`` (ny, nx) degrees of the cell centres, ``incidence``, ``heading``
+        (ny, nx) deg, ``los_east``, ``los_north``, ``los_up`` (ny, nx) ground -> satellite unit
+        vector (geographic east/north/up), ``lv_theta``, ``lv_phi`` (ny, nx) radians,
+        ``transform`` (GDAL 6-tuple, m), ``crs``.
+    """
+    import pyproj
+
+    to_xy = pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    to_ll = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    west, south, east, north = frame.bbox
+    s = np.linspace(0.0, 1.0, 101)
+    xw, _ = to_xy.transform(np.full_like(s, west), south + (north - south) * s)
+    xe, _ = to_xy.transform(np.full_like(s, east), south + (north - south) * s)
+    _, ys = to_xy.transform(west + (east - west) * s, np.full_like(s, south))
+    _, yn = to_xy.transform(west + (east - west) * s, np.full_like(s, north))
+    x0 = np.floor(np.min(xw) / posting_m) * posting_m
+    x1 = np.floor(np.min(xe) / posting_m) * posting_m
+    y0 = np.ceil(np.max(ys) / posting_m) * posting_m
+    y1 = np.floor(np.min(yn) / posting_m) * posting_m
+    nx, ny = round((x1 - x0) / posting_m), round((y1 - y0) / posting_m)
+    x = x0 + posting_m * (np.arange(nx) + 0.5)
+    y = y1 - posting_m * (np.arange(ny) + 0.5)
+    lon, lat = to_ll.transform(*np.meshgrid(x, y))
+    lon, lat = np.asarray(lon, np.float64), np.asarray(lat, np.float64)
+    frac = (lon - west) / (east - west)
+    inc = frame.incidence_near + (frame.incidence_far - frame.incidence_near) * frac
+    head = np.full_like(inc, frame.heading_deg)
+    ue, un, uu = los_unit_vector(inc, head)
+    return {
+        "x": x,
+        "y": y,
+        "lon": lon,
+        "lat": lat,
+        "incidence": inc,
+        "heading": head,
+        "los_east": ue,
+        "los_north": un,
+        "los_up": uu,
+        "lv_theta": np.pi / 2 - np.deg2rad(inc),
+        "lv_phi": np.arctan2(un, ue),
+        "transform": (float(x0), posting_m, 0.0, float(y1), 0.0, -posting_m),
+        "crs": crs,
+    }
+
+
 def frame_error_field(frame_index: int, frame: FrameSpec, seed: int):
     """Injected long-wavelength LOS error of a frame, mm/yr, as a callable of (lon, lat).
 
@@ -209,7 +306,12 @@ def phase_from_los(d_ref_mm: np.ndarray, d_sec_mm: np.ndarray) -> np.ndarray:
 
 
 def turbulence(rng: np.random.Generator, shape: tuple[int, int], posting: float, std_mm: float):
-    """Turbulent tropospheric delay (power-law spectrum, -8/3), mm, float64."""
+    """Turbulent tropospheric delay (power-law spectrum, -8/3), mm, float64.
+
+    Drawn on an EPSG:4326 grid of ``posting`` degrees; a frame on another grid samples it
+    (:func:`sample_lonlat`), so the atmosphere of a date is a field of lon/lat whatever the
+    product grid.
+    """
     ny, nx = shape
     fy = np.fft.fftfreq(ny, d=posting * KM_PER_DEG_LAT)
     fx = np.fft.rfftfreq(nx, d=posting * KM_PER_DEG_LON_38)
@@ -226,3 +328,36 @@ def turbulence(rng: np.random.Generator, shape: tuple[int, int], posting: float,
 def dates_decimal(dates: np.ndarray) -> np.ndarray:
     """Decimal years of acquisition datetimes."""
     return decimal_year(dates)
+
+
+def sample_lonlat(
+    field: np.ndarray, lon: np.ndarray, lat: np.ndarray, lon_pts: np.ndarray, lat_pts: np.ndarray
+) -> np.ndarray:
+    """Bilinear value of a field on a regular lon/lat grid at arbitrary points.
+
+    Parameters
+    ----------
+    field : ndarray, shape (ny, nx)
+    lon : ndarray, shape (nx,), increasing; lat : ndarray, shape (ny,), decreasing or increasing
+    lon_pts, lat_pts : ndarray, same shape, degrees; points off the grid take the nearest edge
+
+    Returns
+    -------
+    ndarray, shape of ``lon_pts``, float64
+    """
+    z = np.asarray(field, dtype=np.float64)
+    lat = np.asarray(lat, dtype=np.float64)
+    if lat[0] > lat[-1]:
+        lat, z = lat[::-1], z[::-1]
+    x = np.clip(lon_pts, lon[0], lon[-1])
+    y = np.clip(lat_pts, lat[0], lat[-1])
+    ix = np.clip(np.searchsorted(lon, x) - 1, 0, lon.size - 2)
+    iy = np.clip(np.searchsorted(lat, y) - 1, 0, lat.size - 2)
+    fx = (x - lon[ix]) / (lon[ix + 1] - lon[ix])
+    fy = (y - lat[iy]) / (lat[iy + 1] - lat[iy])
+    return (
+        z[iy, ix] * (1 - fy) * (1 - fx)
+        + z[iy, ix + 1] * (1 - fy) * fx
+        + z[iy + 1, ix] * fy * (1 - fx)
+        + z[iy + 1, ix + 1] * fy * fx
+    )

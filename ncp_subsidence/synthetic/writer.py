@@ -16,7 +16,13 @@ import xarray as xr
 from ncp_subsidence.synthetic import products as prod
 from ncp_subsidence.synthetic import sar
 from ncp_subsidence.synthetic.manifest import TwinManifest
-from ncp_subsidence.synthetic.presets import PRESETS
+from ncp_subsidence.synthetic.presets import PRESETS, resolve_layouts
+from ncp_subsidence.synthetic.providers import (
+    Hyp3FrameWriter,
+    LicsarFrameWriter,
+    collection_id,
+    provider_catalog,
+)
 from ncp_subsidence.synthetic.stac import build_catalog, file_item, ifg_item, raster_item
 from ncp_subsidence.synthetic.truth import (
     BOWLS,
@@ -80,7 +86,12 @@ COLLECTION_IDS = {
 
 
 def write_twin(
-    out_dir, preset: str = "tiny", seed: int = 0, noise: bool = True, overwrite: bool = True
+    out_dir,
+    preset: str = "tiny",
+    seed: int = 0,
+    noise: bool = True,
+    overwrite: bool = True,
+    layouts: str = "auto",
 ) -> TwinManifest:
     """Write the NCP twin (products, truth store, STAC catalog, manifest).
 
@@ -97,6 +108,12 @@ def write_twin(
         unwrapping errors or decorrelation NaNs; sea pixels stay NaN), noise-free GNSS and GRACE.
     overwrite : bool
         Remove an existing ``out_dir`` first.
+    layouts : {"auto", "cog", "providers"}
+        How the interferograms are written: ``cog`` as plain EPSG:4326 COGs with one STAC item
+        per pair (both frames); ``providers`` the west frame in LiCSAR's layout (EPSG:4326) and
+        the east one as HyP3 INSAR_GAMMA zips on UTM zone 50N, each catalogued by its provider
+        adapter into ``catalogs/<frame>/`` (:mod:`ncp_subsidence.synthetic.providers`);
+        ``auto``: ``cog`` for ``tiny``, ``providers`` for ``demo`` and ``large``.
 
     Returns
     -------
@@ -104,6 +121,8 @@ def write_twin(
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown twin preset {preset!r}; choose one of {sorted(PRESETS)}")
+    layouts = resolve_layouts(layouts, preset)
+    per_frame = frame_layouts(layouts)
     p = PRESETS[preset]
     root = Path(out_dir).resolve()
     if root.exists() and overwrite:
@@ -113,6 +132,7 @@ def write_twin(
     groups: dict[str, tuple[str, list]] = {}
     collections: dict[str, str] = {}
     frame_collections: dict[str, str] = {}
+    frame_sources: dict[str, dict[str, str]] = {}
     truth_frames: dict[str, xr.Dataset] = {}
     frame_grids: dict[str, dict] = {}
     insar_bytes = 0
@@ -245,23 +265,32 @@ def write_twin(
     hydro_ds = _write_hydrology(root, truth, p, noise, seed, groups)
 
     # ---------------------------------------------------------------- Sentinel-1 frames
-    for fi_idx, frame in enumerate(sar.FRAMES):
-        ds, grid, items, nbytes = _write_frame(root, truth, p, frame, fi_idx, seed, noise)
-        truth_frames[frame.name] = ds
-        frame_grids[frame.name] = grid
-        cid = f"twin-s1-ifg-{frame.name}"
-        groups[cid] = (
-            f"Twin Sentinel-1 interferograms (HyP3 INSAR_GAMMA-like), frame "
-            f"{frame.name}, relative orbit {frame.relative_orbit}, ascending.",
-            items,
+    frame_names = []
+    for fi_idx, (frame, layout) in enumerate(zip(sar.FRAMES, per_frame, strict=True)):
+        ds, grid, items, nbytes, n_pairs, source = _write_frame(
+            root, truth, p, frame, fi_idx, seed, noise, layout
         )
-        collections[f"interferograms/{frame.name}"] = cid
-        frame_collections[frame.name] = cid
+        name = frame_name(frame, layout)
+        frame_names.append(name)
+        truth_frames[name] = ds
+        frame_grids[name] = grid
+        if source is None:
+            cid = f"twin-s1-ifg-{frame.name}"
+            groups[cid] = (
+                f"Twin Sentinel-1 interferograms (HyP3 INSAR_GAMMA-like), frame "
+                f"{frame.name}, relative orbit {frame.relative_orbit}, ascending.",
+                items,
+            )
+        else:  # catalogued by the provider's adapter once every file is written (below)
+            cid = collection_id(source["format"], name)
+            frame_sources[name] = source
+        collections[f"interferograms/{name}"] = cid
+        frame_collections[name] = cid
         insar_bytes += nbytes
-        n_pairs_total += len(items)
+        n_pairs_total += n_pairs
 
     # ---------------------------------------------------------------- GNSS
-    gnss = _gnss_table(truth, p, seed, noise)
+    gnss = _gnss_table(truth, p, seed, noise, tuple(frame_names))
     prod.write_midas(root / "gnss/midas.IGS14.txt", gnss)
     groups[COLLECTION_IDS["gnss"]] = (
         "Twin GNSS velocities (Nevada Geodetic Lab MIDAS format, IGS14 / ITRF2014, m/yr).",
@@ -395,6 +424,8 @@ def write_twin(
         }
     )
     catalog, ndjson, colls = build_catalog(root, groups, NCP_BBOX)
+    for name, source in frame_sources.items():  # the adapters' catalogs of provider layouts
+        source["catalog"] = provider_catalog(root, name, source).relative_to(root).as_posix()
 
     hydro_shape = [hydro_ds.sizes["lat"], hydro_ds.sizes["lon"]]
     manifest = TwinManifest(
@@ -410,9 +441,11 @@ def write_twin(
         gnss_midas=root / "gnss/midas.IGS14.txt",
         faults_geojson=root / "vector/faults.geojson",
         cities_geojson=root / "vector/cities.geojson",
-        frames=[f.name for f in sar.FRAMES],
+        frames=frame_names,
         collections=dict(sorted(collections.items())),
         frame_collections=frame_collections,
+        layouts=layouts,
+        frame_sources=frame_sources,
         grids={
             "bbox": list(NCP_BBOX),
             "fine_resolution_deg": p.fine_resolution_deg,
@@ -433,7 +466,14 @@ def write_twin(
     manifest.sizes = {
         "n_files": len(files) + 1,
         # items.ndjson is left out: its absolute hrefs make its size depend on the root path
-        "n_bytes": int(sum(f.stat().st_size for f in files if f != ndjson)),
+        # so are the adapters' catalogs of provider layouts (absolute hrefs too)
+        "n_bytes": int(
+            sum(
+                f.stat().st_size
+                for f in files
+                if f != ndjson and f.relative_to(root).parts[0] != "catalogs"
+            )
+        ),
         "insar_bytes": int(insar_bytes),
         "n_items": sum(len(v[1]) for v in groups.values()),
         "n_pairs": n_pairs_total,
@@ -450,10 +490,150 @@ def pystac_geojson() -> str:
 
 
 # ====================================================================== Sentinel-1
-def _write_frame(root: Path, truth: TwinTruth, p, frame, index: int, seed: int, noise: bool):
-    geom = sar.frame_geometry(frame, p.posting_deg)
-    lon, lat = geom["lon"], geom["lat"]
-    lo2, la2 = np.meshgrid(lon, lat)
+#: Frame layout of each frame (west to east) under ``layouts="providers"``.
+PROVIDER_LAYOUTS = ("licsar", "hyp3")
+
+
+def frame_layouts(layouts: str) -> tuple[str, ...]:
+    """Per-frame layout (``cog`` | ``licsar`` | ``hyp3``) of :data:`sar.FRAMES` for ``layouts``."""
+    if layouts == "cog":
+        return tuple("cog" for _ in sar.FRAMES)
+    if layouts == "providers":
+        return PROVIDER_LAYOUTS
+    raise ValueError(f"unknown twin layouts {layouts!r}; choose 'cog' or 'providers' (or 'auto')")
+
+
+def frame_name(frame, layout: str) -> str:
+    """The frame's name in the products and the store: LiCSAR's frame id, else ``A<orbit>``."""
+    return sar.licsar_frame_id(frame) if layout == "licsar" else frame.name
+
+
+class _CogFrameWriter:
+    """The plain layout: EPSG:4326 COGs per pair, one STAC item each, frame geometry COGs."""
+
+    def __init__(self, root: Path, frame, geom: dict, dates) -> None:
+        self.root, self.frame, self.geom, self.dates = root, frame, geom, dates
+        self.fdir = root / "sentinel1" / frame.name
+        self.rel_frame = f"sentinel1/{frame.name}"
+        self.items: list = []
+        for key, long_name in (
+            (
+                "lv_theta",
+                "look vector elevation angle, ground to satellite, from the horizontal "
+                "(GAMMA/HyP3)",
+            ),
+            (
+                "lv_phi",
+                "look vector orientation angle, ground to satellite, counter-clockwise from "
+                "east (GAMMA/HyP3)",
+            ),
+        ):
+            prod.write_cog(
+                self.fdir / f"{frame.name}_{key}.tif",
+                geom[key],
+                geom["transform"],
+                {"units": "radians", "long_name": long_name},
+                key,
+            )
+
+    def pair(self, j: int, a: int, b: int, phase: np.ndarray, coh: np.ndarray) -> int:
+        frame, dates, transform = self.frame, self.dates, self.geom["transform"]
+        name = sar.product_name(frame, dates[a], dates[b])
+        pdir = self.fdir / name
+        prod.write_cog(
+            pdir / f"{name}_unw_phase.tif",
+            phase,
+            transform,
+            {"units": "radians", "wavelength_m": "0.05546576"},
+            "unw_phase",
+        )
+        prod.write_cog(pdir / f"{name}_corr.tif", coh, transform, {"units": "1"}, "corr")
+        nbytes = (pdir / f"{name}_unw_phase.tif").stat().st_size
+        nbytes += (pdir / f"{name}_corr.tif").stat().st_size
+        rel = f"{self.rel_frame}/{name}/{name}"
+        cog = "image/tiff; application=geotiff; profile=cloud-optimized"
+        assets = {
+            "unw_phase": (f"{rel}_unw_phase.tif", cog, ["data"], "unwrapped phase (radians)"),
+            "corr": (f"{rel}_corr.tif", cog, ["data", "coherence"], "coherence"),
+            "lv_theta": (
+                f"{self.rel_frame}/{frame.name}_lv_theta.tif",
+                cog,
+                ["metadata", "geometry"],
+                "look vector elevation angle (radians)",
+            ),
+            "lv_phi": (
+                f"{self.rel_frame}/{frame.name}_lv_phi.tif",
+                cog,
+                ["metadata", "geometry"],
+                "look vector orientation angle (radians)",
+            ),
+        }
+        shape = phase.shape
+        self.items.append(
+            ifg_item(
+                f"{name}_{frame.name}",
+                frame,
+                dates[a],
+                dates[b],
+                frame.bbox,
+                shape,
+                transform,
+                assets,
+            )
+        )
+        return nbytes
+
+    def source(self) -> None:
+        return None
+
+
+def _write_frame(
+    root: Path,
+    truth: TwinTruth,
+    p,
+    frame,
+    index: int,
+    seed: int,
+    noise: bool,
+    layout: str = "cog",
+):
+    """Write one frame's interferograms in ``layout`` and return its truth.
+
+    ``cog`` and ``licsar`` lay the frame out on EPSG:4326 (:func:`sar.frame_geometry`);
+    ``hyp3`` natively on UTM zone 50N (:func:`sar.utm_frame_geometry`), every field evaluated
+    at the lon/lat of the UTM pixel centres. The scene (truth, error field, unwrapping-error
+    patches, each date's turbulence) is the same function of lon/lat in every layout; only the
+    per-pixel draws (phase noise, coherence noise) differ with the grid.
+
+    Returns
+    -------
+    ds : xarray.Dataset
+        The frame's truth on its grid (``y``, ``x``: degrees, or UTM metres with
+        ``attrs["crs"]`` and 2-D ``lon``/``lat`` coordinates).
+    grid : dict
+        The manifest's description of the frame grid.
+    items : list of pystac.Item
+        STAC items (``cog`` only; provider layouts are catalogued by their adapters).
+    nbytes : int
+        Bytes of interferogram files written.
+    n_pairs : int
+    source : dict or None
+        The manifest's ``frame_sources`` record of a provider-layout frame.
+    """
+    name = frame_name(frame, layout)
+    # the atmosphere of a date is drawn on the frame's EPSG:4326 grid in every layout; a UTM
+    # frame samples it at its pixel centres, so it sees the same turbulence as the plain COGs
+    atm_grid = sar.frame_geometry(frame, p.posting_deg)
+    atm_shape = (atm_grid["lat"].size, atm_grid["lon"].size)
+    if layout == "hyp3":
+        posting_m = sar.utm_posting_m(p.posting_deg)
+        geom = sar.utm_frame_geometry(frame, posting_m)
+        lo2, la2 = geom["lon"], geom["lat"]
+        ycoord, xcoord = geom["y"], geom["x"]
+    else:
+        geom = atm_grid
+        ycoord, xcoord = geom["lat"], geom["lon"]
+        lo2, la2 = np.meshgrid(xcoord, ycoord)
     shape = lo2.shape
     dates = sar.acquisition_dates(frame, p.date_step, p.drop_fraction, seed)
     t = decimal_year(dates)
@@ -466,32 +646,15 @@ def _write_frame(root: Path, truth: TwinTruth, p, frame, index: int, seed: int, 
     ve, vn, vu = plate_motion_enu(lo2, la2)
     plate_los = geom["los_east"] * ve + geom["los_north"] * vn + geom["los_up"] * vu
     uu = geom["los_up"]
-    fdir = root / "sentinel1" / frame.name
-    rel_frame = f"sentinel1/{frame.name}"
-    transform = geom["transform"]
     bbox = frame.bbox
-    prod.write_cog(
-        fdir / f"{frame.name}_lv_theta.tif",
-        geom["lv_theta"],
-        transform,
-        {
-            "units": "radians",
-            "long_name": "look vector elevation angle, ground to "
-            "satellite, from the horizontal (GAMMA/HyP3)",
-        },
-        "lv_theta",
-    )
-    prod.write_cog(
-        fdir / f"{frame.name}_lv_phi.tif",
-        geom["lv_phi"],
-        transform,
-        {
-            "units": "radians",
-            "long_name": "look vector orientation angle, ground to "
-            "satellite, counter-clockwise from east (GAMMA/HyP3)",
-        },
-        "lv_phi",
-    )
+    if layout == "cog":
+        out = _CogFrameWriter(root, frame, geom, dates)
+    elif layout == "licsar":
+        out = LicsarFrameWriter(root, frame, geom, truth.dem(lo2, la2), dates, seed)
+    elif layout == "hyp3":
+        out = Hyp3FrameWriter(root, frame, geom, truth.dem(lo2, la2), sea, dates, seed)
+    else:
+        raise ValueError(f"unknown frame layout {layout!r}")
 
     def d_los(k: int) -> np.ndarray:
         d_up = truth.vertical_displacement(lo2, la2, t[k : k + 1], rate=rate, lag=lag)[..., 0]
@@ -522,16 +685,18 @@ def _write_frame(root: Path, truth: TwinTruth, p, frame, index: int, seed: int, 
     rng_u = _seed(seed, f"unwrap-{frame.name}")
     unw_err_pairs = set(rng_u.choice(len(pairs), size=n_unw_err, replace=False).tolist())
     unw_log = []
-    items = []
     nbytes = 0
     for j, (a, b) in enumerate(pairs):
         for k in (a, b):
             if k not in los_cache:
                 los_cache[k] = d_los(k)
                 if noise:
-                    atm_cache[k] = sar.turbulence(
-                        _seed(seed, f"{rng_atm_seed}-{k}"), shape, p.posting_deg, 6.0
+                    atm = sar.turbulence(
+                        _seed(seed, f"{rng_atm_seed}-{k}"), atm_shape, p.posting_deg, 6.0
                     )
+                    if layout == "hyp3":
+                        atm = sar.sample_lonlat(atm, atm_grid["lon"], atm_grid["lat"], lo2, la2)
+                    atm_cache[k] = atm
         for k in [k for k in los_cache if k < a]:
             los_cache.pop(k)
             atm_cache.pop(k, None)
@@ -559,55 +724,20 @@ def _write_frame(root: Path, truth: TwinTruth, p, frame, index: int, seed: int, 
         else:
             bad = sea
         phase = np.where(bad, np.nan, phase)
-        name = sar.product_name(frame, dates[a], dates[b])
-        pdir = fdir / name
-        prod.write_cog(
-            pdir / f"{name}_unw_phase.tif",
-            phase,
-            transform,
-            {"units": "radians", "wavelength_m": "0.05546576"},
-            "unw_phase",
-        )
-        prod.write_cog(pdir / f"{name}_corr.tif", coh, transform, {"units": "1"}, "corr")
-        nbytes += (pdir / f"{name}_unw_phase.tif").stat().st_size
-        nbytes += (pdir / f"{name}_corr.tif").stat().st_size
-        rel = f"{rel_frame}/{name}/{name}"
-        assets = {
-            "unw_phase": (
-                f"{rel}_unw_phase.tif",
-                "image/tiff; application=geotiff; profile=cloud-optimized",
-                ["data"],
-                "unwrapped phase (radians)",
-            ),
-            "corr": (
-                f"{rel}_corr.tif",
-                "image/tiff; application=geotiff; profile=cloud-optimized",
-                ["data", "coherence"],
-                "coherence",
-            ),
-            "lv_theta": (
-                f"{rel_frame}/{frame.name}_lv_theta.tif",
-                "image/tiff; application=geotiff; profile=cloud-optimized",
-                ["metadata", "geometry"],
-                "look vector elevation angle (radians)",
-            ),
-            "lv_phi": (
-                f"{rel_frame}/{frame.name}_lv_phi.tif",
-                "image/tiff; application=geotiff; profile=cloud-optimized",
-                ["metadata", "geometry"],
-                "look vector orientation angle (radians)",
-            ),
-        }
-        items.append(
-            ifg_item(
-                f"{name}_{frame.name}", frame, dates[a], dates[b], bbox, shape, transform, assets
-            )
-        )
+        nbytes += out.pair(j, int(a), int(b), phase, coh)
 
-    coords = {
-        "y": ("y", lat, {"units": "degrees_north", "long_name": "latitude"}),
-        "x": ("x", lon, {"units": "degrees_east", "long_name": "longitude"}),
-    }
+    if layout == "hyp3":
+        coords = {
+            "y": ("y", ycoord, {"units": "m", "long_name": "UTM zone 50N northing"}),
+            "x": ("x", xcoord, {"units": "m", "long_name": "UTM zone 50N easting"}),
+            "lon": (("y", "x"), lo2, {"units": "degrees_east", "long_name": "longitude"}),
+            "lat": (("y", "x"), la2, {"units": "degrees_north", "long_name": "latitude"}),
+        }
+    else:
+        coords = {
+            "y": ("y", ycoord, {"units": "degrees_north", "long_name": "latitude"}),
+            "x": ("x", xcoord, {"units": "degrees_east", "long_name": "longitude"}),
+        }
     v_up_frame = ols_slope(t, truth.vertical_displacement(lo2, la2, t, rate=rate, lag=lag))
     data = {
         "los_velocity": (
@@ -661,26 +791,45 @@ def _write_frame(root: Path, truth: TwinTruth, p, frame, index: int, seed: int, 
         },
     )
     ds.attrs = {
-        "frame": frame.name,
+        "frame": name,
         "relative_orbit": frame.relative_orbit,
         "error_model": "plane" if index % 2 == 0 else "plane+quadratic+smooth random",
+        "layout": layout,
     }
     grid = {
         "bbox": list(bbox),
         "shape": list(shape),
-        "transform": list(transform),
+        "transform": list(geom["transform"]),
+        "crs": "EPSG:4326",
         "relative_orbit": frame.relative_orbit,
         "heading_deg": frame.heading_deg,
         "n_dates": len(dates),
         "n_pairs": len(pairs),
         "first_date": str(dates[0]),
         "last_date": str(dates[-1]),
+        "layout": layout,
     }
-    return ds, grid, items, nbytes
+    if layout == "hyp3":
+        ds.attrs["crs"] = geom["crs"]
+        half = 0.5 * posting_m / 111195.0
+        grid.update(
+            crs=geom["crs"],
+            posting_m=posting_m,
+            bbox=[
+                round(float(lo2.min()) - half, 6),
+                round(float(la2.min()) - half, 6),
+                round(float(lo2.max()) + half, 6),
+                round(float(la2.max()) + half, 6),
+            ],
+        )
+    items = out.items if layout == "cog" else []
+    return ds, grid, items, nbytes, len(pairs), out.source()
 
 
 # ====================================================================== GNSS
-def _gnss_table(truth: TwinTruth, p, seed: int, noise: bool) -> pd.DataFrame:
+def _gnss_table(
+    truth: TwinTruth, p, seed: int, noise: bool, frames: tuple[str, str] = ("A040", "A142")
+) -> pd.DataFrame:
     rng = _seed(seed, "gnss")
     n = p.n_gnss
     n_steep = 3
@@ -707,9 +856,9 @@ def _gnss_table(truth: TwinTruth, p, seed: int, noise: bool) -> pd.DataFrame:
     ve, vn, vu_p = plate_motion_enu(lon, lat)
     sig = np.array([0.5, 0.5, 1.0])
     eps = rng.normal(0.0, 1.0, (n, 3)) * sig * float(noise)
-    frame = np.where(lon < 0.5 * (116.3 + 116.7), "A040", "A142")
+    frame = np.where(lon < 0.5 * (116.3 + 116.7), frames[0], frames[1])
     holdout = np.zeros(n, dtype=bool)
-    for f in ("A040", "A142"):
+    for f in frames:
         idx = np.flatnonzero(frame == f)
         k = round(GNSS_HOLDOUT_FRACTION * idx.size)
         holdout[rng.choice(idx, size=k, replace=False)] = True
@@ -1066,8 +1215,9 @@ def _truth_readme(preset: str, seed: int, p) -> str:
     return f"""# NCP twin truth store (preset {preset}, seed {seed})
 
 Zarr v3 store written with xarray (`xr.open_zarr(path, group=...)`), float32 unless stated.
-Grids are EPSG:4326, cell-registered, row 0 north. Vertical positive up; LOS positive toward the
-satellite; velocities mm/yr (year = 365.25 d); displacements mm relative to 2014-12-01 (T0).
+Grids are EPSG:4326 (a HyP3 frame: UTM, below), cell-registered, row 0 north. Vertical positive
+up; LOS positive toward the satellite; velocities mm/yr (year = 365.25 d); displacements mm
+relative to 2014-12-01 (T0).
 
 ## `/` (fine grid, {p.fine_resolution_deg} deg, dims lat, lon)
 - `vertical_velocity` mm/yr: OLS slope of the monthly vertical displacement, Jan 2015 - Dec 2022.
@@ -1092,6 +1242,9 @@ satellite; velocities mm/yr (year = 365.25 d); displacements mm relative to 2014
   anywhere.
 
 ## `/frames/<frame>` (frame grid, dims y (lat), x (lon); time = the frame's acquisitions)
+A frame written as HyP3 zips (`layouts="providers"`) is on its UTM zone 50N grid instead: y, x
+northing and easting in metres (the union of the pairs' extents), `attrs["crs"]` EPSG:32650,
+2-D `lon`, `lat` coordinates; its products are on the same grid.
 - `los_velocity` mm/yr: OLS slope, over the frame's dates, of `los_displacement` =
   u . (ITRF2014-PMM Eurasia velocity) (t - T0) + u_up d_up(t) + `error_los_velocity` (t - T0).
   Not referenced: an SBAS velocity referenced at pixel r recovers
