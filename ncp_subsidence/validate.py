@@ -601,8 +601,16 @@ def validate(
     if not (truth_dir / "truth" / "truth.zarr").exists():
         raise FileNotFoundError(f"no twin truth store under {truth_dir} (truth/truth.zarr)")
     if not isinstance(store, ProductStore):
-        store = ProductStore(str(store), storage_options)
-    frames = list(store.record("sbas").datasets)
+        store = ProductStore(str(store), storage_options, must_exist=True)
+    sbas = store.record("sbas")
+    if sbas is None:
+        from ncp_subsidence.errors import StoreError
+
+        raise StoreError(
+            f"store {store.url!r} has no completed sbas product to validate; run the pipeline "
+            "(ncp-subsidence run) into it first"
+        )
+    frames = list(sbas.datasets)
     rows: list[Metric] = []
     rows += _sbas(store, truth_dir, frames)
     rows += _gnss(store, frames)

@@ -134,3 +134,19 @@ def test_cli_validate_rejects_a_directory_without_truth(full_run, tmp_path, caps
     code = main(["validate", "--truth", str(tmp_path), "--store", full_run])
     assert code == 1
     assert "no twin truth store" in capsys.readouterr().err
+
+
+def test_validate_a_missing_or_empty_store_is_one_clear_error(tmp_path, tiny_twin):
+    """Issue 18: no AttributeError, and no empty store directory left behind."""
+    from ncp_subsidence.errors import StoreError
+    from ncp_subsidence.io.stores import ProductStore
+    from ncp_subsidence.validate import validate
+
+    missing = tmp_path / "nope"
+    with pytest.raises(StoreError, match="no product store"):
+        validate(tiny_twin.root, missing)
+    assert not missing.exists()
+    empty = ProductStore(str(tmp_path / "empty"))
+    empty.update_root_attrs({"x": 1})
+    with pytest.raises(StoreError, match="no completed sbas product"):
+        validate(tiny_twin.root, str(tmp_path / "empty"))
