@@ -22,7 +22,8 @@ import pandas as pd
 import pystac
 import xarray as xr
 
-from ..errors import DataError, DataWarning
+from ..errors import DataError, DataWarning, NetworkError
+from .remote import fsspec_options, gdal_options, retrying
 
 __all__ = [
     "LATTICE_TOLERANCE_PX",
@@ -38,6 +39,7 @@ __all__ = [
     "read_geojson",
     "read_ifg_stack",
     "read_midas",
+    "read_midas_checked",
     "read_raster",
     "read_raster_on_grid",
     "unique_pairs",
@@ -77,6 +79,26 @@ class AssetFailures:
 def _href(asset: pystac.Asset) -> str:
     href = asset.get_absolute_href() or asset.href
     return href
+
+
+def _is_remote(href: str) -> bool:
+    return href.startswith(("http://", "https://", "s3://"))
+
+
+def _open_env(href: str, headers: Any, retries: int, *, single_try: bool = True) -> Any:
+    """A ``rasterio.Env`` for opening ``href``: auth headers, netrc, timeouts; remote only.
+
+    With ``single_try`` GDAL does not retry itself and does not cache a failed answer, so the
+    caller's :func:`~ncp_subsidence.io.remote.retrying` owns the policy (and counts the tries).
+    """
+    import rasterio
+
+    if not _is_remote(href):
+        return rasterio.Env()
+    options = gdal_options(href, headers, retries=0 if single_try else retries)
+    if single_try:
+        options["CPL_VSIL_CURL_NON_CACHED"] = _rasterio_path(href)
+    return rasterio.Env(**options)
 
 
 def _rasterio_path(href: str) -> str:
@@ -353,12 +375,20 @@ def _check_georef(item: pystac.Item, key: str, href: str, src: Any) -> None:
 
 
 def _check_assets(
-    items: Sequence[pystac.Item], keys: Sequence[str], on_error: OnError, failures: AssetFailures
+    items: Sequence[pystac.Item],
+    keys: Sequence[str],
+    on_error: OnError,
+    failures: AssetFailures,
+    *,
+    retries: int = 4,
+    headers: Any = None,
 ) -> list[pystac.Item]:
     """Open each asset's header and check its CRS, transform and shape against the item.
 
     Under ``nan`` unreadable assets are removed (stackstac fills NaN); a file whose
-    georeferencing disagrees with its item is a :class:`DataError` under either policy.
+    georeferencing disagrees with its item is a :class:`DataError` under either policy. Remote
+    opens send ``headers`` and are retried (``retries``) while the server fails transiently; a
+    server that stays down is a :class:`~ncp_subsidence.errors.NetworkError` under ``fail``.
     """
     import rasterio
 
@@ -373,10 +403,25 @@ def _check_assets(
                 failures.add(f"{item.id}:{key}", "asset missing from the item")
                 continue
             href = _href(item.assets[key])
+
+            def header_of(href: str = href) -> _Header:
+                with (
+                    _open_env(href, headers, retries),
+                    rasterio.open(_rasterio_path(href)) as src,
+                ):
+                    return _Header(src.crs, src.transform, src.height, src.width)
+
             try:
-                with rasterio.open(_rasterio_path(href)) as src:
-                    header = _Header(src.crs, src.transform, src.height, src.width)
+                header = retrying(
+                    header_of,
+                    url=href,
+                    what=f"asset {key!r} of item {item.id!r}",
+                    retries=retries,
+                    headers=headers,
+                )
             except Exception as err:
+                if on_error == "fail" and isinstance(err, NetworkError):
+                    raise
                 if on_error == "fail":
                     raise DataError(
                         f"cannot read asset {key!r} of item {item.id!r} at {href}: {err}; "
@@ -429,6 +474,9 @@ def _stack_assets(
     resampling: str,
     chunks: tuple[int, int],
     on_error: OnError,
+    *,
+    retries: int = 4,
+    headers: Any = None,
 ) -> Any:
     """A lazy ``(pair, asset, y, x)`` float32 dask array of ``items`` on ``grid`` (one stackstac
     call).
@@ -443,7 +491,10 @@ def _stack_assets(
     from rasterio.enums import Resampling
     from rasterio.errors import RasterioIOError
 
-    env = stackstac.DEFAULT_GDAL_ENV.updated(always=GDAL_READ_OPTIONS)
+    remote = next((_href(a) for i in items for a in i.assets.values() if _is_remote(_href(a))), "")
+    # remote reads: GDAL retries 429/5xx itself (sources.retries) and sends the headers
+    auth = gdal_options(remote, headers, retries=retries) if remote else {}
+    env = stackstac.DEFAULT_GDAL_ENV.updated(always={**GDAL_READ_OPTIONS, **auth})
     stack = stackstac.stack(
         [_stac_dict(i, grid_from_item(i).epsg) for i in items],
         assets=list(keys),
@@ -493,6 +544,8 @@ def read_ifg_stack(
     grid: FrameGridMode | Grid = "union",
     resample: bool = False,
     phase_resampling: str = "nearest",
+    retries: int = 4,
+    headers: Any = None,
 ) -> tuple[xr.Dataset, AssetFailures]:
     """Stack one frame's interferogram items into ``unw_phase(pair, y, x)`` and ``coherence``
     on one frame grid.
@@ -532,6 +585,9 @@ def read_ifg_stack(
         Resample pairs off the frame grid's lattice instead of raising.
     phase_resampling : str
         :class:`rasterio.enums.Resampling` name for the phase of resampled pairs.
+    retries, headers
+        Remote reads: retries of transient failures (``sources.retries``) and the source's
+        HTTP headers (e.g. an Earthdata ``Authorization``; never logged).
 
     Returns
     -------
@@ -573,7 +629,7 @@ def read_ifg_stack(
     target = grid if isinstance(grid, Grid) else frame_grid(items, grid)
     keys = [k for k in (phase_asset, coherence_asset, conncomp_asset) if k]
     failures = AssetFailures()
-    items = _check_assets(items, keys, on_error, failures)
+    items = _check_assets(items, keys, on_error, failures, retries=retries, headers=headers)
     intervals = [
         (
             _dt64(i.common_metadata.start_datetime or i.datetime),
@@ -612,11 +668,29 @@ def read_ifg_stack(
     parts = []  # (pair, asset, y, x) stacks: the aligned pairs, then the resampled ones
     if aligned:
         parts.append(
-            _stack_assets([items[k] for k in aligned], keys, target, "nearest", chunks, on_error)
+            _stack_assets(
+                [items[k] for k in aligned],
+                keys,
+                target,
+                "nearest",
+                chunks,
+                on_error,
+                retries=retries,
+                headers=headers,
+            )
         )
     if off:  # stackstac takes one resampling per call: one call per asset
         per_asset = [
-            _stack_assets([items[k] for k in off], [key], target, resampling[key], chunks, on_error)
+            _stack_assets(
+                [items[k] for k in off],
+                [key],
+                target,
+                resampling[key],
+                chunks,
+                on_error,
+                retries=retries,
+                headers=headers,
+            )
             for key in keys
         ]
         parts.append(da.concatenate(per_asset, axis=1))
@@ -748,22 +822,29 @@ def read_raster_on_grid(href: str, grid: Grid, *, resampling: str = "bilinear") 
     return out
 
 
-def read_raster(href: str, *, band: int = 1) -> xr.DataArray:
+def read_raster(href: str, *, band: int = 1, retries: int = 4, headers: Any = None) -> xr.DataArray:
     """Read one band of a (small) raster eagerly as ``(y, x)`` with cell-centre coords.
 
-    Used for per-frame geometry layers and factor rasters; nodata becomes NaN.
+    Used for per-frame geometry layers and factor rasters; nodata becomes NaN. Remote reads
+    send ``headers`` and are retried ``retries`` times while the server fails transiently
+    (:class:`~ncp_subsidence.errors.NetworkError` when it stays down).
     """
     import rasterio
 
     path = _rasterio_path(href)
-    try:
-        with rasterio.open(path) as src:
+
+    def read() -> tuple[np.ndarray, Any, Any]:
+        with _open_env(href, headers, retries), rasterio.open(path) as src:
             arr = src.read(band, out_dtype="float64")
             if src.nodata is not None and not np.isnan(src.nodata):
                 arr[arr == src.nodata] = np.nan
-            t = src.transform
-            ny, nx = arr.shape
-            epsg = src.crs.to_epsg() if src.crs else None
+            return arr, src.transform, (src.crs.to_epsg() if src.crs else None)
+
+    try:
+        arr, t, epsg = retrying(read, url=href, what="raster", retries=retries, headers=headers)
+        ny, nx = arr.shape
+    except NetworkError:
+        raise
     except Exception as err:
         raise DataError(f"cannot read raster {href}: {err}") from err
     y = t.f + t.e * (np.arange(ny) + 0.5)
@@ -774,27 +855,85 @@ def read_raster(href: str, *, band: int = 1) -> xr.DataArray:
 
 
 def open_netcdf(
-    href: str, *, group: str | None = None, storage_options: dict[str, Any] | None = None
+    href: str,
+    *,
+    group: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    retries: int = 4,
+    headers: Any = None,
 ) -> xr.Dataset:
     """Open a NetCDF4/HDF5 file (local, https, s3) with h5netcdf through fsspec, loaded eagerly.
 
     Hydrology files are small per file (one month or one year on a 0.1-0.25 deg grid); they are
-    loaded so the file handle can be closed at once.
+    loaded so the file handle can be closed at once. HTTP(S) reads send ``headers`` (else an
+    Earthdata token / netrc) unless ``storage_options`` are given; remote reads are retried
+    ``retries`` times while the server fails transiently.
     """
     url = href[len("file://") :] if href.startswith("file://") else href
-    try:
+    options = storage_options if storage_options is not None else fsspec_options(url, headers)
+
+    def read() -> xr.Dataset:
         with (
-            fsspec.open(url, "rb", **(storage_options or {})) as f,
+            fsspec.open(url, "rb", **options) as f,
             xr.open_dataset(f, engine="h5netcdf", group=group, decode_timedelta=False) as ds,
         ):
             return ds.load()
+
+    try:
+        return retrying(read, url=href, what="NetCDF file", retries=retries, headers=headers)
+    except NetworkError:
+        raise
     except FileNotFoundError as err:
         raise DataError(f"NetCDF file {href} not found") from err
     except OSError as err:
         raise DataError(f"cannot read NetCDF file {href}: {err}") from err
 
 
-def read_midas(href: str) -> pd.DataFrame:
+def read_midas_checked(
+    href: str, *, retries: int = 4, headers: Any = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a MIDAS file with the provider adapter's quality screen
+    (:func:`ncp_subsidence.io.products.midas.read_midas`: longitudes into -180..180, rows with
+    NaN, sigma <= 0 or a repeated station dropped); returns the table and its report.
+
+    Remote files are fetched once (``headers``, retried ``retries`` times), then parsed.
+    """
+    from .products import midas
+
+    url = href[len("file://") :] if href.startswith("file://") else href
+    if "://" not in url:
+        return midas.read_midas(url)
+    text = _read_text(href, retries=retries, headers=headers, what="MIDAS velocity file")
+    memfs = fsspec.filesystem("memory")
+    name = f"/midas/{abs(hash(href))}/{url.rstrip('/').rsplit('/', 1)[-1]}"
+    memfs.pipe(name, text.encode())
+    try:
+        table, report = midas.read_midas(f"memory://{name}")
+    finally:
+        memfs.rm(name)
+    report["href"] = href
+    return table, report
+
+
+def _read_text(href: str, *, retries: int, headers: Any, what: str) -> str:
+    """A text file read whole through fsspec, with auth headers and retries."""
+    url = href[len("file://") :] if href.startswith("file://") else href
+
+    def read() -> str:
+        with fsspec.open(url, "rt", **fsspec_options(url, headers)) as f:
+            return f.read()
+
+    try:
+        return retrying(read, url=href, what=what, retries=retries, headers=headers)
+    except NetworkError:
+        raise
+    except FileNotFoundError as err:
+        raise DataError(f"{what} {href} not found") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read {what} {href}: {err}") from err
+
+
+def read_midas(href: str, *, retries: int = 4, headers: Any = None) -> pd.DataFrame:
     """Read a MIDAS velocity file (Nevada Geodetic Lab) into mm/yr east, north, up velocities.
 
     Lines that do not have the 27 MIDAS columns, or whose numbers do not parse, are skipped and
@@ -808,12 +947,9 @@ def read_midas(href: str) -> pd.DataFrame:
     """
     import warnings
 
-    url = href[len("file://") :] if href.startswith("file://") else href
-    try:
-        with fsspec.open(url, "rt") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError as err:
-        raise DataError(f"GNSS velocity file {href} not found") from err
+    lines = _read_text(
+        href, retries=retries, headers=headers, what="GNSS velocity file"
+    ).splitlines()
     rows, bad = [], []
     for number, line in enumerate(lines, 1):
         parts = line.split()

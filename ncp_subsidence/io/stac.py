@@ -11,7 +11,15 @@ and time window?" for the three kinds of :class:`~ncp_subsidence.config.SourceOp
     walked recursively and filtered by collection, bbox and datetime, because static catalogs
     cannot be searched.
 ``file``
-    A source with no STAC (a GNSS table, fault lines): one item whose ``data`` asset is the URL.
+    Sources with no STAC: ``url`` is a path, URL, glob (expanded with fsspec) or a list of them;
+    one item per file, id the file name, whose ``data`` asset is the file. NetCDF/HDF5 files
+    (``.nc .nc4 .h5 .hdf5 .HDF5``) get ``start_datetime``/``end_datetime`` from their time axis
+    and its bounds (only the time variable is read; IMERG's in group ``Grid``) and are filtered
+    by the datetime window; other files (MIDAS tables, GeoJSON, tenv3) get a timeless item
+    (``ncp:timeless``) that the window never filters out.
+
+Every static read (catalog JSON, file listings, time axes) is retried with backoff and sends the
+source's ``headers`` (or an Earthdata token) through :mod:`ncp_subsidence.io.remote`.
 
 Presets for public catalogs (use as ``sources.<name>.url`` with ``kind: stac_api``)::
 
@@ -39,6 +47,7 @@ import pystac
 
 from ..config import SourceOptions
 from ..errors import DataError, NetworkError
+from .remote import fsspec_options, retrying
 
 __all__ = [
     "PRESETS",
@@ -199,9 +208,9 @@ def discover_items(
     bbox = source.bbox or bbox
     interval = source.datetime or datetime
     if source.kind == "file":
-        items = [_file_item(source)]
+        items = _file_items(source, interval, retries)
     elif source.kind == "static_catalog":
-        items = _walk_static(source, bbox, interval)
+        items = _walk_static(source, bbox, interval, retries)
     else:
         items = _search_api(source, bbox, interval, retries, timeout_s)
     if source.max_items is not None:
@@ -218,24 +227,129 @@ def discover_items(
     return items
 
 
-def _file_item(source: SourceOptions) -> pystac.Item:
-    name = source.url.rstrip("/").rsplit("/", 1)[-1]
-    item = pystac.Item(
-        id=name,
-        geometry=None,
-        bbox=None,
-        datetime=_dt.datetime(1970, 1, 1, tzinfo=_dt.UTC),
-        properties={},
-        collection=source.collections[0] if source.collections else None,
+#: suffixes of NetCDF/HDF5 files, whose items are dated from their time axis
+TIMED_SUFFIXES = (".nc", ".nc4", ".h5", ".hdf5", ".he5")
+_GLOB_CHARS = ("*", "?", "[")
+
+
+def _as_urls(url: str | list[str]) -> list[str]:
+    return list(url) if isinstance(url, list) else [url]
+
+
+def _expand(source: SourceOptions, retries: int) -> list[str]:
+    """The files a ``kind: file`` source names: its paths/URLs, globs expanded with fsspec."""
+    out: list[str] = []
+    for url in _as_urls(source.url):
+        if not any(c in url for c in _GLOB_CHARS):
+            out.append(url)
+            continue
+        target = url.removeprefix("file://")
+
+        def glob(target: str = target) -> list[str]:
+            fs, path = fsspec.core.url_to_fs(target, **fsspec_options(target, source.headers))
+            local = "file" in ([fs.protocol] if isinstance(fs.protocol, str) else fs.protocol)
+            found = sorted(fs.glob(path))
+            return found if local else [fs.unstrip_protocol(p) for p in found]
+
+        try:
+            found = retrying(
+                glob, url=url, what="file source", retries=retries, headers=source.headers
+            )
+        except NetworkError:
+            raise
+        except OSError as err:
+            raise NetworkError(f"cannot list files matching {url!r}: {err}") from err
+        if not found:
+            raise DataError(f"no file matches {url!r} (sources.*.url glob); check the pattern")
+        out.extend(found)
+    return out
+
+
+def _file_interval(
+    href: str, source: SourceOptions, retries: int
+) -> tuple[_dt.datetime, _dt.datetime]:
+    """First and last instant of a NetCDF/HDF5 file's time axis (its bounds when present)."""
+    import numpy as np
+    import pandas as pd
+
+    from .products._gridded import decode_time_axis, open_product
+
+    options = fsspec_options(href, source.headers)
+
+    def read() -> tuple[Any, Any]:
+        for group in (None, "Grid"):  # IMERG keeps its variables in group Grid
+            with open_product(href, group=group, storage_options=options) as ds:
+                if "time" in ds.variables:
+                    return decode_time_axis(ds, file=href)
+        raise DataError(
+            f"{href} has no 'time' variable (at the root or in group 'Grid'); a NetCDF file "
+            "source needs a time axis to be dated"
+        )
+
+    times, bounds = retrying(
+        read, url=href, what="file source", retries=retries, headers=source.headers
     )
-    item.add_asset("data", pystac.Asset(href=source.url, roles=["data"]))
-    return item
+    span = np.asarray(bounds if bounds is not None else times).ravel()
+    span = span[~np.isnat(span)]
+    if span.size == 0:
+        raise DataError(f"{href}: its time axis holds no valid time")
+    return (
+        pd.Timestamp(span.min()).to_pydatetime().replace(tzinfo=_dt.UTC),
+        pd.Timestamp(span.max()).to_pydatetime().replace(tzinfo=_dt.UTC),
+    )
 
 
-def _read_json(url: str) -> dict[str, Any]:
-    try:
-        with fsspec.open(url, "rt") as f:
+def _file_items(source: SourceOptions, interval: str | None, retries: int) -> list[pystac.Item]:
+    """One item per file of a ``kind: file`` source (see the module docstring)."""
+    bounds = parse_interval(interval)
+    collection = source.collections[0] if source.collections else None
+    items: dict[str, pystac.Item] = {}
+    for href in _expand(source, retries):
+        name = href.rstrip("/").rsplit("/", 1)[-1]
+        if name in items:
+            raise DataError(
+                f"two files of one source are both named {name!r} "
+                f"({items[name].assets['data'].href} and {href}); item ids are file names, so "
+                "give files with distinct names"
+            )
+        if name.lower().endswith(TIMED_SUFFIXES):
+            start, end = _file_interval(href, source, retries)
+            item = pystac.Item(
+                id=name,
+                geometry=None,
+                bbox=None,
+                datetime=None,
+                properties={"start_datetime": start.isoformat(), "end_datetime": end.isoformat()},
+                start_datetime=start,
+                end_datetime=end,
+                collection=collection,
+            )
+            if not _matches(item, (), None, bounds):
+                log.info("file %s (%s to %s) is outside %s; skipped", name, start, end, interval)
+                continue
+        else:
+            item = pystac.Item(
+                id=name,
+                geometry=None,
+                bbox=None,
+                datetime=_dt.datetime(1970, 1, 1, tzinfo=_dt.UTC),
+                properties={"ncp:timeless": True},
+                collection=collection,
+            )
+        item.add_asset("data", pystac.Asset(href=href, roles=["data"]))
+        items[name] = item
+    return list(items.values())
+
+
+def _read_json(url: str, retries: int = 4, headers: Any = None) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        with fsspec.open(url, "rt", **fsspec_options(url, headers)) as f:
             return json.load(f)
+
+    try:
+        return retrying(read, url=url, what="static STAC catalog", retries=retries, headers=headers)
+    except NetworkError:
+        raise
     except FileNotFoundError as err:
         raise DataError(f"static STAC catalog {url!r} not found; check sources.*.url") from err
     except json.JSONDecodeError as err:
@@ -247,9 +361,14 @@ def _read_json(url: str) -> dict[str, Any]:
 class _FsspecStacIO(pystac.StacIO):
     """pystac IO through fsspec, so static catalogs on s3:// and https:// are walked too."""
 
+    def __init__(self, retries: int = 4, headers: Any = None) -> None:
+        super().__init__()
+        self.retries = retries
+        self.headers = headers
+
     def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
         href = str(source.href if hasattr(source, "href") else source)
-        return json.dumps(_read_json(href))
+        return json.dumps(_read_json(href, self.retries, self.headers))
 
     def write_text(self, dest: Any, txt: str, *args: Any, **kwargs: Any) -> None:
         href = str(dest.href if hasattr(dest, "href") else dest)
@@ -258,10 +377,11 @@ class _FsspecStacIO(pystac.StacIO):
 
 
 def _walk_static(
-    source: SourceOptions, bbox: Sequence[float] | None, interval: str | None
+    source: SourceOptions, bbox: Sequence[float] | None, interval: str | None, retries: int = 4
 ) -> list[pystac.Item]:
-    url = source.url.removeprefix("file://") if source.url.startswith("file://") else source.url
-    stac_io = _FsspecStacIO()
+    assert isinstance(source.url, str)  # SourceOptions allows lists for kind: file only
+    url = source.url.removeprefix("file://")
+    stac_io = _FsspecStacIO(retries, source.headers)
     try:
         root = pystac.read_file(url, stac_io=stac_io)
     except pystac.STACError as err:
@@ -308,6 +428,7 @@ def _search_api(
     from pystac_client.stac_api_io import StacApiIO
     from urllib3.util.retry import Retry
 
+    assert isinstance(source.url, str)  # SourceOptions allows lists for kind: file only
     headers = {k: v.get_secret_value() for k, v in source.headers.items()}
     retry = Retry(
         total=retries,

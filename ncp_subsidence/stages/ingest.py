@@ -56,18 +56,21 @@ from ..config import redacted_dump
 from ..errors import DataError
 from ..io.cube import SCHEMAS, with_crs
 from ..io.products import ifg_adapter
+from ..io.products.fldas import read_fldas
+from ..io.products.gldas import read_gldas
+from ..io.products.grace import read_grace
+from ..io.products.imerg import read_imerg
 from ..io.readers import (
     Grid,
     frame_grid,
-    open_netcdf,
     read_geojson,
     read_ifg_stack,
-    read_midas,
+    read_midas_checked,
     read_raster,
     unique_pairs,
 )
-from ..io.stac import choose_asset, item_interval, items_digest
-from ..kernels import downscale as units
+from ..io.remote import fsspec_options, retrying
+from ..io.stac import choose_asset, item_interval, items_digest, parse_interval
 from ..kernels.vector import line_length_per_cell
 from .discover import RASTER_FACTORS, load_items, source_names
 
@@ -82,14 +85,6 @@ def month_midpoints(times: Any) -> np.ndarray:
     start = t.to_period("M").to_timestamp()
     end = (t.to_period("M") + 1).to_timestamp()
     return np.asarray(start + (end - start) / 2, dtype="datetime64[ns]")
-
-
-def _monthly(ds: xr.Dataset) -> xr.Dataset:
-    """Label each solution by its month's midpoint; average solutions sharing a month."""
-    ds = ds.assign_coords(time=month_midpoints(ds["time"].values))
-    if ds.indexes["time"].has_duplicates:
-        ds = ds.groupby("time").mean()
-    return ds.sortby("time")
 
 
 def spatial_chunks(n_pair: int, options: Any, itemsize: int = 4) -> tuple[int, int]:
@@ -108,162 +103,104 @@ def factor_grid(config: Any) -> Grid:
     return Grid(4326, (west, north - ny * res, west + nx * res, north), res, (ny, nx))
 
 
-def _latlon(ds: xr.Dataset, lat: str = "lat", lon: str = "lon") -> xr.Dataset:
-    ds = ds.rename({lat: "lat", lon: "lon"}) if (lat, lon) != ("lat", "lon") else ds
-    for c in ("lat", "lon"):
-        ds[c].attrs = {}
-    return ds
-
-
 def _hrefs(items: list[Any], keys: tuple[str, ...] = ("data",)) -> list[str]:
     return [
         choose_asset(i, keys)[1].get_absolute_href() or choose_asset(i, keys)[1].href for i in items
     ]
 
 
-def _read_grace(items: list[Any]) -> xr.Dataset:
-    parts = [open_netcdf(h) for h in _hrefs(items)]
-    ds = xr.concat(parts, "time") if len(parts) > 1 else parts[0]
-    if "lwe_thickness" not in ds:
-        raise DataError(
-            f"GRACE file(s) lack variable 'lwe_thickness' (have {sorted(ds.data_vars)})"
-        )
-    units_attr = str(ds["lwe_thickness"].attrs.get("units", "")).strip().lower()
-    if units_attr not in ("cm", "centimeters", "centimetres"):
-        raise DataError(
-            f"GRACE lwe_thickness has units {units_attr!r}; expected cm (CSR/JPL mascons)"
-        )
-    out = xr.Dataset(
-        {
-            "grace_twsa": (
-                ds["lwe_thickness"].dims,
-                units.grace_cm_to_mm(ds["lwe_thickness"].values),
-            )
-        },
-        coords={c: ds[c] for c in ("time", "lat", "lon")},
+def _hydro_bbox(config: Any) -> tuple[float, float, float, float]:
+    """``sources.bbox`` padded by :data:`HYDRO_PAD_DEG` (coarse cells overlapping the edge)."""
+    w, s, e, n = config.sources.bbox
+    p = HYDRO_PAD_DEG
+    return max(-180.0, w - p), max(-90.0, s - p), min(180.0, e + p), min(90.0, n + p)
+
+
+#: degrees added around ``sources.bbox`` when reading gridded hydrology
+HYDRO_PAD_DEG = 1.0
+
+
+def _remote(config: Any, key: str) -> tuple[int, Any]:
+    """The retries and HTTP headers of source ``key`` (headers stay SecretStr until sent)."""
+    source = getattr(config.sources, key, None)
+    return config.sources.retries, (source.headers if source is not None else None)
+
+
+def _read_product(config: Any, key: str, hrefs: list[str], read: Any) -> xr.Dataset:
+    """``read(storage_options)`` retried on transient failures, authenticated per source."""
+    retries, headers = _remote(config, key)
+    options = fsspec_options(hrefs[0], headers)
+    url = hrefs[0] + (f" (+{len(hrefs) - 1} more)" if len(hrefs) > 1 else "")
+    return retrying(
+        lambda: read(options),
+        url=url,
+        what=f"source {key!r}",
+        retries=retries,
+        headers=headers,
     )
-    out["grace_twsa"].attrs = {
-        "units": "mm",
-        "long_name": "GRACE terrestrial water storage anomaly (equivalent water height)",
-    }
-    return _monthly(_latlon(out))
 
 
-def _concat_yearly(items: list[Any], group: str | None = None, product: str = "") -> xr.Dataset:
+def _read_grace(config: Any, items: list[Any]) -> xr.Dataset:
+    # the months kept: the source's own window; the whole record otherwise (the hydro stage
+    # takes anomalies against a long baseline, wider than the InSAR period)
+    source = config.sources.grace
+    start, end = parse_interval(source.datetime if source else None)
+    window = (start.date() if start else None, end.date() if end else None)
+    bbox = _hydro_bbox(config)
+    parts = [
+        _read_product(
+            config,
+            "grace",
+            [href],
+            lambda options, href=href: read_grace(
+                href, bbox=bbox, time_range=window, storage_options=options
+            ),
+        )
+        for href in _hrefs(items)
+    ]
+    ds = xr.concat(parts, "time", combine_attrs="drop") if len(parts) > 1 else parts[0]
+    ds.attrs = {}
+    if ds.indexes["time"].has_duplicates:  # items sharing a month: averaged (SCIENCE.md 5.2)
+        ds = ds.groupby("time").mean(keep_attrs=True)
+    return ds.sortby("time")
+
+
+def _read_gridded(config: Any, key: str, items: list[Any]) -> xr.Dataset:
     hrefs = _hrefs(items)
-    parts = [open_netcdf(h, group=group) for h in hrefs]
-    # xr.concat would fill a variable missing from one file with NaN: say so instead
-    every = set().union(*(p.data_vars for p in parts)) if parts else set()
-    for href, part in zip(hrefs, parts):
-        missing = sorted(every - set(part.data_vars))
-        if missing:
-            raise DataError(
-                f"{product} file {href} lacks variable(s) {missing} that the other files have; "
-                f"present: {sorted(part.data_vars)}. Replace the file or drop its item"
-            )
-    return (
-        xr.concat(parts, "time", data_vars="all", coords="minimal", compat="override")
-        if len(parts) > 1
-        else parts[0]
-    )
-
-
-def _read_gldas(items: list[Any]) -> xr.Dataset:
-    ds = _concat_yearly(items, product="GLDAS")
-    _require(ds, ("CanopInt_inst",), "GLDAS")
-    _require_units(ds, "CanopInt_inst", ("kg m-2", "kg/m2", "kg m**-2"), "GLDAS")
-    out = xr.Dataset({"canopy_water": ds["CanopInt_inst"].astype("float64")})
-    out["canopy_water"].attrs = {
-        "units": "mm",
-        "long_name": "canopy interception storage (GLDAS CanopInt_inst)",
-    }
-    return _monthly(_latlon(out))
-
-
-def _read_fldas(items: list[Any]) -> xr.Dataset:
-    ds = _concat_yearly(items, product="FLDAS")
-    layers = (
-        "SoilMoi00_10cm_tavg",
-        "SoilMoi10_40cm_tavg",
-        "SoilMoi40_100cm_tavg",
-        "SoilMoi100_200cm_tavg",
-    )
-    _require(ds, (*layers, "SWE_inst", "Rainf_f_tavg", "Evap_tavg"), "FLDAS")
-    for layer in layers:
-        _require_units(ds, layer, ("m^3 m-3", "m3 m-3", "m3/m3", "m^3/m^3"), "FLDAS")
-    lat, lon = ("Y", "X") if "Y" in ds.dims else ("lat", "lon")
-    times = ds["time"].values
-    n_days = units.days_in_month(times)[:, None, None]
-    sm = units.fldas_soil_moisture_mm([ds[v].values for v in layers])
-    out = xr.Dataset(
-        {
-            "soil_moisture": (
-                ds[layers[0]].dims,
-                sm,
-                {"units": "mm", "long_name": "soil moisture 0-2 m (FLDAS)"},
-            ),
-            "swe": (
-                ds["SWE_inst"].dims,
-                units.kg_per_m2_to_mm(ds["SWE_inst"].values),
-                {"units": "mm", "long_name": "snow water equivalent (FLDAS)"},
-            ),
-            "precipitation": (
-                ds["Rainf_f_tavg"].dims,
-                units.kg_per_m2_per_s_to_mm_per_month(ds["Rainf_f_tavg"].values, n_days),
-                {"units": "mm/month", "long_name": "precipitation (FLDAS)"},
-            ),
-            "evapotranspiration": (
-                ds["Evap_tavg"].dims,
-                units.kg_per_m2_per_s_to_mm_per_month(ds["Evap_tavg"].values, n_days),
-                {"units": "mm/month", "long_name": "evapotranspiration (FLDAS)"},
-            ),
-        },
-        coords={"time": times, lat: ds[lat].values, lon: ds[lon].values},
-    )
-    return _monthly(_latlon(out, lat, lon))
-
-
-def _read_imerg(items: list[Any]) -> xr.Dataset:
-    ds = _concat_yearly(items, group="Grid", product="IMERG")
-    _require(ds, ("precipitation",), "IMERG")
-    pr = ds["precipitation"].transpose("time", "lat", "lon")  # IMERG is lon-first
-    n_days = units.days_in_month(ds["time"].values)[:, None, None]
-    out = xr.Dataset(
-        {
-            "precipitation": (
-                ("time", "lat", "lon"),
-                units.mm_per_hour_to_mm_per_month(pr.values, n_days),
-                {"units": "mm/month", "long_name": "precipitation (IMERG)"},
-            )
-        },
-        coords={"time": ds["time"].values, "lat": ds["lat"].values, "lon": ds["lon"].values},
-    )
-    return _monthly(out)
-
-
-def _require(ds: xr.Dataset, names: tuple[str, ...], product: str) -> None:
-    missing = [n for n in names if n not in ds.variables]
-    if missing:
-        raise DataError(
-            f"{product} file(s) lack variable(s) {missing}; present: {sorted(ds.data_vars)}"
+    bbox = _hydro_bbox(config)
+    if key == "gldas":
+        return _read_product(
+            config,
+            key,
+            hrefs,
+            lambda o: read_gldas(hrefs, bbox=bbox, variables=("canopy_water",), storage_options=o),
         )
-
-
-def _require_units(ds: xr.Dataset, name: str, accepted: tuple[str, ...], product: str) -> None:
-    got = str(ds[name].attrs.get("units", "")).strip()
-    if got not in accepted:
-        raise DataError(
-            f"{product} variable {name!r} has units {got!r}; expected one of {list(accepted)}"
+    if key == "fldas":
+        return _read_product(
+            config,
+            key,
+            hrefs,
+            lambda o: read_fldas(
+                hrefs,
+                bbox=bbox,
+                variables=("soil_moisture", "swe", "precipitation", "evapotranspiration"),
+                storage_options=o,
+            ),
         )
+    return _read_product(
+        config, key, hrefs, lambda o: read_imerg(hrefs, bbox=bbox, storage_options=o)
+    )
 
 
-def _read_factor(items: list[Any], name: str, grid: Grid) -> xr.DataArray:
+def _read_factor(
+    items: list[Any], name: str, grid: Grid, retries: int = 4, headers: Any = None
+) -> xr.DataArray:
     """A factor raster on the factor grid: bilinear where finer, cell average where coarser."""
     import rasterio
     from rasterio.warp import Resampling, reproject
 
     (href,) = _hrefs(items[:1])
-    src = read_raster(href)
+    src = read_raster(href, retries=retries, headers=headers)
     src_res = float(abs(src["x"][1] - src["x"][0]))
     out = np.full(grid.shape, np.nan, dtype="float64")
     src_transform = rasterio.transform.from_origin(
@@ -474,6 +411,7 @@ class IngestStage:
         grid: Grid,
     ) -> tuple[xr.Dataset, Any]:
         assets = self._frame_assets(ctx, frame, adapter)
+        source = ctx.config.sources.interferograms.get(frame)
         ds, failures = read_ifg_stack(
             items,
             adapter=adapter,
@@ -484,6 +422,8 @@ class IngestStage:
             grid=grid,
             resample=opts.resample,
             phase_resampling=opts.phase_resampling,
+            retries=ctx.config.sources.retries,
+            headers=source.headers if source is not None else None,
         )
         ds = ds.assign_coords(item_id=("pair", ds["item_id"].values.astype(object)))
         return ds, failures
@@ -606,11 +546,12 @@ class IngestStage:
         return True
 
     def _ingest_hydro(self, ctx: Any, names: list[str]) -> None:
+        config = ctx.config
         readers = {
-            "grace": _read_grace,
-            "gldas": _read_gldas,
-            "fldas": _read_fldas,
-            "imerg": _read_imerg,
+            "grace": lambda items: _read_grace(config, items),
+            "gldas": lambda items: _read_gridded(config, "gldas", items),
+            "fldas": lambda items: _read_gridded(config, "fldas", items),
+            "imerg": lambda items: _read_gridded(config, "imerg", items),
         }
         for key, reader in readers.items():
             if key not in names:
@@ -644,6 +585,11 @@ class IngestStage:
                             "source_items_digest": items_digest(items),
                         }
                     )
+                    if "samples_per_month" in new.attrs:  # per month of the whole record
+                        ds.attrs["samples_per_month"] = json.dumps(
+                            json.loads(previous.attrs.get("samples_per_month", "[]"))
+                            + json.loads(new.attrs["samples_per_month"])
+                        )
                     ctx.write(name, ds, append_dim="time")
                     log.info("%s: appended %d month(s)", name, ds.sizes["time"])
                     continue
@@ -680,7 +626,9 @@ class IngestStage:
             ctx.reuse("factors")
             return
         layers = {
-            key: _read_factor(items, key, grid) for key, items in sources.items() if key != "faults"
+            key: _read_factor(items, key, grid, *_remote(ctx.config, key))
+            for key, items in sources.items()
+            if key != "faults"
         }
         if "faults" in sources:
             layers["fault_density"] = _fault_density(sources["faults"], grid)
@@ -697,7 +645,32 @@ class IngestStage:
             ctx.reuse("gnss")
             return
         (href,) = _hrefs(items[:1])
-        table = read_midas(href)
+        retries, headers = _remote(ctx.config, "gnss")
+        table, report = read_midas_checked(href, retries=retries, headers=headers)
+        boxes = _frame_boxes(ctx)
+        outside: list[str] = []
+        if boxes:
+            lon, lat = table["lon"].to_numpy(), table["lat"].to_numpy()
+            inside = np.zeros(len(table), dtype=bool)
+            for w, s, e, n in boxes:
+                inside |= (lon >= w) & (lon <= e) & (lat >= s) & (lat <= n)
+            outside = table.loc[~inside, "station"].astype(str).tolist()
+            table = table[inside].reset_index(drop=True)
+            if outside:
+                log.info(
+                    "gnss: %d station(s) outside every interferogram frame dropped (%s%s)",
+                    len(outside),
+                    ", ".join(outside[:10]),
+                    " ..." if len(outside) > 10 else "",
+                )
+        if table.empty:
+            raise DataError(
+                f"GNSS file {href}: no usable station inside the interferogram frames "
+                f"{[list(b) for b in boxes]} ({report['n_kept']} usable station(s) read)"
+            )
+        report.pop("href", None)
+        report["n_outside_frames"] = len(outside)
+        report["outside_frames"] = outside
         ds = xr.Dataset.from_dataframe(table.set_index("station"))
         for c in ("ve", "vn", "vu", "se", "sn", "su"):
             ds[c].attrs = {
@@ -711,8 +684,33 @@ class IngestStage:
         ds["lat"].attrs = {"units": "degrees_north"}
         ds["height"].attrs = {"units": "m"}
         ds = ds.assign_coords(station=ds["station"].values.astype(object))
+        ds.attrs.update(
+            {
+                "quality_report": json.dumps(report),
+                "n_stations": int(ds.sizes["station"]),
+                "n_dropped_nan": int(report["n_nan"]),
+                "n_dropped_duplicate": int(report["n_duplicate"]),
+                "n_dropped_malformed": int(report["n_malformed"]),
+                "n_dropped_nonpositive_sigma": int(report["n_nonpositive_sigma"]),
+                "n_lon_normalised": int(report["n_lon_normalised"]),
+                "n_outside_frames": len(outside),
+            }
+        )
         ds.attrs.update(_provenance(items))
         ctx.write("gnss", ds)
+
+
+def _frame_boxes(ctx: Any) -> list[tuple[float, float, float, float]]:
+    """Lon/lat bbox of each ingested interferogram frame (the union of its items' ``bbox``)."""
+    boxes = []
+    for name in source_names(ctx.store):
+        if not name.startswith("interferograms/"):
+            continue
+        bbs = [i.bbox for i in load_items(ctx.store, name) if i.bbox]
+        if bbs:
+            a = np.asarray(bbs, dtype=float)
+            boxes.append((a[:, 0].min(), a[:, 1].min(), a[:, 2].max(), a[:, 3].max()))
+    return boxes
 
 
 STAGE = IngestStage()
