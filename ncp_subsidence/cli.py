@@ -122,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", "-o", metavar="FILE", help="write the default config to FILE instead of stdout"
     )
+    p.add_argument(
+        "--preset",
+        choices=("ncp",),
+        help="write a commented config for real data instead of the defaults (ncp: the plain)",
+    )
+
+    p = sub.add_parser(
+        "sources",
+        help="check every configured source (items, one asset's headers, credential) without running",
+    )
+    p.add_argument("--config", "-c", metavar="FILE", help="YAML config (default: all defaults)")
 
     p = sub.add_parser("twin", help="write the embedded NCP twin (products, STAC catalog, truth)")
     p.add_argument("--preset", choices=("tiny", "demo", "large"), default="demo")
@@ -340,16 +351,45 @@ def _cmd_config(args: argparse.Namespace) -> int:
     from .config import Config, load_config, to_yaml
 
     if args.check:
+        from .stages.discover import check_sources, input_kind
+
         cfg = load_config(args.check)
-        print(f"{args.check}: valid ({len(type(cfg).model_fields)} sections)")
+        check_sources(cfg)
+        print(
+            f"{args.check}: valid ({len(type(cfg).model_fields)} sections, "
+            f"{input_kind(cfg)} inputs)"
+        )
         return 0
-    text = to_yaml(Config())
+    if args.preset:
+        from .presets import PRESETS
+
+        text = PRESETS[args.preset]
+    else:
+        text = to_yaml(Config())
     if args.out:
         Path(args.out).write_text(text)
         print(f"wrote {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _cmd_sources(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .io.check import check_all
+    from .stages.discover import check_sources
+
+    config = load_config(args.config)
+    check_sources(config)
+    results = check_all(config)
+    if not results:
+        print("no source is configured: every input is the synthetic twin")
+        return 0
+    for result in results:
+        print(result.line())
+    broken = [r for r in results if not r.ok]
+    print(f"sources: {len(results) - len(broken)}/{len(results)} ok")
+    return 1 if broken else 0
 
 
 def _cmd_twin(args: argparse.Namespace) -> int:
@@ -423,6 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_validate(args)
         if args.command == "catalog":
             return _cmd_catalog(args)
+        if args.command == "sources":
+            return _cmd_sources(args)
         if args.command == "demo":
             return _run(args, None)
         if args.command == "run":

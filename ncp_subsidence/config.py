@@ -329,8 +329,10 @@ class SourceOptions(_Options):
         "static_catalog",
         description="stac_api (pystac-client search), static_catalog (walked), or file.",
     )
-    url: str = Field(
-        ..., min_length=1, description="STAC API root, catalog.json URL, or file URL/path."
+    url: str | list[str] = Field(
+        ...,
+        description="STAC API root, catalog.json URL, or (kind file) a file path/URL, a glob "
+        "(e.g. /data/GRCTellus*.nc) or a list of them: one item per file.",
     )
     collections: list[str] = Field(default_factory=list, description="STAC collections to search.")
     bbox: tuple[float, float, float, float] | None = Field(
@@ -363,6 +365,18 @@ class SourceOptions(_Options):
     )
 
     @model_validator(mode="after")
+    def _url_shape(self) -> SourceOptions:
+        urls = self.url if isinstance(self.url, list) else [self.url]
+        if not urls or any(not str(u).strip() for u in urls):
+            raise ValueError(f"url {self.url!r} must be a non-empty path/URL (or a list of them)")
+        if isinstance(self.url, list) and self.kind != "file":
+            raise ValueError(
+                f"url is a list {self.url!r} but kind is {self.kind!r}; only kind: file takes "
+                "a list of files or globs (give a STAC API or catalog as one URL)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _bbox_order(self) -> SourceOptions:
         if self.bbox is not None:
             w, s, e, n = self.bbox
@@ -374,7 +388,7 @@ class SourceOptions(_Options):
 
 
 class TwinOptions(_Options):
-    """The embedded NCP twin, used for every source left unset."""
+    """The embedded NCP twin: every input when no source is set (the demo)."""
 
     preset: Literal["tiny", "demo", "large"] = Field(
         "demo", description="Twin size: tiny (tests), demo (README), large (benchmarks)."
@@ -395,10 +409,15 @@ class TwinOptions(_Options):
         "layout, the east one as ASF HyP3 INSAR_GAMMA zips on UTM zone 50N, each catalogued by "
         "its provider adapter), auto (cog for the tiny preset, providers for demo and large).",
     )
+    fill_unset: bool = Field(
+        False,
+        description="Take sources left unset from the synthetic twin when others are set "
+        "(tests, demos); false refuses a config that sets some sources but not all.",
+    )
 
 
 class SourcesOptions(_Options):
-    """Inputs by purpose. Any source left unset comes from the embedded twin."""
+    """Inputs by purpose: set none (the twin runs), or all (unless ``twin.fill_unset``)."""
 
     bbox: tuple[float, float, float, float] = Field(
         (113.5, 34.5, 119.5, 40.5),
@@ -442,7 +461,8 @@ class SourcesOptions(_Options):
         None, description="Region polygons (GeoJSON) for region time series."
     )
     twin: TwinOptions = Field(
-        default_factory=TwinOptions, description="The embedded twin, used for unset sources."
+        default_factory=TwinOptions,
+        description="The embedded twin: every input when no source is set; with fill_unset, the unset ones.",
     )
     retries: int = Field(
         4, ge=0, le=20, description="Retries for remote reads (exponential backoff)."

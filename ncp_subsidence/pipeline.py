@@ -137,6 +137,7 @@ class StageContext:
         ds = ds.copy()
         ds.attrs.setdefault("ncp_subsidence_version", __version__)
         ds.attrs.setdefault("ncp_subsidence_stage", self.stage)
+        ds.attrs["input_kind"] = _input_kind(self.config)
         section = self.options
         if section is not None and hasattr(section, "model_dump"):
             ds.attrs.setdefault(
@@ -259,6 +260,13 @@ def _downstream(stages: Sequence[Stage], forced: set[str]) -> set[str]:
     return out
 
 
+def _input_kind(config: Config) -> str:
+    """``twin``, ``real`` or ``mixed``: what every product records about its inputs."""
+    from .stages.discover import input_kind
+
+    return input_kind(config)
+
+
 def _new_version(fp: str) -> str:
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S")
     return f"v{stamp}-{fp[:8]}-{secrets.token_hex(2)}"
@@ -310,6 +318,7 @@ def run_pipeline(
         {
             "ncp_subsidence_version": __version__,
             "config": redacted_dump(config),
+            "input_kind": _input_kind(config),
             "software": _software_versions(),
             "last_run": {"started": _now(), "stages": names, "completed": None},
         }

@@ -123,6 +123,7 @@ def twin_config(manifest, store_url, **sections):
                 "preset": manifest.preset,
                 "seed": manifest.seed,
                 "directory": str(manifest.root),
+                "fill_unset": True,
             }
         },
         "factors": {"resolution_deg": manifest.fine_resolution_deg},

@@ -1,7 +1,9 @@
 """Stage ``discover``: find the items every source offers and save them in the store.
 
-Each configured source is searched (STAC API), walked (static catalog) or taken as a file;
-sources left unset come from the embedded NCP twin, written first if it is not there. The items
+Each configured source is searched (STAC API), walked (static catalog) or taken as a file.
+A config that sets no source runs on the embedded NCP twin (written first if it is not
+there); one that sets some must set all, unless ``sources.twin.fill_unset`` lets the twin
+fill the rest (:func:`check_sources`). The items
 found are saved as one STAC ItemCollection per source under
 ``discover/<version>/catalog/<source>.json`` (and ``.ndjson``), so a run can be reproduced
 exactly, and ingest reads them from there.
@@ -20,7 +22,7 @@ from typing import Any
 import pystac
 
 from ..config import Config, SourceOptions, redacted_dump
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..io.stac import discover_items, items_digest
 
 __all__ = [
@@ -28,6 +30,8 @@ __all__ = [
     "SOURCE_KEYS",
     "STAGE",
     "DiscoverStage",
+    "check_sources",
+    "input_kind",
     "load_items",
     "resolve_sources",
     "twin_directory",
@@ -100,8 +104,62 @@ def _ensure_twin(config: Config) -> Any:
     return write_twin(directory, preset=twin.preset, seed=twin.seed, layouts=layouts)
 
 
+#: Cluster kinds whose workers do not share this machine's disk.
+REMOTE_CLUSTERS = ("address", "gateway", "kubernetes", "coiled")
+
+
+def unset_sources(config: Config) -> list[str]:
+    """Names of the sources the config leaves unset (``interferograms`` when it has no frame)."""
+    sources = config.sources
+    out = [] if sources.interferograms else ["interferograms"]
+    return out + [k for k in SOURCE_KEYS if getattr(sources, k) is None]
+
+
+def input_kind(config: Config) -> str:
+    """``twin`` (no source set), ``real`` (every source set) or ``mixed`` (the twin fills some)."""
+    unset = unset_sources(config)
+    if not unset:
+        return "real"
+    return "twin" if len(unset) == len(SOURCE_KEYS) + 1 else "mixed"
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def check_sources(config: Config) -> None:
+    """Refuse a config whose inputs cannot be read as configured (:class:`ConfigError`).
+
+    A config that sets some sources must set them all, unless ``sources.twin.fill_unset`` lets
+    the twin fill the rest (a config setting none runs on the twin entirely). A remote cluster
+    (``cluster.kind`` address, gateway, kubernetes, coiled) cannot read a configured source
+    from a local path: its workers do not share this machine's disk.
+    """
+    unset = unset_sources(config)
+    kind = input_kind(config)
+    if kind == "mixed" and not config.sources.twin.fill_unset:
+        raise ConfigError(
+            f"sources {', '.join(unset)} are unset while others are set; set them too, or set "
+            "sources.twin.fill_unset: true to take the unset ones from the synthetic twin"
+        )
+    if config.cluster.kind in REMOTE_CLUSTERS:
+        named = {f"interferograms/{f}": s for f, s in config.sources.interferograms.items()}
+        named.update({k: getattr(config.sources, k) for k in SOURCE_KEYS})
+        for name, src in named.items():
+            if src is not None and _is_local(src.url):
+                raise ConfigError(
+                    f"source {name!r} is a local path ({src.url}) but cluster.kind is "
+                    f"{config.cluster.kind!r}, whose workers cannot read this machine's disk; "
+                    "serve it from s3:// or https://"
+                )
+
+
 def resolve_sources(config: Config) -> dict[str, SourceOptions]:
-    """Every input as a SourceOptions: the configured ones, and the twin's for those left unset."""
+    """Every input as a SourceOptions: the configured ones, and the twin's for those left unset.
+
+    Raises :class:`ConfigError` where :func:`check_sources` refuses the config.
+    """
+    check_sources(config)
     sources = config.sources
     out: dict[str, SourceOptions] = {}
     manifest = _ensure_twin(config) if sources.uses_twin else None

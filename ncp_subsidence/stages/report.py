@@ -96,7 +96,13 @@ class ReportStage:
         return out
 
     def run(self, ctx: Any) -> None:
-        files = render_report(ctx.store, ctx.options, title=ctx.options.title)
+        from .discover import input_kind
+
+        title = ctx.options.title
+        kind = input_kind(ctx.config)
+        if kind != "real" and "synthetic twin" not in title:
+            title = f"{title} (synthetic twin{' and real inputs' if kind == 'mixed' else ''})"
+        files = render_report(ctx.store, ctx.options, title=title)
         for name, data in files.items():
             ctx.write_file(name, data)
 
