@@ -21,6 +21,7 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 
 from ncp_subsidence.errors import DataError
+from ncp_subsidence.io.projection import xy_to_lonlat
 from ncp_subsidence.io.readers import Grid, frame_grid, read_ifg_stack
 
 EPSG = 32650
@@ -369,8 +370,24 @@ def test_stage_ingests_a_utm_frame_with_the_adapter_and_geometry(
     twin.id = "U50_2_again"
     url = _save_catalog([*items, twin], tmp / "catalog")
     source = {"kind": "static_catalog", "url": url, "collections": ["utm-u50"]}
-    cfg = twin_config(tiny_twin, tmp / "store", sources={"interferograms": {"U50": source}})
+    # the twin's stations lie outside this small frame (ingest keeps only those inside one):
+    # one of its MIDAS lines moved to the frame's centre
+    line = next(
+        ln
+        for ln in (Path(tiny_twin.root) / "gnss" / "midas.IGS14.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ).split()
+    lon, lat = xy_to_lonlat(f"EPSG:{EPSG}", west + PIXEL * nx / 2, north - PIXEL * ny / 2)
+    line[-3:-1] = [f"{float(lat):.6f}", f"{float(lon):.6f}"]
+    midas = tmp / "midas.txt"
+    midas.write_text(" ".join(line) + "\n")
+    cfg = twin_config(
+        tiny_twin,
+        tmp / "store",
+        sources={"interferograms": {"U50": source}, "gnss": {"kind": "file", "url": str(midas)}},
+    )
     run_pipeline(cfg, ["discover", "ingest"])
+    assert ProductStore(cfg.store.url).open("ingest", "gnss").sizes["station"] == 1
     ds = ProductStore(cfg.store.url).open("ingest", "ifg/U50")
     assert_grid(ds, UNION)
     assert ds.rio.crs.to_epsg() == EPSG  # UTM stays UTM

@@ -104,7 +104,7 @@ def test_file_sources_with_globs_and_lists_ingest(tiny_twin, tmp_path, caplog):
             )
         }
     )  # fmt: skip
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="ncp_subsidence"):
         run_pipeline(cfg, ["discover", "ingest"])
     from ncp_subsidence.io.stores import open_store
 
@@ -178,7 +178,7 @@ def test_bearer_token_is_sent_and_never_recorded(tmp_path, caplog):
     _nc(tmp_path / "a.nc")
     write_midas(tmp_path / "midas.txt")
     headers = {"Authorization": f"Bearer {token}"}
-    with caplog.at_level(logging.DEBUG), FileServer(tmp_path, token=token) as srv:
+    with caplog.at_level(logging.DEBUG, logger="ncp_subsidence"), FileServer(tmp_path, token=token) as srv:
         da = read_raster(f"{srv.url}/a.tif", headers=headers)
         ds = open_netcdf(f"{srv.url}/a.nc", headers=headers)
         table, report = read_midas_checked(f"{srv.url}/midas.txt", headers=headers)

@@ -666,7 +666,8 @@ class IngestStage:
         if table.empty:
             raise DataError(
                 f"GNSS file {href}: no usable station inside the interferogram frames "
-                f"{[list(b) for b in boxes]} ({report['n_kept']} usable station(s) read)"
+                f"{[[round(float(v), 4) for v in b] for b in boxes]} (west, south, east, north; "
+                f"{report['n_kept']} usable station(s) read); give a GNSS file covering the frames"
             )
         report.pop("href", None)
         report["n_outside_frames"] = len(outside)

@@ -465,8 +465,8 @@ def read_gridded(
                     + (f"lacks variable(s) {lacks} that {reference[0]} has" if lacks else "")
                     + (" and " if lacks and extra else "")
                     + (f"has variable(s) {extra} that {reference[0]} lacks" if extra else "")
-                    + "; every file of a series must hold the same variables: replace the file "
-                    "or drop its item"
+                    + f"; present: {sorted(present)}; every file of a series must hold the "
+                    "same variables: replace the file or drop its item"
                 )
             times, bounds = decode_time_axis(ds, file=href)
             names = [s for t in chosen for s in t.sources]

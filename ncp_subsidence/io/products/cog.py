@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ...kernels.geometry import hyp3_to_incidence_heading, los_unit_vector_from_hyp3
+from .hyp3 import look_layers
 
 __all__ = ["ADAPTER", "CogAdapter"]
 
@@ -99,14 +99,7 @@ class CogAdapter:
             p = read_raster_on_grid(phi_href, grid)
             theta = np.where(gap, t, theta)
             phi = np.where(gap, p, phi)
-        u = los_unit_vector_from_hyp3(theta, phi, nodata=None)
-        incidence, _ = hyp3_to_incidence_heading(theta, phi, nodata=None)
-        return {
-            "incidence": incidence.astype(np.float32),
-            "los_east": u[..., 0].astype(np.float32),
-            "los_north": u[..., 1].astype(np.float32),
-            "los_up": u[..., 2].astype(np.float32),
-        }
+        return look_layers(theta, phi)
 
     def attrs(self) -> dict[str, str]:
         """Provider, units and sign conventions recorded on the ingested frame."""

@@ -641,6 +641,36 @@ def items_from_source(
 # --------------------------------------------------------------------------- reading
 
 
+def look_layers(theta: np.ndarray, phi: np.ndarray) -> dict[str, np.ndarray]:
+    """GAMMA look-vector angles to the frame's geometry layers.
+
+    Parameters
+    ----------
+    theta, phi : ndarray, shape (y, x)
+        ``lv_theta`` (elevation from the horizontal) and ``lv_phi`` (counter-clockwise from
+        east), radians, ground to satellite; NaN where unknown.
+
+    Returns
+    -------
+    dict
+        ``incidence`` (degrees from the vertical) and ``los_east``, ``los_north``, ``los_up``
+        (unit vector ground to satellite), float32 ``(y, x)``.
+    """
+    from ncp_subsidence.kernels.geometry import (
+        hyp3_to_incidence_heading,
+        los_unit_vector_from_hyp3,
+    )
+
+    u = los_unit_vector_from_hyp3(theta, phi, nodata=None)
+    incidence, _ = hyp3_to_incidence_heading(theta, phi, nodata=None)
+    return {
+        "incidence": incidence.astype(np.float32),
+        "los_east": u[..., 0].astype(np.float32),
+        "los_north": u[..., 1].astype(np.float32),
+        "los_up": u[..., 2].astype(np.float32),
+    }
+
+
 class Hyp3Adapter:
     """Reading conventions of HyP3 interferograms (see the module docstring)."""
 
@@ -684,11 +714,6 @@ class Hyp3Adapter:
             (ground-to-satellite unit vector), float32 ``(y, x)``, NaN where no pair covers;
             None when no item has ``lv_theta`` and ``lv_phi``.
         """
-        from ncp_subsidence.kernels.geometry import (
-            hyp3_to_incidence_heading,
-            los_unit_vector_from_hyp3,
-        )
-
         theta = np.full(grid.shape, np.nan, dtype=np.float32)
         phi = np.full(grid.shape, np.nan, dtype=np.float32)
         used = 0
@@ -713,14 +738,7 @@ class Hyp3Adapter:
                 break
         if not used:
             return None
-        u = los_unit_vector_from_hyp3(theta, phi, nodata=None)
-        incidence, _ = hyp3_to_incidence_heading(theta, phi, nodata=None)
-        return {
-            "incidence": incidence.astype(np.float32),
-            "los_east": u[..., 0].astype(np.float32),
-            "los_north": u[..., 1].astype(np.float32),
-            "los_up": u[..., 2].astype(np.float32),
-        }
+        return look_layers(theta, phi)
 
     def attrs(self) -> dict[str, str]:
         """Provider, units and sign conventions recorded on the ingested frame."""
