@@ -22,12 +22,11 @@ import pandas as pd
 import pystac
 import xarray as xr
 
-from ..errors import DataError, DataWarning, NetworkError
+from ..errors import DataError, NetworkError
 from .remote import fsspec_options, gdal_options, retrying
 
 __all__ = [
     "LATTICE_TOLERANCE_PX",
-    "MIDAS_COLUMNS",
     "AssetFailures",
     "FrameGridMode",
     "GDAL_READ_OPTIONS",
@@ -38,7 +37,6 @@ __all__ = [
     "open_netcdf",
     "read_geojson",
     "read_ifg_stack",
-    "read_midas",
     "read_midas_checked",
     "read_raster",
     "read_raster_on_grid",
@@ -48,13 +46,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OnError = Literal["fail", "nan"]
-
-#: Columns of the Nevada Geodetic Lab MIDAS velocity file (velocities in m/yr; Blewitt et al. 2016).
-MIDAS_COLUMNS = (
-    "station", "version", "t_first", "t_last", "duration", "n_epochs", "n_good", "n_pairs",
-    "ve", "vn", "vu", "se", "sn", "su", "oe", "on", "ou", "fe", "fn", "fu",
-    "sde", "sdn", "sdu", "n_steps", "lat", "lon", "height",
-)  # fmt: skip
 
 
 @dataclass
@@ -931,59 +922,6 @@ def _read_text(href: str, *, retries: int, headers: Any, what: str) -> str:
         raise DataError(f"{what} {href} not found") from err
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"cannot read {what} {href}: {err}") from err
-
-
-def read_midas(href: str, *, retries: int = 4, headers: Any = None) -> pd.DataFrame:
-    """Read a MIDAS velocity file (Nevada Geodetic Lab) into mm/yr east, north, up velocities.
-
-    Lines that do not have the 27 MIDAS columns, or whose numbers do not parse, are skipped and
-    counted (a :class:`~ncp_subsidence.errors.DataWarning` names how many and the first line).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``station, lon, lat, height, ve, vn, vu, se, sn, su`` (velocities and their
-        uncertainties in mm/yr), ``t_first, t_last`` (decimal years).
-    """
-    import warnings
-
-    lines = _read_text(
-        href, retries=retries, headers=headers, what="GNSS velocity file"
-    ).splitlines()
-    rows, bad = [], []
-    for number, line in enumerate(lines, 1):
-        parts = line.split()
-        if not parts or line.lstrip().startswith("#"):
-            continue
-        if len(parts) != len(MIDAS_COLUMNS):
-            bad.append(number)
-            continue
-        try:
-            rows.append([parts[0], parts[1], *map(float, parts[2:])])
-        except ValueError:
-            bad.append(number)
-    if bad:
-        warnings.warn(
-            f"{href}: skipped {len(bad)} malformed MIDAS line(s), first at line {bad[0]}",
-            DataWarning,
-            stacklevel=2,
-        )
-    if not rows:
-        raise DataError(f"GNSS velocity file {href} holds no valid MIDAS line")
-    df = pd.DataFrame(rows, columns=list(MIDAS_COLUMNS))
-    out = pd.DataFrame(
-        {
-            "station": df["station"].astype(str),
-            "lon": df["lon"],
-            "lat": df["lat"],
-            "height": df["height"],
-        }
-    )
-    for c in ("ve", "vn", "vu", "se", "sn", "su"):
-        out[c] = df[c] * 1000.0  # m/yr -> mm/yr
-    out["t_first"] = df["t_first"]
-    out["t_last"] = df["t_last"]
-    return out
 
 
 def read_geojson(href: str) -> list[dict[str, Any]]:

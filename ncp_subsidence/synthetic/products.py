@@ -35,6 +35,8 @@ import rasterio
 import xarray as xr
 from rasterio.transform import Affine
 
+from ..io.products.midas import MIDAS_COLUMNS  # the provider's columns, defined once
+
 __all__ = [
     "MIDAS_COLUMNS",
     "read_midas",
@@ -42,12 +44,6 @@ __all__ = [
     "write_geojson",
     "write_midas",
 ]
-
-MIDAS_COLUMNS = (
-    "station", "version", "t_first", "t_last", "duration", "n_epochs", "n_good", "n_pairs",
-    "ve", "vn", "vu", "se", "sn", "su", "oe", "on", "ou", "fe", "fn", "fu",
-    "sde", "sdn", "sdu", "n_steps", "lat", "lon", "height",
-)  # fmt: skip
 
 
 def write_cog(

@@ -42,6 +42,26 @@ def _wait_http(url_host: str, port: int, path: str = "/", timeout: float = 20.0)
         time.sleep(0.05)
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        return  # a client that gave up (timeout) is expected here
+
+
+def _serve(handler: type) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """Serve ``handler`` on a free 127.0.0.1 port in a daemon thread; the server and its URL."""
+    server = _QuietServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def _stop(server: http.server.ThreadingHTTPServer | None) -> None:
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+
+
 @contextlib.contextmanager
 def rustac_server(*hrefs: str | Path) -> Iterator[str]:
     """Serve STAC items (ndjson/JSON files) with ``rustac serve`` on 127.0.0.1; yields the API URL.
@@ -158,21 +178,11 @@ class FaultyProxy:
             do_GET = _handle
             do_POST = _handle
 
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: object, client_address: object) -> None:
-                return  # a client that gave up (timeout) is expected here
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server, self.url = _serve(Handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        _stop(self._server)
 
 
 class FileServer:
@@ -270,18 +280,8 @@ class FileServer:
 
             do_HEAD = do_GET
 
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: object, client_address: object) -> None:
-                return
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server, self.url = _serve(Handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        _stop(self._server)
