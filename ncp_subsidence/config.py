@@ -48,6 +48,7 @@ __all__ = [
     "HydroOptions",
     "IngestOptions",
     "MosaicOptions",
+    "OPTIONAL_SOURCES",
     "ReportOptions",
     "SBASOptions",
     "SourceOptions",
@@ -363,6 +364,16 @@ class SourceOptions(_Options):
         "the twin), hyp3 (ASF HyP3), licsar (COMET LiCSAR); auto takes the items' ncp:format "
         "(cog when absent).",
     )
+    scale_factor: str | None = Field(
+        None,
+        description="GRACE only: JPL's gain-factor file (CLM4.SCALE_FACTOR.JPL.MSCNv0xCRI.nc, "
+        "variable scale_factor, same grid), multiplied in; path or URL.",
+    )
+    land_mask: str | None = Field(
+        None,
+        description="GRACE only: land-mask file (JPL LAND_MASK.CRI.nc variable land_mask, or CSR's "
+        "LO_val); cells below 0.5 become NaN; path or URL.",
+    )
 
     @model_validator(mode="after")
     def _url_shape(self) -> SourceOptions:
@@ -416,6 +427,10 @@ class TwinOptions(_Options):
     )
 
 
+#: sources a real config may leave unset (the twin does not fill them in for it)
+OPTIONAL_SOURCES = ("gnss_series",)
+
+
 class SourcesOptions(_Options):
     """Inputs by purpose: set none (the twin runs), or all (unless ``twin.fill_unset``)."""
 
@@ -460,6 +475,13 @@ class SourcesOptions(_Options):
     regions: SourceOptions | None = Field(
         None, description="Region polygons (GeoJSON) for region time series."
     )
+    gnss_series: SourceOptions | None = Field(
+        None,
+        description="Optional: GNSS daily position series (Nevada Geodetic Lab .tenv3, one file "
+        "per station; kind file with a glob or list, or a catalog); adjust compares them with "
+        "the InSAR series at its held-out stations. Unset: velocities only (the twin's series "
+        "when the GNSS velocities come from the twin).",
+    )
     twin: TwinOptions = Field(
         default_factory=TwinOptions,
         description="The embedded twin: every input when no source is set; with fill_unset, the unset ones.",
@@ -475,9 +497,25 @@ class SourcesOptions(_Options):
     def uses_twin(self) -> bool:
         """True when any source is unset, so the twin must exist."""
         names = [
-            n for n, f in type(self).model_fields.items() if f.annotation == (SourceOptions | None)
+            n
+            for n, f in type(self).model_fields.items()
+            if f.annotation == (SourceOptions | None) and n not in OPTIONAL_SOURCES
         ]
         return not self.interferograms or any(getattr(self, n) is None for n in names)
+
+    @model_validator(mode="after")
+    def _grace_companions(self) -> SourcesOptions:
+        for name in type(self).model_fields:
+            source = getattr(self, name)
+            if name == "grace" or not isinstance(source, SourceOptions):
+                continue
+            for option in ("scale_factor", "land_mask"):
+                if getattr(source, option) is not None:
+                    raise ValueError(
+                        f"sources.{name}.{option} is set, but only sources.grace takes a "
+                        f"{option.replace('_', ' ')} file; move it there or remove it"
+                    )
+        return self
 
 
 # --------------------------------------------------------------------------------------------

@@ -146,6 +146,19 @@ sources:
     url: https://geodesy.unr.edu/velocities/midas.IGS14.txt
     collections: [gnss]
 
+  # Nevada Geodetic Laboratory daily position series (.tenv3, IGS14), public, one file per
+  # station: adjust compares them with the InSAR series at its held-out stations (optional:
+  # delete this entry to compare velocities only). BJFS and BJNM (Beijing, IGS stations) are
+  # examples; list the plain's stations in NGL's holdings, found on its station map
+  # (https://geodesy.unr.edu/NGLStationPages/gpsnetmap/GPSNetMap.html), each as
+  # https://geodesy.unr.edu/gps_timeseries/tenv3/IGS14/<STATION>.tenv3
+  gnss_series:
+    kind: file
+    url:
+      - https://geodesy.unr.edu/gps_timeseries/tenv3/IGS14/BJFS.tenv3
+      - https://geodesy.unr.edu/gps_timeseries/tenv3/IGS14/BJNM.tenv3
+    collections: [gnss_series]
+
   twin:
     fill_unset: false   # never take a missing input from the synthetic twin
 """

@@ -653,3 +653,62 @@ def test_gldas_monthly_all_variables(tmp_path):
     )
     only = read_gldas(paths, variables=("canopy_water",), bbox=NCP)
     assert list(only.data_vars) == ["canopy_water"]
+
+
+_PEAK_READ = r"""
+import gc, json, sys, tracemalloc
+from ncp_subsidence.io.products.grace import read_grace
+
+options = json.loads(sys.argv[1])
+peaks = {}
+for url in sys.argv[2:] * 2:  # the first pass warms imports and caches; keep the second
+    gc.collect()
+    tracemalloc.start()
+    read_grace(url, bbox=(113.5, 34.5, 119.5, 40.5), storage_options=options if "://" in url else None)
+    peaks[url] = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+print(json.dumps(peaks))
+"""
+
+
+def test_grace_peak_memory_global_file_vs_window_on_s3_and_disk(tmp_path, s3_bucket):
+    """Reading the NCP window of a global mascon file costs no more memory than the window file.
+
+    The global fixture (0.25 deg, 6 months, 25 MB, chunked 6 x 48 x 48 as a provider would
+    chunk for time-series reads) is 1800x the window. The reads run in a subprocess so that
+    tracemalloc sees the reader alone and not the in-process S3 server. Bound 1.5x: the window's
+    own arrays and decoding are the same; what the global file adds is its longer coordinate
+    axes (17 KB), the cached head (32 KiB) and one 55 KB chunk in flight. A reader that pulled
+    the file through a general block cache (2 MiB blocks) held 18-52 MB here, 40-160x.
+    """
+    import subprocess
+    import sys
+
+    import s3fs
+
+    months = [(f"2010-{m:02d}-01", f"2010-{m + 1:02d}-01") for m in range(1, 7)]
+    big = write_mascon(tmp_path / "global.nc", 0.25, solutions=months, chunks=(6, 48, 48))
+    small = write_mascon(
+        tmp_path / "window.nc",
+        0.25,
+        solutions=months,
+        lat_range=(34.5, 40.5),
+        lon_range=(113.5, 119.5),
+    )
+    assert big.stat().st_size >= 20 * small.stat().st_size
+    prefix, options = s3_bucket
+    fs = s3fs.S3FileSystem(
+        client_kwargs={"endpoint_url": options["endpoint_url"]},
+        key=options["key"],
+        secret=options["secret"],
+    )
+    fs.put(str(big), f"{prefix}/global.nc")
+    fs.put(str(small), f"{prefix}/window.nc")
+    pairs = [(f"{prefix}/window.nc", f"{prefix}/global.nc"), (str(small), str(big))]
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_READ, json.dumps(options), *[u for p in pairs for u in p]],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    peaks = json.loads(done.stdout)
+    for window, whole in pairs:
+        assert peaks[whole] <= 1.5 * peaks[window], (whole, peaks)

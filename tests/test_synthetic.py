@@ -105,6 +105,7 @@ def test_manifest_round_trip(tiny_twin):
         "precipitation",
         "faults",
         "gnss",
+        "gnss_series",
         "regions",
         "interferograms/A040",
         "interferograms/A142",

@@ -29,7 +29,7 @@ EXPECTED: dict[str, tuple[str, str | None, str]] = {
 }
 
 _NETCDF = (".nc", ".nc4", ".h5", ".hdf5", ".he5", ".hdf")
-_TEXT = ("gnss", "faults", "regions")
+_TEXT = ("gnss", "gnss_series", "faults", "regions")
 
 
 @dataclass
@@ -108,6 +108,24 @@ def _open_text(href: str, src: SourceOptions, timeout_s: float) -> str:
     return f"text, first line {first!r}"
 
 
+def _open_tenv3(href: str, src: SourceOptions, timeout_s: float) -> str:
+    """The station and first day of an NGL ``.tenv3`` file, from its first 2 kB."""
+    import fsspec
+
+    from .products.tenv3 import TENV3_COLUMNS
+
+    url = href[len("file://") :] if href.startswith("file://") else href
+    with fsspec.open(url, "rb", **fsspec_options(url, src.headers, timeout_s)) as f:
+        head = f.read(2048).decode("utf-8", "replace").splitlines()
+    rows = [ln.split() for ln in head[:-1] if ln.strip() and not ln.lower().startswith("site")]
+    if not rows or len(rows[0]) != len(TENV3_COLUMNS):
+        first = head[0][:60] if head else ""
+        raise ValueError(
+            f"is not an NGL .tenv3 file ({len(TENV3_COLUMNS)} fields a line); first line {first!r}"
+        )
+    return f"NGL tenv3, station {rows[0][0]}, first day {rows[0][1]}"
+
+
 def check_source(
     name: str,
     src: SourceOptions,
@@ -134,7 +152,9 @@ def check_source(
         _, href = _first_asset(items[0], src)
         result.credential = credential_label(href, src.headers)
         kind = name.split("/", 1)[0]
-        if kind in _TEXT:
+        if kind == "gnss_series":
+            result.detail = _open_tenv3(href, src, timeout_s)
+        elif kind in _TEXT:
             result.detail = _open_text(href, src, timeout_s)
         elif kind in EXPECTED or href.lower().split("?", 1)[0].endswith(_NETCDF):
             result.detail = _open_netcdf(kind, href, src, timeout_s)
@@ -149,13 +169,19 @@ def check_source(
 
 def check_all(config: Config) -> list[SourceCheck]:
     """Check every configured source (the twin's are not checked: they are written locally)."""
-    from ..stages.discover import HYDRO_SOURCES, SOURCE_KEYS
+    from ..stages.discover import HYDRO_SOURCES, OPTIONAL_SOURCE_KEYS, SOURCE_KEYS
 
     sources = config.sources
     named: dict[str, SourceOptions] = {
         f"interferograms/{frame}": src for frame, src in sources.interferograms.items()
     }
-    named.update({k: getattr(sources, k) for k in SOURCE_KEYS if getattr(sources, k) is not None})
+    named.update(
+        {
+            k: getattr(sources, k)
+            for k in SOURCE_KEYS + OPTIONAL_SOURCE_KEYS
+            if getattr(sources, k) is not None
+        }
+    )
     return [
         check_source(
             name,

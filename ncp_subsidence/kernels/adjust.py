@@ -13,7 +13,10 @@ Pure numpy/scipy (SCIENCE.md stages 3 and 4). The per-frame model selection live
 - the overlap adjustment across frames (sparse weighted LS with GNSS ties, LSQR), with
   offset, plane or along-track spline corrections;
 - feather weights, weighted blending with propagated uncertainty, and monthly resampling;
-- the common mode of a frame's time series (re-referencing to the frame's median pixel).
+- the common mode of a frame's time series (re-referencing to the frame's median pixel);
+- GNSS daily position series against InSAR displacement series at stations: window means of
+  the GNSS days around each SAR date, the window median series of the InSAR pixels, and the
+  RMSE of the two with each series' mean over their common dates removed.
 
 Grids are cell-registered, arrays ``(..., lat, lon)`` with 1-D ``lat`` and ``lon`` coordinate
 vectors: EPSG:4326 degrees, or, where a function takes ``projected=True``, a projected frame grid
@@ -53,11 +56,13 @@ __all__ = [
     "GnssTies",
     "OverlapAdjustment",
     "OverlapSamples",
+    "SeriesComparison",
     "StationSamples",
     "adjust_overlaps",
     "bilinear_sample",
     "blend_frames",
     "common_mode_series",
+    "compare_series",
     "evaluate_correction",
     "feather_weights",
     "fit_polynomial",
@@ -74,7 +79,9 @@ __all__ = [
     "residuals_at_stations",
     "sample_station_windows",
     "smooth_trend_design",
+    "station_window_series",
     "station_window_slices",
+    "window_means",
 ]
 
 EARTH_RADIUS_KM = 6371.007181
@@ -1398,3 +1405,184 @@ def common_mode_series(
     smooth = smooth_trend_design(tt, knot_spacing)
     mode = mode - smooth @ np.linalg.lstsq(smooth, mode, rcond=None)[0]
     return mode - mode[0], n_used
+
+
+# --------------------------------------------------------------------------------------------
+# GNSS position series against InSAR displacement series
+# --------------------------------------------------------------------------------------------
+
+
+def window_means(
+    t: ArrayLike,
+    values: ArrayLike,
+    t_out: ArrayLike,
+    half_window: float,
+    *,
+    min_samples: int = 1,
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Mean of the samples within ``half_window`` of each output epoch (NaN samples ignored).
+
+    Aligns a daily GNSS series to SAR acquisition dates: each date gets the mean of the GNSS
+    days at most ``half_window`` away (both ends included), which also averages down the
+    daily noise (white noise by ``1/sqrt(count)``).
+
+    Parameters
+    ----------
+    t : array_like, shape (n_sample,)
+        Sample times, increasing (any unit; e.g. days).
+    values : array_like, shape (n_series, n_sample) or (n_sample,)
+        Values (e.g. mm), NaN = no sample.
+    t_out : array_like, shape (n_out,)
+        Output epochs, same unit as ``t``.
+    half_window : float
+        Half width of the window, unit of ``t`` (>= 0).
+    min_samples : int
+        Fewer finite samples in a window give NaN.
+
+    Returns
+    -------
+    means : ndarray, shape (n_series, n_out) (or (n_out,) for 1-D ``values``)
+    counts : ndarray of int64, same shape, finite samples averaged
+    """
+    tt, to = _f64(t).ravel(), _f64(t_out).ravel()
+    v = _f64(values)
+    one = v.ndim == 1
+    v = np.atleast_2d(v)
+    if v.shape[-1] != tt.size:
+        raise ValueError(f"values have {v.shape[-1]} samples along the last axis; t has {tt.size}")
+    if not half_window >= 0:
+        raise ValueError(f"half_window must be >= 0; got {half_window}")
+    if tt.size > 1 and np.any(np.diff(tt) <= 0):
+        raise ValueError("t must be strictly increasing")
+    finite = np.isfinite(v)
+    zeros = np.zeros((v.shape[0], 1))
+    csum = np.concatenate([zeros, np.cumsum(np.where(finite, v, 0.0), axis=1)], axis=1)
+    ccount = np.concatenate([zeros, np.cumsum(finite, axis=1)], axis=1)
+    lo = np.searchsorted(tt, to - half_window, side="left")
+    hi = np.searchsorted(tt, to + half_window, side="right")
+    counts = (ccount[:, hi] - ccount[:, lo]).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (csum[:, hi] - csum[:, lo]) / counts
+    means[counts < max(min_samples, 1)] = np.nan
+    return (means[0], counts[0]) if one else (means, counts)
+
+
+def station_window_series(
+    cube: ArrayLike,
+    lon_deg: ArrayLike,
+    lat_deg: ArrayLike,
+    station_lon: float,
+    station_lat: float,
+    *,
+    radius_m: float,
+    min_pixels: int = 5,
+    quality: ArrayLike | None = None,
+    min_quality: float = 0.7,
+    projected: bool = False,
+) -> NDArray[np.float64]:
+    """Per-date median of the pixels within ``radius_m`` of one station (its InSAR series).
+
+    The window is the one :func:`sample_station_windows` takes for velocities: pixels within
+    ``radius_m`` of the station (great-circle, or planar on a projected grid) whose quality is
+    at least ``min_quality``.
+
+    Parameters
+    ----------
+    cube : array_like, shape (n_time, ny, nx)
+        Displacement (mm) on a box of the grid around the station (e.g. one of
+        :func:`station_window_slices`), NaN = no data.
+    lon_deg, lat_deg : array_like, shapes (nx,), (ny,)
+        Cell centres of the box: degrees, or metres with ``projected``.
+    station_lon, station_lat : float
+        The station, degrees (metres with ``projected``).
+    radius_m : float
+    min_pixels : int
+        A date with fewer finite window pixels is NaN.
+    quality : array_like, shape (ny, nx), optional
+        Temporal coherence of the box.
+    min_quality : float
+    projected : bool
+
+    Returns
+    -------
+    ndarray, shape (n_time,), mm
+    """
+    d = _f64(cube)
+    lon, lat = _f64(lon_deg), _f64(lat_deg)
+    if d.ndim != 3 or d.shape[1:] != (lat.size, lon.size):
+        raise ValueError(
+            f"cube shape {d.shape} does not match (n_time, {lat.size}, {lon.size}) of the box"
+        )
+    if projected:
+        x_km, y_km = np.broadcast_arrays(
+            (lon[None, :] - station_lon) / 1000.0, (lat[:, None] - station_lat) / 1000.0
+        )
+    else:
+        x_km, y_km = local_coordinates_km(lon[None, :], lat[:, None], station_lon, station_lat)
+    inside = np.hypot(x_km, y_km) <= radius_m / 1000.0
+    if quality is not None:
+        inside &= _f64(quality) >= min_quality
+    pixels = d[:, inside]  # (n_time, n_pixel)
+    out = np.full(d.shape[0], np.nan)
+    enough = np.isfinite(pixels).sum(axis=1) >= max(min_pixels, 1)
+    if enough.any():
+        out[enough] = np.nanmedian(pixels[enough], axis=1)
+    return out
+
+
+@dataclass
+class SeriesComparison:
+    """Two sets of series compared over their common dates (arrays (n_station, n_time), mm).
+
+    Attributes
+    ----------
+    first, second : ndarray
+        Each series less its mean over the dates both have (NaN elsewhere).
+    rmse : ndarray, shape (n_station,), mm
+        RMS of ``first - second`` over the common dates; NaN with fewer than ``min_common``.
+    n_common : ndarray of int64, shape (n_station,)
+    """
+
+    first: NDArray[np.float64]
+    second: NDArray[np.float64]
+    rmse: NDArray[np.float64]
+    n_common: NDArray[np.int64]
+
+    def pooled_rmse(self, among: ArrayLike | None = None) -> float:
+        """RMS over stations of the per-station RMSE (each station weighs the same), mm; NaN
+        when no station has one. ``among``: bool mask of the stations to pool."""
+        r = self.rmse if among is None else self.rmse[np.asarray(among, dtype=bool)]
+        r = r[np.isfinite(r)]
+        return float(np.sqrt(np.mean(r**2))) if r.size else float("nan")
+
+
+def compare_series(first: ArrayLike, second: ArrayLike, *, min_common: int = 5) -> SeriesComparison:
+    """RMSE of two series per station after removing each one's mean over their common dates.
+
+    Series referenced to different epochs (InSAR to its first date, GNSS to its first day)
+    differ by a constant; removing each series' mean over the dates both have takes it out
+    without favouring one date.
+
+    Parameters
+    ----------
+    first, second : array_like, shape (n_station, n_time) (or (n_time,)), mm, NaN = no value
+    min_common : int
+        Stations with fewer common dates get a NaN RMSE.
+
+    Returns
+    -------
+    SeriesComparison
+    """
+    a, b = np.atleast_2d(_f64(first)), np.atleast_2d(_f64(second))
+    if a.shape != b.shape:
+        raise ValueError(f"series shapes differ: {a.shape} vs {b.shape}")
+    common = np.isfinite(a) & np.isfinite(b)
+    n = common.sum(axis=1).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ma = np.where(common, a, 0.0).sum(axis=1) / n
+        mb = np.where(common, b, 0.0).sum(axis=1) / n
+        a0 = np.where(common, a - ma[:, None], np.nan)
+        b0 = np.where(common, b - mb[:, None], np.nan)
+        rmse = np.sqrt(np.where(common, (a0 - b0) ** 2, 0.0).sum(axis=1) / n)
+    rmse[n < max(min_common, 1)] = np.nan
+    return SeriesComparison(a0, b0, rmse, n)

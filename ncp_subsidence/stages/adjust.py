@@ -52,6 +52,22 @@ None without holdout stations), ``common_mode_filter`` and ``common_mode_pixels`
 overlaps with a plane + offset), ``correction`` (JSON of the fitted model's record).
 A ``stations.json`` file lists every station per frame with its role and residual.
 
+**GNSS position series** (when ingest wrote ``gnss_series``: ``sources.gnss_series``, or the
+twin's). At each frame's held-out stations that have a series, the InSAR displacement series
+(the window median per date, :func:`~ncp_subsidence.kernels.adjust.station_window_series`,
+vertical-only ``d / u_U``) is compared with the GNSS up series averaged over the days within
+:data:`SERIES_HALF_WINDOW_DAYS` of each SAR date
+(:func:`~ncp_subsidence.kernels.adjust.window_means`), each less its mean over the dates both
+have (:func:`~ncp_subsidence.kernels.adjust.compare_series`), before the adjustment (the sbas
+displacement as delivered) and after it (``displacement`` above). The vertical plate motion is
+nil, so the GNSS up series needs no Eurasia-fixed term. Attrs: ``gnss_series_rmse_before`` /
+``_after`` (mm, RMS over the stations of each station's RMSE; None without a compared
+station), ``gnss_series_stations``, ``gnss_series_n_stations``, ``gnss_series_station_rmse``
+(JSON ``{station: [before, after]}``), ``gnss_series_half_window_days``; the series themselves
+in ``gnss_series.json`` (per frame: ``time``, and per station ``gnss_up``,
+``insar_up_before``, ``insar_up_after``, mm, means removed). Without a series product these
+are absent (logged once).
+
 References
 ----------
 Mi, J., Wu, Z., Wang, X., Bai, L., Li, Z., Lu, Z. (2026). Mapping wide-area land subsidence from
@@ -88,13 +104,16 @@ from ..io.projection import (
 from ..kernels.adjust import (
     EARTH_RADIUS_KM,
     common_mode_series,
+    compare_series,
     grid_spacing_km,
     local_coordinates_km,
     projected_spacing_km,
     resample_surface,
     residuals_at_stations,
     sample_station_windows,
+    station_window_series,
     station_window_slices,
+    window_means,
 )
 from ..kernels.geometry import (
     fit_euler_pole,
@@ -122,6 +141,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _LOS = ("los_east", "los_north", "los_up")
+
+#: GNSS days averaged around each SAR date: within half the Sentinel-1 repeat (12 days)
+SERIES_HALF_WINDOW_DAYS = 6.0
+#: fewer GNSS days than this around a SAR date leave that date out of the comparison
+SERIES_MIN_GNSS_DAYS = 3
+#: a station needs this many common dates for a series RMSE
+SERIES_MIN_COMMON_DATES = 5
 
 
 def decimal_year(times: Any) -> np.ndarray:
@@ -414,6 +440,135 @@ def _lazy_surface(surface, lon_src, lat_src, template: xr.DataArray) -> xr.DataA
     )
 
 
+def _days(times: np.ndarray) -> np.ndarray:
+    """Days (float64) since 2000-01-01 of datetime64 times."""
+    since = np.asarray(times, dtype="datetime64[ns]") - np.datetime64("2000-01-01", "ns")
+    return since / np.timedelta64(1, "D")
+
+
+def _compare_frame_series(
+    sb: xr.Dataset,
+    adjusted: xr.DataArray,
+    ids: np.ndarray,
+    sx: np.ndarray,
+    sy: np.ndarray,
+    u_up: np.ndarray,
+    series: xr.Dataset,
+    *,
+    radius: float,
+    opts: Any,
+    projected: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """GNSS up series vs the frame's InSAR vertical series at the given (held-out) stations.
+
+    ``ids``, ``sx``, ``sy`` (frame x/y) and ``u_up`` (window median of the LOS up component)
+    are the held-out stations of the frame; those with a GNSS series are compared. Only their
+    small windows of the sbas and adjusted displacement cubes are computed.
+
+    Returns the frame's attrs (module docstring) and its record for ``gnss_series.json``.
+    """
+    known = {str(s): i for i, s in enumerate(series["station"].values)}
+    pick = [i for i, s in enumerate(ids) if str(s) in known and np.isfinite(u_up[i])]
+    boxes = station_window_slices(
+        sb["x"].values, sb["y"].values, sx[pick], sy[pick], radius, projected=projected
+    )
+    pieces = []
+    for box in boxes:
+        if box is None:
+            pieces.append(None)
+            continue
+        sel = {"y": box[0], "x": box[1]}
+        quality = sb["temporal_coherence"].isel(sel).data if "temporal_coherence" in sb else None
+        pieces.append(
+            [
+                sb["displacement"].isel(sel).transpose("time", "y", "x").data,
+                adjusted.isel(sel).transpose("time", "y", "x").data,
+                quality,
+            ]
+        )
+    (computed,) = dask.compute(pieces)
+    n_time = sb.sizes["time"]
+    before = np.full((len(pick), n_time), np.nan)
+    after = np.full((len(pick), n_time), np.nan)
+    x, y = sb["x"].values, sb["y"].values
+    for k, (box, parts) in enumerate(zip(boxes, computed, strict=True)):
+        if box is None:
+            continue
+        i = pick[k]
+        for out, cube in ((before, parts[0]), (after, parts[1])):
+            out[k] = (
+                station_window_series(
+                    cube,
+                    x[box[1]],
+                    y[box[0]],
+                    float(sx[i]),
+                    float(sy[i]),
+                    radius_m=radius,
+                    min_pixels=opts.min_pixels,
+                    quality=parts[2],
+                    min_quality=opts.min_coherence,
+                    projected=projected,
+                )
+                / u_up[i]
+            )
+    names = [str(ids[i]) for i in pick]
+    up = series["up"].sel(station=names).values if names else np.empty((0, series.sizes["time"]))
+    gnss, _ = window_means(
+        _days(series["time"].values),
+        up,
+        _days(sb["time"].values),
+        SERIES_HALF_WINDOW_DAYS,
+        min_samples=SERIES_MIN_GNSS_DAYS,
+    )
+    gnss = np.atleast_2d(gnss).reshape(len(pick), n_time)
+    cmp_before = compare_series(before, gnss, min_common=SERIES_MIN_COMMON_DATES)
+    cmp_after = compare_series(after, gnss, min_common=SERIES_MIN_COMMON_DATES)
+    both = np.isfinite(cmp_before.rmse) & np.isfinite(cmp_after.rmse)
+    used = [n for n, ok in zip(names, both, strict=True) if ok]
+
+    def value(v: float) -> float | None:
+        return _json_float(v) if used else None
+
+    attrs = {
+        "gnss_series_n_stations": len(used),
+        "gnss_series_stations": used,
+        "gnss_series_rmse_before": value(cmp_before.pooled_rmse(both)),
+        "gnss_series_rmse_after": value(cmp_after.pooled_rmse(both)),
+        "gnss_series_station_rmse": json.dumps(
+            {
+                n: [_json_float(cmp_before.rmse[k]), _json_float(cmp_after.rmse[k])]
+                for k, n in enumerate(names)
+                if both[k]
+            },
+            sort_keys=True,
+        ),
+        "gnss_series_half_window_days": SERIES_HALF_WINDOW_DAYS,
+    }
+
+    def listed(a: np.ndarray) -> list[float | None]:
+        return [_json_float(v) for v in a]
+
+    record = {
+        "units": "mm, vertical, positive up; each series less its mean over the common dates",
+        "time": [str(t)[:10] for t in sb["time"].values],
+        "rmse_before": attrs["gnss_series_rmse_before"],
+        "rmse_after": attrs["gnss_series_rmse_after"],
+        "stations": {
+            n: {
+                "gnss_up": listed(cmp_after.second[k]),
+                "insar_up_before": listed(cmp_before.first[k]),
+                "insar_up_after": listed(cmp_after.first[k]),
+                "rmse_before": _json_float(cmp_before.rmse[k]),
+                "rmse_after": _json_float(cmp_after.rmse[k]),
+                "n_dates": int(cmp_after.n_common[k]),
+            }
+            for k, n in enumerate(names)
+            if both[k]
+        },
+    }
+    return attrs, record
+
+
 class AdjustStage:
     """GNSS-based ML long-wavelength adjustment per frame (see the module docstring)."""
 
@@ -473,13 +628,41 @@ class AdjustStage:
             axis=-1,
         )
         gnss_sig = np.stack([gnss[c].values for c in ("se", "sn", "su")], axis=-1)
+        series = self._gnss_series(ctx)
         records: dict[str, list[dict[str, Any]]] = {}
+        series_records: dict[str, Any] = {}
         for f in frames:
             sb, geo = inputs[f]
             records[f] = self._adjust_frame(
-                ctx, f, sb, geo, ids, slon, slat, gnss_ef, gnss_sig, holdout, omega, plate_record
+                ctx,
+                f,
+                sb,
+                geo,
+                ids,
+                slon,
+                slat,
+                gnss_ef,
+                gnss_sig,
+                holdout,
+                omega,
+                plate_record,
+                series=series,
+                series_out=series_records,
             )
         ctx.write_file("stations.json", json.dumps(records, indent=1, sort_keys=True))
+        if series is not None:
+            ctx.write_file("gnss_series.json", json.dumps(series_records, sort_keys=True))
+
+    @staticmethod
+    def _gnss_series(ctx: Any) -> xr.Dataset | None:
+        """The ingested GNSS position series (``up`` only, loaded), or None (logged once)."""
+        if "gnss_series" not in ctx.upstream_datasets("ingest"):
+            log.info(
+                "no GNSS position series (sources.gnss_series unset): holdout scores from "
+                "velocities only"
+            )
+            return None
+        return ctx.open("ingest", "gnss_series")[["up"]].load()
 
     @staticmethod
     def _open_frame(ctx: Any, frame: str) -> tuple[xr.Dataset, xr.Dataset]:
@@ -527,6 +710,8 @@ class AdjustStage:
         holdout: set[str],
         omega: np.ndarray,
         plate_record: dict[str, Any],
+        series: xr.Dataset | None = None,
+        series_out: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         opts = ctx.options
         crs = sb.attrs["crs"]
@@ -706,6 +891,29 @@ class AdjustStage:
             ),
             **scores,
         }
+        if series is not None:
+            series_attrs, record = _compare_frame_series(
+                sb,
+                displacement,
+                ids[test],
+                sx[test],
+                sy[test],
+                st.unit[test, 2],
+                series,
+                radius=radius,
+                opts=opts,
+                projected=projected,
+            )
+            attrs.update(series_attrs)
+            if series_out is not None:
+                series_out[frame] = record
+            log.info(
+                "adjust %s: GNSS series RMSE at %d held-out station(s) %s -> %s mm",
+                frame,
+                series_attrs["gnss_series_n_stations"],
+                series_attrs["gnss_series_rmse_before"],
+                series_attrs["gnss_series_rmse_after"],
+            )
         out = xr.Dataset(
             {
                 "velocity": velocity.assign_attrs(

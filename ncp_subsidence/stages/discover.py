@@ -3,7 +3,8 @@
 Each configured source is searched (STAC API), walked (static catalog) or taken as a file.
 A config that sets no source runs on the embedded NCP twin (written first if it is not
 there); one that sets some must set all, unless ``sources.twin.fill_unset`` lets the twin
-fill the rest (:func:`check_sources`). The items
+fill the rest (:func:`check_sources`); optional sources (``gnss_series``) may stay unset in any
+config, and the twin fills one in only when it also gives the GNSS velocities. The items
 found are saved as one STAC ItemCollection per source under
 ``discover/<version>/catalog/<source>.json`` (and ``.ndjson``), so a run can be reproduced
 exactly, and ingest reads them from there.
@@ -21,11 +22,12 @@ from typing import Any
 
 import pystac
 
-from ..config import Config, SourceOptions, redacted_dump
+from ..config import OPTIONAL_SOURCES, Config, SourceOptions, redacted_dump
 from ..errors import ConfigError, DataError
 from ..io.stac import discover_items, items_digest
 
 __all__ = [
+    "OPTIONAL_SOURCE_KEYS",
     "RASTER_FACTORS",
     "SOURCE_KEYS",
     "STAGE",
@@ -56,6 +58,11 @@ SOURCE_KEYS = (
     "gnss",
     "regions",
 )
+
+#: Optional inputs (:data:`~ncp_subsidence.config.OPTIONAL_SOURCES`): a config that leaves one
+#: unset is still ``real``; the twin fills one in only where it gives the GNSS velocities too
+#: (its series are of its own stations).
+OPTIONAL_SOURCE_KEYS = OPTIONAL_SOURCES
 
 #: Gridded hydrology, searched over ``sources.hydro_datetime``.
 HYDRO_SOURCES = ("grace", "gldas", "fldas", "imerg")
@@ -144,7 +151,7 @@ def check_sources(config: Config) -> None:
         )
     if config.cluster.kind in REMOTE_CLUSTERS:
         named = {f"interferograms/{f}": s for f, s in config.sources.interferograms.items()}
-        named.update({k: getattr(config.sources, k) for k in SOURCE_KEYS})
+        named.update({k: getattr(config.sources, k) for k in SOURCE_KEYS + OPTIONAL_SOURCE_KEYS})
         for name, src in named.items():
             if src is not None and _is_local(src.url):
                 raise ConfigError(
@@ -185,6 +192,19 @@ def resolve_sources(config: Config) -> dict[str, SourceOptions]:
                 kind="static_catalog", url=catalog, collections=[manifest.collections[key]]
             )
         out[key] = src
+    for key in OPTIONAL_SOURCE_KEYS:
+        src = getattr(sources, key)
+        if src is None and manifest is not None and sources.gnss is None:
+            collection = manifest.collections.get(key)
+            if collection is not None:  # a twin written before it had one has none
+                src = SourceOptions(kind="static_catalog", url=catalog, collections=[collection])
+        if src is not None:
+            out[key] = src
+        else:
+            log.info(
+                "sources.%s is unset: adjust compares GNSS velocities only, no position series",
+                key,
+            )
     return out
 
 

@@ -22,9 +22,19 @@ Datasets written (``ingest/<version>/...``):
     ``precipitation`` (mm/month). ``time`` is the mid-month date.
 ``factors``
     Driving-factor rasters resampled to the factor grid (``factors.resolution_deg`` over
-    ``sources.bbox``) and ``fault_density``, the fault length per cell (km) from the fault lines.
+    ``sources.bbox``) from each file's own CRS and transform (any CRS and pixel shape; cell
+    average where the file is finer, bilinear where coarser; a file without a CRS is an error),
+    and ``fault_density``, the fault length per cell (km) from the fault lines.
 ``gnss``
     The GNSS velocity table, dim ``station``: ``lon, lat, height, ve, vn, vu, se, sn, su`` (mm/yr).
+``gnss_series`` (when ``sources.gnss_series`` is set, or the twin gives it)
+    GNSS daily positions (NGL ``.tenv3``, one file per station), dims ``station, time`` (each
+    day at 12:00 UTC within the source's datetime window, NaN where a station has no solution):
+    ``east``, ``north``, ``up`` (mm, relative to the station's first day in the window),
+    ``sigma_up`` (mm); coords ``lon`` (-180..180), ``lat``, ``height``. Screened like the
+    velocities: days with a non-finite position or a sigma <= 0 dropped, a station given twice
+    kept once (the longer series), stations with no day in the window or outside every
+    interferogram frame dropped; each counted in the attrs and logged.
 
 Unreadable interferogram assets follow ``ingest.on_error``: ``fail`` raises; ``nan`` fills NaN,
 counts them, logs them and records them in the dataset's attrs.
@@ -60,18 +70,21 @@ from ..io.products.fldas import read_fldas
 from ..io.products.gldas import read_gldas
 from ..io.products.grace import read_grace
 from ..io.products.imerg import read_imerg
+from ..io.products.tenv3 import read_tenv3
 from ..io.readers import (
+    AUTO_RESAMPLING,
     Grid,
     frame_grid,
     read_geojson,
     read_ifg_stack,
     read_midas_checked,
-    read_raster,
+    read_raster_on_grid,
     unique_pairs,
 )
 from ..io.remote import fsspec_options, retrying
 from ..io.stac import choose_asset, item_interval, items_digest, parse_interval
 from ..kernels.vector import line_length_per_cell
+from ..redaction import redact_url
 from .discover import RASTER_FACTORS, load_items, source_names
 
 __all__ = ["STAGE", "IngestStage", "factor_grid", "month_midpoints"]
@@ -153,13 +166,22 @@ def _read_grace(config: Any, items: list[Any]) -> xr.Dataset:
             "grace",
             [href],
             lambda options, href=href: read_grace(
-                href, bbox=bbox, time_range=window, storage_options=options
+                href,
+                bbox=bbox,
+                time_range=window,
+                scale_factor=source.scale_factor if source else None,
+                land_mask=source.land_mask if source else None,
+                storage_options=options,
             ),
         )
         for href in _hrefs(items)
     ]
     ds = xr.concat(parts, "time", combine_attrs="drop") if len(parts) > 1 else parts[0]
-    ds.attrs = {}
+    ds.attrs = {
+        f"{option}_file": redact_url(getattr(source, option))
+        for option in ("scale_factor", "land_mask")
+        if source is not None and getattr(source, option) is not None
+    }
     if ds.indexes["time"].has_duplicates:  # items sharing a month: averaged (SCIENCE.md 5.2)
         ds = ds.groupby("time").mean(keep_attrs=True)
     return ds.sortby("time")
@@ -195,35 +217,23 @@ def _read_gridded(config: Any, key: str, items: list[Any]) -> xr.Dataset:
 def _read_factor(
     items: list[Any], name: str, grid: Grid, retries: int = 4, headers: Any = None
 ) -> xr.DataArray:
-    """A factor raster on the factor grid: bilinear where finer, cell average where coarser."""
-    import rasterio
-    from rasterio.warp import Resampling, reproject
-
+    """A factor raster on the factor grid, placed by the file's own CRS and transform (any CRS,
+    any pixel shape): cell average where the file is finer, bilinear where it is coarser
+    (:func:`~ncp_subsidence.io.readers.read_raster_on_grid`, ``resampling="auto"``). A file
+    without a CRS is a :class:`DataError` naming it."""
     (href,) = _hrefs(items[:1])
-    src = read_raster(href, retries=retries, headers=headers)
-    src_res = float(abs(src["x"][1] - src["x"][0]))
-    out = np.full(grid.shape, np.nan, dtype="float64")
-    src_transform = rasterio.transform.from_origin(
-        float(src["x"][0]) - src_res / 2, float(src["y"][0]) + src_res / 2, src_res, src_res
-    )
-    dst_transform = rasterio.transform.from_origin(
-        grid.bounds[0], grid.bounds[3], grid.resolution, grid.resolution
-    )
-    reproject(
-        src.values,
-        out,
-        src_transform=src_transform,
-        src_crs=f"EPSG:{src.attrs.get('epsg') or 4326}",
-        dst_transform=dst_transform,
-        dst_crs="EPSG:4326",
-        src_nodata=np.nan,
-        dst_nodata=np.nan,
-        resampling=Resampling.average if src_res < grid.resolution * 0.999 else Resampling.bilinear,
+    values = read_raster_on_grid(
+        href,
+        grid,
+        resampling=AUTO_RESAMPLING,
+        retries=retries,
+        headers=headers,
+        what=f"factor raster {name!r}",
     )
     lat, lon = grid.coords()
     units_attr = items[0].properties.get("twin:units") or items[0].properties.get("units") or ""
     return xr.DataArray(
-        out.astype("float32"),
+        values,
         dims=("lat", "lon"),
         coords={"lat": lat, "lon": lon},
         attrs={"units": units_attr, "long_name": name.replace("_", " ")},
@@ -360,6 +370,8 @@ class IngestStage:
         self._ingest_factors(ctx, names)
         if "gnss" in names:
             self._ingest_gnss(ctx, load_items(ctx.store, "gnss"))
+        if "gnss_series" in names:
+            self._ingest_gnss_series(ctx, load_items(ctx.store, "gnss_series"))
 
     def _ingest_frame(self, ctx: Any, frame: str, items: list[Any], opts: Any) -> None:
         name = f"ifg/{frame}"
@@ -699,6 +711,160 @@ class IngestStage:
         )
         ds.attrs.update(_provenance(items))
         ctx.write("gnss", ds)
+
+    def _ingest_gnss_series(self, ctx: Any, items: list[Any]) -> None:
+        """The ``gnss_series`` dataset from one ``.tenv3`` file per item (module docstring)."""
+        increment = _increment(ctx, "gnss_series", items)
+        if increment is not None and not increment[1]:
+            ctx.reuse("gnss_series")
+            return
+        source = ctx.config.sources.gnss_series
+        start, end = parse_interval(
+            (source.datetime if source is not None else None) or ctx.config.sources.datetime
+        )
+        lo = np.datetime64(start.replace(tzinfo=None), "ns") if start else None
+        hi = np.datetime64(end.replace(tzinfo=None), "ns") if end else None
+        stations: dict[str, xr.Dataset] = {}
+        duplicates: list[str] = []
+        empty: list[str] = []
+        n_lon_normalised = 0
+        n_bad_days = 0
+        for href in _hrefs(items):
+            one = _read_product(
+                ctx.config,
+                "gnss_series",
+                [href],
+                lambda options, href=href: read_tenv3(href, storage_options=options),
+            )
+            raw_lon = float(one.attrs.get("lon_as_written", one.attrs["lon"]))
+            n_lon_normalised += int(not -180.0 <= raw_lon < 180.0)
+            keep = np.isfinite(one["up"].values) & np.isfinite(one["east"].values)
+            keep &= np.isfinite(one["north"].values) & (one["sigma_up"].values > 0)
+            n_bad_days += int((~keep).sum())
+            t = one["time"].values
+            if lo is not None:
+                keep &= t >= lo
+            if hi is not None:
+                keep &= t <= hi
+            one = one.isel(time=np.flatnonzero(keep))
+            name = str(one.attrs["station"])
+            if one.sizes["time"] == 0:
+                empty.append(name)
+                continue
+            if name in stations:
+                duplicates.append(name)
+                if one.sizes["time"] <= stations[name].sizes["time"]:
+                    continue
+            stations[name] = one
+        if n_bad_days:
+            log.warning(
+                "gnss_series: %d day(s) with a non-finite position or sigma <= 0 dropped",
+                n_bad_days,
+            )
+        if duplicates:
+            log.warning(
+                "gnss_series: station(s) given twice, the longer series kept: %s",
+                ", ".join(sorted(set(duplicates))),
+            )
+        if empty:
+            log.warning(
+                "gnss_series: %d station(s) without a day in %s dropped: %s",
+                len(empty),
+                source.datetime if source and source.datetime else ctx.config.sources.datetime,
+                ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else ""),
+            )
+        boxes = _frame_boxes(ctx)
+        outside = [
+            name
+            for name, one in stations.items()
+            if boxes
+            and not any(
+                w <= one.attrs["lon"] <= e and s <= one.attrs["lat"] <= n for w, s, e, n in boxes
+            )
+        ]
+        if outside:
+            log.info(
+                "gnss_series: %d station(s) outside every interferogram frame dropped (%s%s)",
+                len(outside),
+                ", ".join(outside[:10]),
+                " ..." if len(outside) > 10 else "",
+            )
+        kept = {k: v for k, v in sorted(stations.items()) if k not in outside}
+        if not kept:
+            raise DataError(
+                f"GNSS series source: none of its {len(items)} file(s) has a station with days "
+                f"in the window inside the interferogram frames ({len(empty)} without days in "
+                f"the window, {len(outside)} outside the frames); give .tenv3 files of stations "
+                "inside the frames (sources.gnss_series)"
+            )
+        ds = self._series_cube(kept)
+        ds.attrs.update(
+            {
+                "n_stations": int(ds.sizes["station"]),
+                "n_dropped_duplicate": len(duplicates),
+                "duplicate_stations": json.dumps(sorted(set(duplicates))),
+                "n_dropped_no_days_in_window": len(empty),
+                "no_days_in_window": json.dumps(empty),
+                "n_outside_frames": len(outside),
+                "outside_frames": json.dumps(outside),
+                "n_days_dropped_invalid": n_bad_days,
+                "n_lon_normalised": n_lon_normalised,
+                "source": "NGL tenv3",
+            }
+        )
+        ds.attrs.update(_provenance(items))
+        ctx.write("gnss_series", ds)
+        log.info(
+            "gnss_series: %d station(s), %d day(s) (%s to %s)",
+            ds.sizes["station"],
+            ds.sizes["time"],
+            str(ds["time"].values[0])[:10],
+            str(ds["time"].values[-1])[:10],
+        )
+
+    @staticmethod
+    def _series_cube(stations: dict[str, xr.Dataset]) -> xr.Dataset:
+        """Stations' series on their union of days: dims ``(station, time)``, mm."""
+        days = np.unique(np.concatenate([one["time"].values for one in stations.values()]))
+        names = list(stations)
+        data = {k: np.full((len(names), days.size), np.nan, np.float32) for k in _SERIES_VARS}
+        for i, one in enumerate(stations.values()):
+            at = np.searchsorted(days, one["time"].values)
+            for k in ("east", "north", "up"):  # relative to the first day kept
+                values = one[k].values
+                data[k][i, at] = values - values[0]
+            data["sigma_up"][i, at] = one["sigma_up"].values
+        ds = xr.Dataset(
+            {
+                k: (("station", "time"), v, {"units": "mm", "long_name": _SERIES_VARS[k]})
+                for k, v in data.items()
+            },
+            coords={
+                "station": np.asarray(names, dtype=object),
+                "time": days,
+                "lon": (
+                    "station",
+                    [stations[n].attrs["lon"] for n in names],
+                    {"units": "degrees_east"},
+                ),
+                "lat": (
+                    "station",
+                    [stations[n].attrs["lat"] for n in names],
+                    {"units": "degrees_north"},
+                ),
+                "height": ("station", [stations[n].attrs["height"] for n in names], {"units": "m"}),
+            },
+        )
+        return ds
+
+
+#: variables of the ``gnss_series`` dataset and their long names (all mm)
+_SERIES_VARS = {
+    "east": "east position relative to the station's first day (ITRF)",
+    "north": "north position relative to the station's first day (ITRF)",
+    "up": "up position relative to the station's first day",
+    "sigma_up": "up position uncertainty (1 sigma)",
+}
 
 
 def _frame_boxes(ctx: Any) -> list[tuple[float, float, float, float]]:

@@ -1,8 +1,8 @@
 """Stage ``report``: maps, plots, tables and an offline HTML page of a run.
 
-Reads ``analysis`` (required) and, when the store holds them, ``mosaic``, ``hydro``, ``factors``
-and ``geodetector``; their fingerprints enter the report's own (:meth:`ReportStage.
-fingerprint_extra`), so a changed upstream product re-renders the report.
+Reads ``analysis`` (required) and, when the store holds them, ``adjust``, ``mosaic``,
+``hydro``, ``factors`` and ``geodetector``; their fingerprints enter the report's own
+(:meth:`ReportStage.fingerprint_extra`), so a changed upstream product re-renders the report.
 
 Writes ``report/<version>/``: ``index.html`` (no external URL; images referenced relatively, so
 the folder opens offline in any browser), one PNG per figure, ``summary.json`` (the analysis
@@ -12,7 +12,10 @@ subsidence and volumes in the tables are subsidence, positive down).
 
 Figures: vertical velocity, cumulative subsidence, GWSA trend, each driving factor, yearly mean
 subsidence rate, per-region series (GWSA, vertical displacement, precipitation), lagged
-correlation per region, geodetector q bar chart and interaction heat map.
+correlation per region, geodetector q bar chart and interaction heat map, and, when ``adjust``
+compared GNSS position series (its ``gnss_series.json``), the GNSS up series against the InSAR
+vertical series before and after the adjustment at a few held-out stations, with a table of
+the series RMSE per frame.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ __all__ = ["STAGE", "ReportStage", "render_report"]
 
 log = logging.getLogger(__name__)
 
-_OPTIONAL = ("mosaic", "hydro", "factors", "geodetector")
+_OPTIONAL = ("adjust", "mosaic", "hydro", "factors", "geodetector")
+#: held-out stations drawn per frame in the GNSS series figure
+_SERIES_STATIONS_PER_FRAME = 2
 _SIGN = "vertical positive up: subsidence is negative"
 
 
@@ -128,6 +133,63 @@ def _read_csv(store: Any, stage: str, name: str) -> pd.DataFrame | None:
         return pd.read_csv(io.BytesIO(store.read_file(f"{stage}/{record.version}/{name}")))
     except FileNotFoundError:
         return None
+
+
+def _read_json(store: Any, stage: str, name: str) -> Any:
+    record = store.record(stage)
+    if record is None:
+        return None
+    try:
+        return json.loads(store.read_file(f"{stage}/{record.version}/{name}"))
+    except FileNotFoundError:
+        return None
+
+
+def _gnss_series_figure(series: dict[str, Any], dpi: int) -> tuple[bytes | None, pd.DataFrame]:
+    """GNSS vs InSAR vertical series at a few held-out stations (None without one), and the
+    table of the series RMSE per frame."""
+    import matplotlib.pyplot as plt
+
+    rows = []
+    picked = []
+    for frame in sorted(series):
+        rec = series[frame]
+        stations = rec.get("stations", {})
+        rows.append(
+            {
+                "frame": frame,
+                "held-out stations compared": len(stations),
+                "series RMSE before (mm)": rec.get("rmse_before"),
+                "series RMSE after (mm)": rec.get("rmse_after"),
+            }
+        )
+        for name in sorted(stations)[:_SERIES_STATIONS_PER_FRAME]:
+            picked.append((frame, name, pd.to_datetime(rec["time"]), stations[name]))
+    table = pd.DataFrame(rows)
+    if not picked:
+        return None, table
+    fig, axes = plt.subplots(
+        len(picked), 1, figsize=(7.5, 2.3 * len(picked)), squeeze=False, sharex=True
+    )
+    for ax, (frame, name, time, st) in zip(axes[:, 0], picked, strict=True):
+
+        def values(key: str, st: dict[str, Any] = st) -> np.ndarray:
+            return np.asarray([np.nan if v is None else v for v in st[key]], dtype=float)
+
+        ax.plot(time, values("gnss_up"), "k.", ms=4, label="GNSS up (days within 6 d, mean)")
+        ax.plot(time, values("insar_up_before"), color="0.6", lw=1.0, label="InSAR before adjust")
+        ax.plot(time, values("insar_up_after"), color="tab:red", lw=1.2, label="InSAR adjusted")
+        ax.set_ylabel("mm (up +)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_title(
+            f"{frame} {name}: RMSE {st['rmse_before']:.1f} -> {st['rmse_after']:.1f} mm "
+            f"({st['n_dates']} dates)",
+            fontsize=9,
+        )
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Held-out GNSS stations: vertical series, each less its mean over common dates")
+    fig.tight_layout()
+    return _png(fig, dpi), table
 
 
 def render_report(store: Any, options: Any, *, title: str) -> dict[str, bytes]:
@@ -323,6 +385,20 @@ def render_report(store: Any, options: Any, *, title: str) -> dict[str, bytes]:
         "Lagged correlation of GWSA and vertical displacement per region.",
     )
 
+    # ---- GNSS position series at held-out stations (adjust)
+    series = _read_json(store, "adjust", "gnss_series.json")
+    series_table = None
+    if series:
+        png, series_table = _gnss_series_figure(series, dpi)
+        if png is not None:
+            add(
+                "GNSS validation",
+                "gnss_series.png",
+                png,
+                "GNSS up series (black) against the InSAR vertical series before (grey) and "
+                "after (red) the adjustment at held-out stations, mm, positive up.",
+            )
+
     # ---- geodetector
     factor_df = _read_csv(store, "geodetector", "factor.csv")
     matrix_df = _read_csv(store, "geodetector", "interaction_matrix.csv")
@@ -386,6 +462,13 @@ def render_report(store: Any, options: Any, *, title: str) -> dict[str, bytes]:
         df = _read_csv(store, "analysis", name)
         if df is not None:
             tables.append((caption, df.to_html(index=False, float_format="%.4g", na_rep="")))
+    if series_table is not None:
+        tables.append(
+            (
+                "GNSS position series vs InSAR at held-out stations (vertical, mm)",
+                series_table.to_html(index=False, float_format="%.3g", na_rep=""),
+            )
+        )
     if factor_df is not None:
         cols = [c for c in ("factor", "q_mean", "q_sd", "p_value", "rank") if c in factor_df]
         tables.append(
@@ -408,6 +491,14 @@ def render_report(store: Any, options: Any, *, title: str) -> dict[str, bytes]:
             else None
         ),
         "sign_convention": _SIGN,
+        "gnss_series_rmse": (
+            {
+                f: {"before": r.get("rmse_before"), "after": r.get("rmse_after")}
+                for f, r in sorted(series.items())
+            }
+            if series
+            else None
+        ),
     }
     files["summary.json"] = json.dumps(out_summary, indent=2, default=str).encode()
     log.info("report: %d figures, %d tables", len(figures), len(tables))

@@ -36,7 +36,12 @@ Product layout (``OUT`` is ``out_dir``; every path in STAC assets is an absolute
     OUT/sentinel1/<frame>/<frame>_lv_phi.tif
     OUT/sentinel1/<frame>/<PRODUCT>/<PRODUCT>_unw_phase.tif   float32 rad, NaN = decorrelated
     OUT/sentinel1/<frame>/<PRODUCT>/<PRODUCT>_corr.tif        float32 coherence 0-1
-    OUT/gnss/midas.IGS14.txt             Nevada Geodetic Lab MIDAS velocity format (m/yr)
+    OUT/gnss/midas.IGS14.txt             Nevada Geodetic Lab MIDAS velocity format (m/yr); a
+                                         seeded half of the stations at lon - 360 (below -180),
+                                         as NGL writes some eastern longitudes
+    OUT/gnss/tenv3/<STA>.tenv3           NGL daily position series, one file per station (the
+                                         truth at the station plus daily white noise, ~4 % of
+                                         days missing); same longitudes as the MIDAS file
     OUT/hydrology/grace/CSR_GRACE_GRACE-FO_RL06_Mascons_all-corrections_v02.nc
     OUT/hydrology/gldas/GLDAS_NOAH025_M.A<YYYY>.021.nc4     one file per year, 12 months
     OUT/hydrology/fldas/FLDAS_NOAH01_C_GL_M.A<YYYY>.001.nc  one file per year, 12 months
@@ -92,6 +97,8 @@ source key                      collection id                       item assets 
 ``building_density``            ``twin-building-density``           ``data`` (COG)
 ``faults``                      ``twin-faults``                     ``data`` (GeoJSON)
 ``gnss``                        ``twin-gnss-midas``                 ``data`` (MIDAS text)
+``gnss_series``                 ``twin-gnss-tenv3``                 ``data`` (.tenv3, one per
+                                                                    station, point bbox)
 ``regions``                     ``twin-regions``                    ``data`` (GeoJSON cities)
 ==============================  ==================================  ================================
 
@@ -117,7 +124,9 @@ Variable names and units of the hydrology files (as in the real products)
   (kg m-2 s-1); dims ``(time, Y, X)`` with coordinates ``X`` (lon) and ``Y`` (lat), as in the
   real FLDAS files; 0.1 deg; time days since 1982-01-01 00:00:00.
 * IMERG V07 monthly: group ``Grid``: ``precipitation(time, lon, lat)`` mm/hr (lon-first),
-  ``lon``, ``lat``, ``time`` seconds since 1980-01-06 00:00:00 UTC; 0.1 deg.
+  ``lon``, ``lat``, ``time`` (int32) seconds since 1980-01-06 00:00:00 UTC with calendar
+  ``"julian"`` and bounds ``time_bnds(time, nv)`` (the month's first and last second), as V07
+  writes them; 0.1 deg.
 
 Grids (EPSG:4326, cell-registered; NCP bbox 113.5-119.5 E, 34.5-40.5 N for every preset)
 -------------------------------------------------------------------------------------------
@@ -133,7 +142,10 @@ Truth store (``OUT/truth/truth.zarr``, Zarr v3, float32; full list in ``OUT/trut
   ``canopy_water`` (time, lat, lon) mm; ``/frames/<frame>`` (``y, x`` of the frame grid, ``time``
   of its dates): ``los_velocity``, ``los_displacement``, ``vertical_velocity``,
   ``vertical_displacement``, ``plate_los_velocity``, ``error_los_velocity``, ``incidence``,
-  ``heading``, ``los_east``/``los_north``/``los_up``; ``/gnss``: station table with ``holdout``.
+  ``heading``, ``los_east``/``los_north``/``los_up``; ``/gnss``: station table with ``holdout``
+  and ``ngl_lon_wrapped`` (1 where the products write lon - 360); ``/gnss_series``:
+  ``east_true``, ``north_true``, ``up_true`` (station, time: every day a ``.tenv3`` file holds,
+  at noon, NaN on the others) mm since T0, noise-free.
 """
 
 from __future__ import annotations

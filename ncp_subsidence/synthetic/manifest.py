@@ -57,6 +57,7 @@ class TwinManifest:
         Source key -> collection id. Keys: ``interferograms/<frame>`` for every frame, ``grace``,
         ``gldas``, ``fldas``, ``imerg``, ``dem``, ``ndvi``, ``evapotranspiration``,
         ``population``, ``gdp``, ``building_density``, ``precipitation``, ``faults``, ``gnss``,
+        ``gnss_series`` (the stations' ``.tenv3`` files; absent from twins written before it),
         ``regions``.
     frame_collections : dict
         Frame -> interferogram collection id.

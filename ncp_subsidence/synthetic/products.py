@@ -20,8 +20,16 @@ MIDAS velocity format (Nevada Geodetic Lab ``midas.IGS14.txt``; Blewitt et al. 2
 18-20  east, north, up fraction of outliers
 21-23  east, north, up standard deviation of the velocity pairs, m/yr
 24     number of steps assumed
-25-27  latitude (deg), longitude (deg, -180..180), height (m)
+25-27  latitude (deg), longitude (deg; NGL writes some eastern longitudes as lon - 360, below
+       -180), height (m)
 =====  ==========================================================
+
+NGL ``.tenv3`` daily position series (one file per station): a header line naming the columns,
+then one line per day with the 23 fields of
+:data:`ncp_subsidence.io.products.tenv3.TENV3_COLUMNS` (``YYMMMDD`` day, decimal year of that
+day's noon in Julian years from J2000, MJD, GPS week and day of week, reference meridian, east,
+north and up as integer metres plus fractional metres, antenna height, sigmas in m,
+correlations, latitude, longitude, height); :func:`write_tenv3`.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ __all__ = [
     "write_cog",
     "write_geojson",
     "write_midas",
+    "write_tenv3",
 ]
 
 
@@ -131,6 +140,82 @@ def write_midas(path: Path, table: pd.DataFrame) -> None:
             + f" {d['n_steps']:3d} {d['lat']:12.8f} {d['lon']:13.8f} {d['height']:9.3f}"
         )
     path.write_text("\n".join(lines) + "\n")
+
+
+#: the header line NGL writes at the top of a ``.tenv3`` file
+TENV3_HEADER = (
+    "site YYMMMDD yyyy.yyyy __MJD week d reflon _e0(m) __east(m) ____n0(m) _north(m) u0(m) "
+    "____up(m) _ant(m) sig_e(m) sig_n(m) sig_u(m) __corr_en __corr_eu __corr_nu _latitude(deg) "
+    "_longitude(deg) __height(m)"
+)
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_MJD_EPOCH = np.datetime64("1858-11-17", "D")
+_GPS_EPOCH_MJD = 44244  # 1980-01-06
+
+
+def write_tenv3(
+    path: Path,
+    station: str,
+    days: np.ndarray,
+    enu_m: np.ndarray,
+    sigma_m: np.ndarray,
+    *,
+    reference_meridian: float,
+    lat: float,
+    lon: float,
+    height: float,
+) -> None:
+    """Write one station's daily positions in NGL's ``.tenv3`` layout.
+
+    Parameters
+    ----------
+    path : Path
+    station : str
+        4-character station id.
+    days : ndarray of datetime64[D], shape (n,)
+        The days, ascending (each stamped at noon by the decimal-year column).
+    enu_m : ndarray, shape (n, 3)
+        East (about ``reference_meridian``), north (from the equator) and up (ellipsoidal
+        height) positions, m; each is split into integer metres and the fractional part.
+    sigma_m : ndarray, shape (3,) or (n, 3)
+        1-sigma of east, north, up, m.
+    reference_meridian : float, degrees east
+    lat, lon, height : float
+        Degrees, degrees (written as given: NGL writes some eastern longitudes below -180),
+        m.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    days = np.asarray(days, dtype="datetime64[D]")
+    mjd = (days - _MJD_EPOCH).astype(np.int64)
+    decimal_year = np.round(2000.0 + (mjd + 0.5 - 51544.5) / 365.25, 4)
+    ymd = np.datetime_as_string(days, unit="D")
+    codes = [f"{d[2:4]}{_MONTHS[int(d[5:7]) - 1]}{d[8:10]}" for d in ymd]
+    whole = np.floor(enu_m).astype(np.int64)
+    frac = enu_m - whole
+    sig = np.broadcast_to(np.asarray(sigma_m, dtype=np.float64), enu_m.shape)
+    fmt = (
+        f"{station:4s} %s %9.4f %5d %4d %1d {reference_meridian:6.1f} %6d %9.6f %9d %9.6f %5d "
+        f"%9.6f 0.0000 %8.6f %8.6f %8.6f 0.000000 0.000000 0.000000 {lat:14.10f} {lon:15.10f} "
+        f"{height:11.5f}"
+    )
+    rows = zip(
+        codes,
+        decimal_year.tolist(),
+        mjd.tolist(),
+        ((mjd - _GPS_EPOCH_MJD) // 7).tolist(),
+        ((mjd - _GPS_EPOCH_MJD) % 7).tolist(),
+        whole[:, 0].tolist(),
+        frac[:, 0].tolist(),
+        whole[:, 1].tolist(),
+        frac[:, 1].tolist(),
+        whole[:, 2].tolist(),
+        frac[:, 2].tolist(),
+        sig[:, 0].tolist(),
+        sig[:, 1].tolist(),
+        sig[:, 2].tolist(),
+        strict=True,
+    )
+    path.write_text(TENV3_HEADER + "\n" + "\n".join(fmt % r for r in rows) + "\n")
 
 
 def read_midas(path: Path) -> pd.DataFrame:

@@ -80,6 +80,7 @@ COLLECTION_IDS = {
     "imerg": "twin-imerg-monthly",
     "faults": "twin-faults",
     "gnss": "twin-gnss-midas",
+    "gnss_series": "twin-gnss-tenv3",
     "regions": "twin-regions",
     **{k: _cid(k) for k in RASTER_SOURCES},
 }
@@ -291,7 +292,17 @@ def write_twin(
 
     # ---------------------------------------------------------------- GNSS
     gnss = _gnss_table(truth, p, seed, noise, tuple(frame_names))
-    prod.write_midas(root / "gnss/midas.IGS14.txt", gnss)
+    # NGL writes some eastern longitudes as lon - 360 (below -180): so does the twin, for a
+    # seeded half of the stations, in the MIDAS file and in their .tenv3 files
+    wrapped = _seed(seed, "gnss-ngl-longitude").random(len(gnss)) < 0.5
+    gnss["ngl_lon"] = np.where(wrapped, gnss["lon"] - 360.0, gnss["lon"])
+    prod.write_midas(root / "gnss/midas.IGS14.txt", gnss.assign(lon=gnss["ngl_lon"]))
+    series_items, series_truth = _write_gnss_series(root, truth, gnss, seed, noise)
+    groups[COLLECTION_IDS["gnss_series"]] = (
+        "Twin GNSS daily position series (Nevada Geodetic Lab .tenv3, IGS14, one file per "
+        "station).",
+        series_items,
+    )
     groups[COLLECTION_IDS["gnss"]] = (
         "Twin GNSS velocities (Nevada Geodetic Lab MIDAS format, IGS14 / ITRF2014, m/yr).",
         [
@@ -396,7 +407,8 @@ def write_twin(
     gnss_ds = xr.Dataset.from_dataframe(gnss.set_index("station"))
     gnss_ds["frame"] = gnss_ds["frame"].astype(object)
     gnss_ds["holdout"] = gnss_ds["holdout"].astype(np.int8)
-    gnss_ds = gnss_ds.drop_vars(["version"])
+    gnss_ds = gnss_ds.drop_vars(["version", "ngl_lon"])
+    gnss_ds["ngl_lon_wrapped"] = ("station", wrapped.astype(np.int8))
     gnss_ds["station"] = gnss_ds["station"].astype(object)
     gnss_ds.attrs = {
         "holdout_fraction": GNSS_HOLDOUT_FRACTION,
@@ -404,6 +416,7 @@ def write_twin(
         "velocity_units": "m/yr (MIDAS); *_true columns mm/yr",
     }
     gnss_ds.to_zarr(store, group="gnss", mode="a", zarr_format=3, consolidated=False)
+    series_truth.to_zarr(store, group="gnss_series", mode="a", zarr_format=3, consolidated=False)
     readme = root / "truth/README.md"
     readme.write_text(_truth_readme(preset, seed, p))
 
@@ -418,6 +431,7 @@ def write_twin(
                 "imerg",
                 "faults",
                 "gnss",
+                "gnss_series",
                 "regions",
                 *RASTER_SOURCES,
             )
@@ -905,6 +919,118 @@ def _gnss_table(
     return df
 
 
+#: daily noise of the twin's .tenv3 positions (east, north, up), mm: white noise of the size of
+#: NGL's final daily solutions' scatter
+TENV3_NOISE_MM = (1.2, 1.2, 3.5)
+#: share of days missing from each twin .tenv3 file (receiver outages)
+TENV3_GAP_FRACTION = 0.04
+_M_PER_DEG = 6378137.0 * np.pi / 180.0
+
+
+def _write_gnss_series(
+    root: Path, truth: TwinTruth, gnss: pd.DataFrame, seed: int, noise: bool
+) -> tuple[list, xr.Dataset]:
+    """One NGL ``.tenv3`` file per station (``gnss/tenv3/<STA>.tenv3``) and the truth.
+
+    Each station is observed daily from its MIDAS ``t_first`` to ``t_last`` at 12:00 UTC, less
+    a seeded :data:`TENV3_GAP_FRACTION` of the days. Up is the truth vertical displacement at
+    the station (relative to T0) plus the plate's vertical rate, east and north the plate
+    motion (ITRF), each plus white noise :data:`TENV3_NOISE_MM` (none with ``noise=False``).
+
+    Returns the STAC items (one per station, asset ``data``) and the truth dataset (dims
+    ``station``, ``time`` = every written day at noon): ``east_true``, ``north_true``,
+    ``up_true`` (mm; up relative to T0, east/north relative to T0 along the plate motion; NaN
+    on the days not written).
+    """
+    rng = _seed(seed, "gnss-tenv3")
+    lon = gnss["lon"].to_numpy(dtype=np.float64)
+    lat = gnss["lat"].to_numpy(dtype=np.float64)
+    ve, vn, vu_p = plate_motion_enu(lon, lat)
+
+    def day(t: float) -> np.datetime64:
+        year = int(np.floor(t))
+        start = np.datetime64(f"{year:04d}-01-01", "D")
+        length = int((np.datetime64(f"{year + 1:04d}-01-01", "D") - start).astype(int))
+        return start + np.timedelta64(round((t - year) * length), "D")
+
+    firsts = [day(t) for t in gnss["t_first"]]
+    lasts = [day(t) for t in gnss["t_last"]]
+    all_days = np.arange(min(firsts), max(lasts) + np.timedelta64(1, "D"), dtype="datetime64[D]")
+    noon = all_days.astype("datetime64[s]") + np.timedelta64(12, "h")
+    t_all = decimal_year(noon)
+    up_all = truth.vertical_displacement(lon, lat, t_all)  # (station, day), mm from T0
+    dt = (t_all - T0)[None, :]
+    true = {
+        "east_true": ve[:, None] * dt,
+        "north_true": vn[:, None] * dt,
+        "up_true": up_all + vu_p[:, None] * dt,
+    }
+    written = np.zeros((len(gnss), all_days.size), dtype=bool)
+    sigma_mm = np.asarray(TENV3_NOISE_MM)
+    items = []
+    for i, row in enumerate(gnss.itertuples(index=False)):
+        span = (all_days >= firsts[i]) & (all_days <= lasts[i])
+        keep = span & (rng.random(all_days.size) >= TENV3_GAP_FRACTION)
+        written[i] = keep
+        n = int(keep.sum())
+        eps = rng.normal(0.0, 1.0, (n, 3)) * sigma_mm * float(noise)
+        reflon = round(float(row.lon), 1)
+        east0 = (row.lon - reflon) * _M_PER_DEG * np.cos(np.deg2rad(row.lat))
+        enu = np.column_stack(
+            [
+                east0 + (true["east_true"][i, keep] + eps[:, 0]) / 1e3,
+                row.lat * _M_PER_DEG + (true["north_true"][i, keep] + eps[:, 1]) / 1e3,
+                row.height + (true["up_true"][i, keep] + eps[:, 2]) / 1e3,
+            ]
+        )
+        rel = f"gnss/tenv3/{row.station}.tenv3"
+        prod.write_tenv3(
+            root / rel,
+            row.station,
+            all_days[keep],
+            enu,
+            sigma_mm / 1e3,
+            reference_meridian=reflon,
+            lat=float(row.lat),
+            lon=float(row.ngl_lon),
+            height=float(row.height),
+        )
+        start = datetime.fromisoformat(str(all_days[keep][0])).replace(hour=12, tzinfo=UTC)
+        end = datetime.fromisoformat(str(all_days[keep][-1])).replace(hour=12, tzinfo=UTC)
+        items.append(
+            file_item(
+                f"twin-gnss-tenv3-{row.station}",
+                start,
+                end,
+                (row.lon, row.lat, row.lon, row.lat),
+                rel,
+                "text/plain",
+                f"NGL tenv3 daily positions of {row.station}",
+                {"twin:station": row.station, "twin:reference_frame": "IGS14"},
+            )
+        )
+    ds = xr.Dataset(
+        {
+            k: (
+                ("station", "time"),
+                np.where(written, v, np.nan).astype(np.float32),
+                {"units": "mm", "long_name": f"{k[:-5]} position change since T0 (truth)"},
+            )
+            for k, v in true.items()
+        },
+        coords={
+            "station": np.asarray(gnss["station"], dtype=object),
+            "time": noon.astype("datetime64[ns]"),
+        },
+        attrs={
+            "noise_mm": list(TENV3_NOISE_MM),
+            "gap_fraction": TENV3_GAP_FRACTION,
+            "reference_epoch_decimal_year": float(T0),
+        },
+    )
+    return items, ds
+
+
 # ====================================================================== hydrology
 def _seconds_in_month(times: np.ndarray) -> np.ndarray:
     m = times.astype("datetime64[M]")
@@ -1121,7 +1247,15 @@ def _write_hydrology(root: Path, truth: TwinTruth, p, noise: bool, seed: int, gr
                 f"FLDAS-like {year}",
             )
         )
-        # IMERG (group Grid, lon-first, mm/hr)
+        # IMERG (group Grid, lon-first, mm/hr); time as V07 writes it: int32 seconds since
+        # 1980-01-06 labelled calendar "julian" (the month's first second), bounds time_bnds
+        # (first and last second). The values are those of the Gregorian dates: from 1980 to
+        # 2099 the two calendars count the same days, and the reader carries the labels over.
+        epoch = np.datetime64("1980-01-06T00:00:00", "s")
+        month_start = (mt.astype("datetime64[M]").astype("datetime64[s]") - epoch).astype(np.int32)
+        month_end = ((mt.astype("datetime64[M]") + 1).astype("datetime64[s]") - epoch).astype(
+            np.int32
+        )
         pr = truth.monthly_precipitation(*t2, tt) / (secs / 3600.0)  # (lat, lon, time)
         ds = xr.Dataset(
             {
@@ -1137,13 +1271,18 @@ def _write_hydrology(root: Path, truth: TwinTruth, p, noise: bool, seed: int, gr
             coords={
                 "time": (
                     "time",
-                    (
-                        (
-                            mt.astype("datetime64[M]").astype("datetime64[s]")
-                            - np.datetime64("1980-01-06T00:00:00", "s")
-                        ).astype(np.int64)
-                    ),
-                    {"units": "seconds since 1980-01-06 00:00:00 UTC", "calendar": "standard"},
+                    month_start,
+                    {
+                        "units": IMERG_TIME_UNITS,
+                        "calendar": "julian",
+                        "bounds": "time_bnds",
+                        "standard_name": "time",
+                    },
+                ),
+                "time_bnds": (
+                    ("time", "nv"),
+                    np.stack([month_start, month_end - 1], axis=1),
+                    {"units": IMERG_TIME_UNITS},
                 ),
                 "lon": ("lon", lon_t, {"units": "degrees_east"}),
                 "lat": ("lat", lat_t, {"units": "degrees_north"}),
@@ -1170,6 +1309,10 @@ def _write_hydrology(root: Path, truth: TwinTruth, p, noise: bool, seed: int, gr
     for k, v in items.items():
         groups[COLLECTION_IDS[k]] = (desc[k], v)
     return hydro
+
+
+#: units of IMERG V07's time and time_bnds
+IMERG_TIME_UNITS = "seconds since 1980-01-06 00:00:00 UTC"
 
 
 def _days_since(times: np.ndarray, epoch: str) -> np.ndarray:
@@ -1259,5 +1402,13 @@ northing and easting in metres (the union of the pairs' extents), `attrs["crs"]`
 ## `/gnss` (dim station)
 - MIDAS columns (velocities m/yr as written, with noise), `ve_true`, `vn_true`, `vu_true` mm/yr
   (ITRF: plate motion + vertical truth), `frame`, `holdout` (1 = validation station, 25 % per
-  frame, never to be used in a fit).
+  frame, never to be used in a fit), `ngl_lon_wrapped` (1 where the MIDAS and .tenv3 files
+  write the longitude as lon - 360, below -180, as NGL does for some stations; `lon` here is
+  in -180..180).
+
+## `/gnss_series` (dims station, time)
+- `east_true`, `north_true`, `up_true` mm: the noise-free position change since T0 (east and
+  north: the plate motion; up: the vertical displacement plus the plate's vertical rate) on
+  every day the station's `gnss/tenv3/<STA>.tenv3` holds (12:00 UTC), NaN on the others. The
+  files add white noise of {TENV3_NOISE_MM} mm (east, north, up) with noise on.
 """

@@ -12,7 +12,7 @@ land mask (``LAND_MASK.CRI.nc``, variable ``land_mask``, 1 on land). CSR publish
 mask (variable ``LO_val``, 1 on land) and no gain factors (SCIENCE.md 5.1).
 
 The reader is **lazy**: the file is opened through fsspec (local, ``https://``, ``s3://``; remote
-files through a block cache), only the coordinates and the time axis are read whole, and the
+files: one range request per chunk), only the coordinates and the time axis are read whole, and the
 bbox x time window of ``lwe_thickness`` is read as hyperslabs, never the global array.
 
 Canonical output: ``grace_twsa(time, lat, lon)`` in mm (= 10 x cm), ``time`` the mid-month

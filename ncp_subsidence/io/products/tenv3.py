@@ -58,13 +58,15 @@ def _day(code: str, decimal_year: float) -> np.datetime64:
     return np.datetime64(f"{year:04d}-{month:02d}-{day:02d}", "D")
 
 
-def read_tenv3(href: str) -> xr.Dataset:
+def read_tenv3(href: str, storage_options: dict | None = None) -> xr.Dataset:
     """Read one station's NGL ``.tenv3`` daily position series.
 
     Parameters
     ----------
     href : str
         Local path or fsspec URL.
+    storage_options : dict, optional
+        fsspec options of a remote href (HTTP headers, retries' client options).
 
     Returns
     -------
@@ -73,7 +75,8 @@ def read_tenv3(href: str) -> xr.Dataset:
         ``decimal_year`` (years) and ``mjd`` (days, int64) as in the file. Variables:
         ``east``, ``north``, ``up`` (float64, mm, relative to the first epoch), ``sigma_east``,
         ``sigma_north``, ``sigma_up`` (mm), ``corr_en``, ``corr_eu``, ``corr_nu`` (1),
-        ``antenna_height`` (m). Attrs: ``station``, ``lon`` (degrees, -180..180), ``lat``
+        ``antenna_height`` (m). Attrs: ``station``, ``lon`` (degrees, -180..180),
+        ``lon_as_written`` (degrees, as in the file: NGL's can lie below -180), ``lat``
         (degrees), ``height`` (m) of the first epoch, ``reference_meridian`` (degrees),
         ``reference_epoch`` (ISO date-time), ``reference_enu_m`` (JSON [e, n, u] of the first
         epoch about the reference meridian, m).
@@ -86,7 +89,7 @@ def read_tenv3(href: str) -> xr.Dataset:
     """
     url = href[len("file://") :] if href.startswith("file://") else href
     try:
-        with fsspec.open(url, "rt") as f:
+        with fsspec.open(url, "rt", **(storage_options or {})) as f:
             lines = f.read().splitlines()
     except FileNotFoundError as err:
         raise DataError(f"tenv3 file {href} not found") from err
@@ -181,6 +184,7 @@ def read_tenv3(href: str) -> xr.Dataset:
     ds.attrs = {
         "station": sites[0],
         "lon": float(normalise_lon(lon[first])),
+        "lon_as_written": float(lon[first]),
         "lat": float(lat[first]),
         "height": float(height[first]),
         "reference_meridian": float(reflon[first]),
@@ -194,5 +198,7 @@ def read_tenv3(href: str) -> xr.Dataset:
         ),
         "source": "NGL tenv3",
     }
+    if not -180.0 <= lon[first] < 180.0:
+        log.info("%s: longitude %.4f moved into -180..180", href, lon[first])
     log.info("%s: station %s, %d daily positions", href, sites[0], ds.sizes["time"])
     return ds
