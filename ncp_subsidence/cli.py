@@ -228,10 +228,11 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     logging.getLogger("ncp_subsidence").setLevel(level)
     _quiet_libraries(verbose)
     if not verbose:
-        # worker processes log on their own stderr: their "Compute Failed" blocks and heartbeat
-        # tracebacks would precede our one-line error. Dask reads this at import in each new
-        # worker process; --verbose keeps distributed's warnings.
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+        # worker processes log on their own stderr: their "Compute Failed" blocks (logged at
+        # ERROR) and heartbeat tracebacks would precede our one-line error, which already says
+        # what failed (the exception travels back to the client). Dask reads this at import in
+        # each new worker process; --verbose keeps distributed's warnings and errors.
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
 
 
 _NOISY = ("distributed", "werkzeug", "botocore", "s3fs", "fsspec", "rasterio", "urllib3", "asyncio")
@@ -247,6 +248,10 @@ def _quiet_libraries(verbose: bool) -> None:
         logger.setLevel(logging.ERROR if not verbose else logging.WARNING)
         logger.handlers[:] = []
         logger.propagate = True
+    # in-process workers (a threaded LocalCluster): their "Compute Failed" block is an ERROR
+    logging.getLogger("distributed.worker").setLevel(
+        logging.CRITICAL if not verbose else logging.WARNING
+    )
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -323,10 +328,11 @@ def _run(args: argparse.Namespace, stages: Sequence[str] | None) -> int:
     from .cluster import connect
 
     _quiet_libraries(args.verbose)
-    from .pipeline import resolve_stages, run_pipeline
+    from .pipeline import check_inputs, resolve_stages, run_pipeline
 
     config = _load(args)
     plan = resolve_stages(stages)  # fail on unknown or unavailable stages before starting a cluster
+    check_inputs(config, plan)  # and on missing inputs, before a store or a cluster is made
     show = not args.quiet and sys.stderr.isatty()
     with connect(config.cluster) as client:
         report = run_pipeline(

@@ -272,6 +272,41 @@ def _new_version(fp: str) -> str:
     return f"v{stamp}-{fp[:8]}-{secrets.token_hex(2)}"
 
 
+def check_inputs(
+    config: Config, stages: Iterable[str | Stage] | None, store: ProductStore | None = None
+) -> ProductStore | None:
+    """Check, writing nothing, that every product the stages read exists or is made by the run.
+
+    Returns the store when one had to be opened for the check (``None`` when the run makes all
+    its own inputs). Raises :class:`StoreError` naming the stage and the product it lacks, or the
+    missing store, before a store, a cluster or a root attribute is created.
+    """
+    produced: set[str] = set()
+    needed: list[tuple[str, str]] = []
+    for stage in resolve_stages(stages):
+        needed += [(stage.name, up) for up in stage.reads if up not in produced]
+        produced.add(stage.name)
+    if not needed:
+        return store
+    if store is None:
+        try:
+            store = open_store(config.store, must_exist=True)
+        except StoreError as err:
+            name, upstream = needed[0]
+            raise StoreError(
+                f"stage {name!r} reads product {upstream!r}, but there is no product store at "
+                f"{config.store.url!r} yet; run stage {upstream!r} first (or include it in this "
+                "run), or give the --store a run wrote"
+            ) from err
+    for name, upstream in needed:
+        if store.record(upstream) is None:
+            raise StoreError(
+                f"stage {name!r} reads product {upstream!r}, which has no complete version "
+                f"in {store.url!r}; run stage {upstream!r} first (or include it in this run)"
+            )
+    return store
+
+
 def run_pipeline(
     config: Config,
     stages: Iterable[str | Stage] | None = None,
@@ -312,7 +347,7 @@ def run_pipeline(
             f"--force names stage(s) {sorted(unknown_force)} that are not in this run ({', '.join(names)})"
         )
     forced = _downstream(plan, set(force))
-    store = store or open_store(config.store)
+    store = check_inputs(config, plan, store) or open_store(config.store)
     report = RunReport(store=store.url)
     store.update_root_attrs(
         {

@@ -6,6 +6,8 @@ parameters (``?token=...``, ``?access_token=...``, ``?api_key=...``) and signed 
 ``X-Goog-Signature``, CloudFront ``Signature``/``Key-Pair-Id``/``Policy``). :func:`redact_url`
 replaces each such value by ``***`` and keeps everything else, so the message still says which
 file it was; :func:`redact_text` does it for every URL inside free text (log lines, errors).
+Saved catalogs hold redacted asset URLs too; :func:`restore_url` puts the credentials back at
+read time from the URLs the config gives (the only place they are kept).
 
 Only string handling: imported by ``config`` (dumps), the CLI (a logging filter) and ``io``.
 """
@@ -16,7 +18,7 @@ import logging
 import re
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-__all__ = ["RedactingFilter", "redact_text", "redact_url"]
+__all__ = ["RedactingFilter", "redact_text", "redact_url", "restore_url"]
 
 MASK = "***"
 
@@ -60,6 +62,51 @@ def redact_url(url: str) -> str:
     if netloc == parts.netloc and query == parts.query:
         return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def restore_url(url: str, originals: list[str] | tuple[str, ...]) -> str | None:
+    """``url`` with the credentials :func:`redact_url` masked taken back from ``originals``.
+
+    The first original on the same scheme, host and port gives the user info (when ``url``'s is
+    masked) and the value of each masked query parameter, by name. ``url`` without a mask is
+    returned as it is; ``None`` when no original holds what was masked.
+
+    >>> restore_url("https://me:***@h.org/b.nc?token=***", ["https://me:pw@h.org/*.nc?token=t"])
+    'https://me:pw@h.org/b.nc?token=t'
+    """
+    if MASK not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    for original in originals:
+        try:
+            source = urlsplit(original)
+        except ValueError:
+            continue
+        if (source.scheme, source.hostname, source.port) != (
+            parts.scheme,
+            parts.hostname,
+            parts.port,
+        ):
+            continue
+        netloc = parts.netloc
+        userinfo = netloc.rsplit("@", 1)[0] if "@" in netloc else ""
+        if MASK in userinfo:
+            if "@" not in source.netloc:
+                continue
+            netloc = source.netloc
+        known = dict(parse_qsl(source.query, keep_blank_values=True))
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        if any(v == MASK and k not in known for k, v in pairs):
+            continue
+        query = "&".join(
+            f"{quote(k, safe='-_.~')}={quote(known[k] if v == MASK else v, safe='-_.~:/')}"
+            for k, v in pairs
+        )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return None
 
 
 def redact_text(text: str) -> str:

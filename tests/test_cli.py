@@ -74,3 +74,39 @@ def test_bad_set_override():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--stages", "nonsense"])
     assert main(["run", "--set", "novalue", "-q"]) == 2
+
+
+_WORKER_ERROR = r"""
+import os, sys
+from ncp_subsidence.cli import _setup_logging
+from ncp_subsidence.cluster import connect
+from ncp_subsidence.config import ClusterOptions
+
+def fails():
+    raise ValueError("bad block")
+
+for verbose in (False, True):
+    if verbose:  # as a fresh `ncp-subsidence -v` process would have it
+        os.environ.pop("DASK_LOGGING__DISTRIBUTED", None)
+    _setup_logging(verbose, False)
+    print(f"--- verbose={verbose}", file=sys.stderr, flush=True)
+    with connect(ClusterOptions(n_workers=1, threads_per_worker=1)) as client:
+        try:
+            client.submit(fails, pure=False).result()
+        except ValueError:
+            pass
+"""
+
+
+def test_worker_errors_are_quiet_unless_verbose():
+    """The CLI's logging keeps distributed's "Compute Failed" block (logged by the worker process
+    on its own stderr) out of the output, so the one-line error is all a user sees; --verbose
+    shows it (which also shows the check would catch it)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _WORKER_ERROR], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    quiet, verbose = out.stderr.split("--- verbose=True")
+    assert "--- verbose=False" in quiet
+    assert "Compute Failed" not in quiet and "Traceback" not in quiet, quiet
+    assert "Compute Failed" in verbose

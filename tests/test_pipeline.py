@@ -174,3 +174,23 @@ def test_pending_with_other_fingerprint_is_discarded(tmp_path):
     run_pipeline(cfg, [RampStage(offset=9.0)])
     assert not store.exists(f"discover/{abandoned}")
     np.testing.assert_array_equal(_values(store), expected_ramp(SHAPE, 9.0))
+
+
+def test_stage_on_a_missing_or_empty_store_writes_nothing(tmp_path, capsys):
+    """A stage whose input is absent fails before a store, a root attribute or a cluster is made."""
+    from ncp_subsidence.cli import main
+
+    missing, empty = tmp_path / "missing", tmp_path / "empty"
+    empty.mkdir()
+    for store, fragment in ((missing, "no product store"), (empty, "no product store")):
+        assert main(["sbas", "--store", str(store)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert "reads product 'ingest'" in err[0] and fragment in err[0], err
+        assert "run stage 'ingest' first" in err[0]
+    assert not missing.exists() and list(empty.iterdir()) == []
+    # a store that exists but lacks the product read: named, and nothing added to it
+    ProductStore(str(tmp_path / "s" / "store")).update_root_attrs({"note": "kept as it is"})
+    before = sorted(p.relative_to(tmp_path / "s") for p in (tmp_path / "s").rglob("*"))
+    with pytest.raises(StoreError, match="reads product 'discover'.*no complete version"):
+        run_pipeline(_config(tmp_path / "s"), [DoubleStage()])
+    assert sorted(p.relative_to(tmp_path / "s") for p in (tmp_path / "s").rglob("*")) == before

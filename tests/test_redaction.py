@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from ncp_subsidence.config import load_config, redacted_dump, to_yaml
-from ncp_subsidence.redaction import RedactingFilter, redact_text, redact_url
+from ncp_subsidence.redaction import RedactingFilter, redact_text, redact_url, restore_url
 
 SECRET = "s3cr3t-Qw8-do-not-leak"
 
@@ -101,3 +101,22 @@ def test_cli_error_line_is_redacted(tmp_path, capsys):
     out = capsys.readouterr()
     assert SECRET not in out.out + out.err
     assert code in (0, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("saved", "originals", "expected"),
+    [
+        (  # user info and a token, from a glob on the same host
+            "https://me:***@h.org/d/b.nc?token=***&v=2",
+            ["https://other.org/x?token=no", "https://me:pw@h.org/d/*.nc?token=t0k&v=1"],
+            "https://me:pw@h.org/d/b.nc?token=t0k&v=2",
+        ),
+        ("https://h.org/a.tif", [], "https://h.org/a.tif"),  # nothing masked: unchanged
+        ("https://h.org/a.tif?sig=***", ["https://h.org/a.tif"], None),  # nothing to give it back
+        ("https://h.org:8443/a?key=***", ["https://h.org/a?key=k"], None),  # another port
+    ],
+)
+def test_restore_url_takes_credentials_back_from_the_config_urls(saved, originals, expected):
+    assert restore_url(saved, originals) == expected
+    if expected is not None and "***" in saved:
+        assert redact_url(expected) == saved

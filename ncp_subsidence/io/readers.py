@@ -26,6 +26,7 @@ from ..errors import DataError, NetworkError
 from .remote import fsspec_options, gdal_options, retrying
 
 __all__ = [
+    "AUTO_RESAMPLING",
     "LATTICE_TOLERANCE_PX",
     "AssetFailures",
     "FrameGridMode",
@@ -38,6 +39,7 @@ __all__ = [
     "read_geojson",
     "read_ifg_stack",
     "read_midas_checked",
+    "read_onto_grid",
     "read_raster",
     "read_raster_on_grid",
     "unique_pairs",
@@ -341,6 +343,13 @@ def _check_georef(item: pystac.Item, key: str, href: str, src: Any) -> None:
     from rasterio.errors import CRSError
 
     code, transform, shape = _asset_georef(item, key)
+    if src.crs is None:  # a raster without a CRS tag: nothing to compare, and nothing to warp
+        raise DataError(
+            f"{href} (asset {key!r} of STAC item {item.id!r}) has no coordinate reference "
+            f"system (no CRS tag in the file; its item says {code or 'nothing'}); write the CRS "
+            f"into the file, e.g. gdal_edit.py -a_srs {code or 'EPSG:4326'} "
+            f"{_rasterio_path(href)}"
+        )
     if not (code and transform and shape):
         return  # grid_from_item has already required them on the item
     a, _, c, _, e, f = (float(v) for v in transform[:6])
@@ -400,6 +409,7 @@ def _check_assets(
                     _open_env(href, headers, retries),
                     rasterio.open(_rasterio_path(href)) as src,
                 ):
+                    _check_complete(src)
                     return _Header(src.crs, src.transform, src.height, src.width)
 
             try:
@@ -425,6 +435,48 @@ def _check_assets(
             _check_georef(item, key, href, header)
         out.append(item)
     return out
+
+
+def _check_complete(src: Any) -> None:
+    """Read the last data block of band 1 of an opened GeoTIFF: a file cut short after its
+    header (an interrupted download or copy) fails here, when its header is checked, instead
+    of turning into NaN unseen (or a bare GDAL error) inside a task later.
+
+    The block with the largest file offset ends the band's data (a COG stores the full
+    resolution last); reading it costs one tile. Formats without TIFF block offsets are not
+    checked.
+
+    Raises
+    ------
+    OSError
+        The file ends before that block's last byte (the caller names the file and the policy).
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    if src.driver not in ("GTiff", "COG") or src.count < 1:
+        return
+    block_h, block_w = src.block_shapes[0]
+    last, where = -1, None
+    for row in range(-(-src.height // block_h)):
+        for col in range(-(-src.width // block_w)):
+            offset = src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1)
+            if offset is not None and int(offset) > last:  # None: a sparse (empty) block
+                last, where = int(offset), (row, col)
+    if where is None:
+        return
+    row, col = where
+    window = Window(col * block_w, row * block_h, block_w, block_h).intersection(
+        Window(0, 0, src.width, src.height)
+    )
+    try:
+        src.read(1, window=window)
+    except rasterio.errors.RasterioError as err:
+        # no byte counts in the message: a number such as 503 would read as an HTTP status
+        raise OSError(
+            f"the file is truncated or damaged: its last data block (block row {row}, column "
+            f"{col} of band 1) cannot be read ({err})"
+        ) from err
 
 
 @dataclass(frozen=True)
@@ -748,34 +800,122 @@ def _dt64(value: _dt.datetime | None) -> np.datetime64:
     return np.datetime64(value, "ns")
 
 
-def read_raster_on_grid(href: str, grid: Grid, *, resampling: str = "bilinear") -> np.ndarray:
-    """Read band 1 of a (small) raster onto ``grid``, eagerly.
+#: ``resampling`` of :func:`read_onto_grid` that picks by pixel size: cell average when the
+#: source is finer than the grid in both directions, bilinear otherwise.
+AUTO_RESAMPLING = "auto"
 
-    On ``grid``'s lattice the overlapping window is copied pixel for pixel; otherwise the
-    raster is warped with ``resampling``. No-data and pixels outside the file are NaN.
+
+def _source_pixel_size(src: Any, dst_crs: Any) -> tuple[float, float]:
+    """(x, y) pixel size of an opened raster in the units of ``dst_crs``.
+
+    In its own CRS the transform's column and row steps; in another CRS, the size of one
+    pixel at the raster's centre, transformed (a pixel is small enough to be a parallelogram).
+    """
+    from rasterio.warp import transform as warp_transform
+
+    t = src.transform
+    col_step, row_step = float(np.hypot(t.a, t.d)), float(np.hypot(t.b, t.e))
+    if src.crs == dst_crs:
+        return col_step, row_step
+    c, r = src.width / 2.0, src.height / 2.0
+    xs, ys = zip(*(t * (c + dc, r + dr) for dc, dr in ((0, 0), (1, 0), (0, 1))))
+    u, v = warp_transform(src.crs, dst_crs, list(xs), list(ys))
+    return float(np.hypot(u[1] - u[0], v[1] - v[0])), float(np.hypot(u[2] - u[0], v[2] - v[0]))
+
+
+def read_onto_grid(
+    href: str,
+    grid: Grid,
+    *,
+    resampling: str = "bilinear",
+    src_nodata: float | None = None,
+    retries: int = 4,
+    headers: Any = None,
+    what: str = "raster",
+) -> tuple[np.ndarray, tuple[slice, slice]] | None:
+    """Read band 1 of a (small) raster onto the part of ``grid`` it covers, eagerly.
+
+    The one reader of rasters placed on a grid: per-frame geometry layers (every adapter) and
+    driving-factor rasters. The file's own CRS and affine transform place it (any CRS, any
+    pixel shape, rotation included). On ``grid``'s lattice (same CRS and pixel size, whole
+    pixels apart) the overlapping window is copied pixel for pixel; otherwise the raster is
+    warped (GDAL) with ``resampling``. Only the window of ``grid`` that the raster's footprint
+    covers is computed, so memory follows the raster's size on the grid, not the grid's.
 
     Parameters
     ----------
     href : str
-        Local path or URL (``file://``, ``s3://``, ``https://``).
+        Local path, URL (``file://``, ``s3://``, ``https://``) or GDAL path (``/vsizip/...``).
     grid : Grid
         Target grid.
     resampling : str
-        :class:`rasterio.enums.Resampling` name, used only off the lattice.
+        :class:`rasterio.enums.Resampling` name, used only off the lattice; ``"auto"``: cell
+        average where the source pixels are finer than ``grid``'s in both directions, bilinear
+        otherwise.
+    src_nodata : float, optional
+        No-data value of a file that has no nodata tag (LiCSAR writes 0 untagged); the file's
+        own tag wins. Floating-point files without either use NaN.
+    retries, headers
+        Remote reads: retries of transient failures and the HTTP headers sent.
+    what : str
+        What the raster is, for messages (``"factor raster 'dem'"``).
 
     Returns
     -------
-    ndarray, shape grid.shape, float32
-    """
-    import rasterio
-    from rasterio.enums import Resampling
-    from rasterio.warp import reproject
+    (values, (rows, cols)) or None
+        ``values`` float32, shape ``(len(rows), len(cols))``, NaN for no data, and the slices of
+        ``grid`` it fills; None when the raster does not overlap ``grid``.
 
-    out = np.full(grid.shape, np.nan, dtype=np.float32)
-    try:
-        with rasterio.open(_rasterio_path(href)) as src:
+    Raises
+    ------
+    DataError
+        The file cannot be read, or has no CRS (naming the file and how to write one).
+    NetworkError
+        A remote server still failing after ``retries``.
+    """
+    import math
+
+    import rasterio
+    from rasterio.crs import CRS
+    from rasterio.enums import Resampling
+    from rasterio.transform import from_origin
+    from rasterio.vrt import WarpedVRT
+    from rasterio.warp import transform_bounds
+    from rasterio.windows import Window
+
+    path = _rasterio_path(href)
+    dst_crs = CRS.from_epsg(grid.epsg)
+    west, _, _, north = grid.bounds
+    ny, nx = grid.shape
+    res = grid.resolution
+
+    def read() -> tuple[np.ndarray, tuple[slice, slice]] | None:
+        # no directory listing on open: /vsizip/ members and remote files (sidecars unused)
+        env = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"} if path.startswith("/vsi") else {}
+        with _open_env(href, headers, retries), rasterio.Env(**env), rasterio.open(path) as src:
+            if src.crs is None:
+                raise DataError(
+                    f"{what} {href} has no coordinate reference system (no CRS tag in the "
+                    f"file), so it cannot be placed on the {grid.crs} grid; write the CRS into "
+                    f"the file, e.g. gdal_edit.py -a_srs EPSG:4326 {path} (with the file's own "
+                    "CRS)"
+                )
+            nodata = src.nodata if src.nodata is not None else src_nodata
+            if nodata is None and np.issubdtype(np.dtype(src.dtypes[0]), np.floating):
+                nodata = np.nan
             t = src.transform
-            epsg = src.crs.to_epsg() if src.crs else None
+            corners = [t * (c, r) for c in (0, src.width) for r in (0, src.height)]
+            xs, ys = [p[0] for p in corners], [p[1] for p in corners]  # rotation included
+            left, bottom, right, top = transform_bounds(
+                src.crs, dst_crs, min(xs), min(ys), max(xs), max(ys)
+            )
+            col0 = max(0, math.floor((left - west) / res))
+            col1 = min(nx, math.ceil((right - west) / res))
+            row0 = max(0, math.floor((north - top) / res))
+            row1 = min(ny, math.ceil((north - bottom) / res))
+            if col1 <= col0 or row1 <= row0:
+                return None
+            epsg = src.crs.to_epsg()
             own = Grid(
                 int(epsg or 0),
                 (t.c, t.f + t.e * src.height, t.c + t.a * src.width, t.f),
@@ -783,33 +923,61 @@ def read_raster_on_grid(href: str, grid: Grid, *, resampling: str = "bilinear") 
                 (src.height, src.width),
             )
             square = t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0 and abs(t.a + t.e) <= 1e-12 * t.a
-            if square and grid.on_lattice(own):
-                col = round((t.c - grid.bounds[0]) / grid.resolution)
-                row = round((grid.bounds[3] - t.f) / grid.resolution)
+            if square and epsg == grid.epsg and grid.on_lattice(own):
+                col = round((t.c - west) / res)
+                row = round((north - t.f) / res)
                 r0, c0 = max(row, 0), max(col, 0)
-                r1, c1 = min(row + src.height, grid.shape[0]), min(col + src.width, grid.shape[1])
-                if r1 > r0 and c1 > c0:
-                    window = ((r0 - row, r1 - row), (c0 - col, c1 - col))
-                    block = src.read(1, window=window, out_dtype="float32", masked=True)
-                    out[r0:r1, c0:c1] = block.filled(np.nan)
-            else:
-                from rasterio.transform import from_origin
-
-                reproject(
-                    source=rasterio.band(src, 1),
-                    destination=out,
-                    src_nodata=src.nodata,
-                    dst_transform=from_origin(
-                        grid.bounds[0], grid.bounds[3], grid.resolution, grid.resolution
-                    ),
-                    dst_crs=grid.crs,
-                    dst_nodata=np.nan,
-                    resampling=Resampling[resampling],
+                r1, c1 = min(row + src.height, ny), min(col + src.width, nx)
+                if r1 <= r0 or c1 <= c0:
+                    return None
+                window = ((r0 - row, r1 - row), (c0 - col, c1 - col))
+                values = src.read(1, window=window, out_dtype="float32")
+                if nodata is not None and not np.isnan(nodata):
+                    values[values == np.float32(nodata)] = np.nan
+                return values, (slice(r0, r1), slice(c0, c1))
+            method = resampling
+            if resampling == AUTO_RESAMPLING:
+                size = _source_pixel_size(src, dst_crs)
+                method = "average" if max(size) < res * 0.999 else "bilinear"
+                log.debug(
+                    "%s %s: source pixel %s, grid pixel %g: %s", what, href, size, res, method
                 )
-    except DataError:
+            with WarpedVRT(
+                src,
+                crs=dst_crs,
+                transform=from_origin(west, north, res, res),
+                width=nx,
+                height=ny,
+                resampling=Resampling[method],
+                src_nodata=nodata,
+                nodata=np.nan,
+                dtype="float32",
+            ) as vrt:
+                window = Window(col0, row0, col1 - col0, row1 - row0)
+                values = vrt.read(1, window=window, out_dtype="float32")
+        return values, (slice(row0, row1), slice(col0, col1))
+
+    try:
+        return retrying(read, url=href, what=what, retries=retries, headers=headers)
+    except (DataError, NetworkError):
         raise
     except Exception as err:
-        raise DataError(f"cannot read raster {href} onto the frame grid: {err}") from err
+        raise DataError(f"cannot read {what} {href} onto the {grid.crs} grid: {err}") from err
+
+
+def read_raster_on_grid(href: str, grid: Grid, **options: Any) -> np.ndarray:
+    """Band 1 of a (small) raster on the whole of ``grid``: :func:`read_onto_grid` (same
+    ``options``), NaN where the raster has no data or does not reach.
+
+    Returns
+    -------
+    ndarray, shape grid.shape, float32
+    """
+    out = np.full(grid.shape, np.nan, dtype=np.float32)
+    read = read_onto_grid(href, grid, **options)
+    if read is not None:
+        values, (rows, cols) = read
+        out[rows, cols] = values
     return out
 
 

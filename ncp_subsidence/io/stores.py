@@ -421,9 +421,14 @@ def with_retry_defaults(url: str, storage_options: Mapping[str, Any] | None) -> 
     return options
 
 
-def open_store(options: Any) -> ProductStore:
-    """Open the store described by a :class:`ncp_subsidence.config.StoreOptions`."""
-    return ProductStore(options.url, options.storage_options, options.zarr_format)
+def open_store(options: Any, *, must_exist: bool = False) -> ProductStore:
+    """Open the store described by a :class:`ncp_subsidence.config.StoreOptions`.
+
+    ``must_exist``: a :class:`StoreError` instead of creating an empty store where none is.
+    """
+    return ProductStore(
+        options.url, options.storage_options, options.zarr_format, must_exist=must_exist
+    )
 
 
 def _json_roundtrip(obj: Any) -> Any:

@@ -38,6 +38,7 @@ from ncp_subsidence.errors import ConfigError, DataError
 __all__ = [
     "SENTINEL1_WAVELENGTH",
     "NetworkInversion",
+    "NetworkPruning",
     "closure_phase",
     "decimal_year_offsets",
     "default_min_pairs",
@@ -47,6 +48,7 @@ __all__ = [
     "network_components",
     "nsbas_basis",
     "pair_weights",
+    "prune_network",
     "reference_phase",
     "select_reference",
     "unwrapping_error_mask",
@@ -304,6 +306,66 @@ def network_components(pairs: np.ndarray, n_date: int, valid: np.ndarray | None 
         labels = new
     n_comp = (labels == np.arange(n_date)).sum(axis=1).astype(np.int32)
     return labels.reshape(*lead, n_date), n_comp.reshape(lead)
+
+
+class NetworkPruning(NamedTuple):
+    """Result of :func:`prune_network`.
+
+    Attributes
+    ----------
+    kept : ndarray of int64, shape (n_kept,)
+        Indices of the pairs left in the network, in input order.
+    dropped : ndarray of int64, shape (n_dropped,)
+        Indices of the pairs removed (unusable).
+    lost_dates : ndarray of int64, shape (n_lost,)
+        Dates that no kept pair touches any more (they leave the network).
+    labels : ndarray of int64, shape (n_date,)
+        Component of every date in the kept network: the smallest date index of its component
+        (a lost date is its own label).
+    n_components : int
+        Connected components of the kept network over the dates it still has (1 = connected).
+    """
+
+    kept: np.ndarray
+    dropped: np.ndarray
+    lost_dates: np.ndarray
+    labels: np.ndarray
+    n_components: int
+
+
+def prune_network(pairs: np.ndarray, n_date: int, usable: np.ndarray) -> NetworkPruning:
+    """Remove unusable pairs (e.g. interferograms with no valid pixel) from a network and
+    re-check what is left: the dates it loses and whether it is still connected.
+
+    Parameters
+    ----------
+    pairs : ndarray of int, shape (n_pair, 2)
+        Indices into the dates of each pair's reference and secondary acquisition.
+    n_date : int
+        Number of acquisitions.
+    usable : ndarray of bool, shape (n_pair,)
+        False for a pair to remove.
+
+    Returns
+    -------
+    NetworkPruning
+        Kept and dropped pair indices, the dates left without any pair, the component label of
+        every date in the kept network and the number of components over the remaining dates.
+    """
+    pairs = np.asarray(pairs, dtype=np.int64)
+    usable = np.asarray(usable, dtype=bool)
+    if usable.shape != (pairs.shape[0],):
+        raise DataError(
+            f"usable has shape {usable.shape} but the network has {pairs.shape[0]} pairs; give "
+            "one flag per pair"
+        )
+    kept = np.flatnonzero(usable)
+    dropped = np.flatnonzero(~usable)
+    touched = np.zeros(n_date, dtype=bool)
+    touched[pairs[kept].ravel()] = True
+    labels, n_comp = network_components(pairs, n_date, usable)
+    lost = np.flatnonzero(~touched)
+    return NetworkPruning(kept, dropped, lost, labels, int(n_comp) - lost.size)
 
 
 def default_min_pairs(n_date: int, n_pair: int) -> int:
@@ -893,7 +955,8 @@ def invert_network(
     Raises
     ------
     DataError
-        If the network or the arrays are inconsistent (see :func:`validate_network`).
+        If the network or the arrays are inconsistent (see :func:`validate_network`), or the
+        dates are too few for the NSBAS temporal model (fewer than its parameters).
     ConfigError
         For an unknown method or weighting, or a weighting without coherence.
 
@@ -934,6 +997,16 @@ def invert_network(
         min_pairs = default_min_pairs(n_date, n_pair)
 
     t = decimal_year_offsets(dates)
+    if method == "nsbas":
+        model = nsbas_basis(t, nsbas_seasonal)
+        if np.linalg.matrix_rank(model) < model.shape[1]:  # the bordered system is singular
+            raise DataError(
+                f"the NSBAS temporal model has {model.shape[1]} parameters (rate, offset"
+                f"{', annual sine and cosine' if nsbas_seasonal else ''}) but the {n_date} dates "
+                f"({dates[0]} .. {dates[-1]}) cannot determine them; use method='svd'"
+                + (", or nsbas_seasonal=False" if nsbas_seasonal else "")
+                + ", or add acquisitions"
+            )
     dt = np.diff(t)
     s_idx, e_idx = pairs_c[:, 0], pairs_c[:, 1]
     rows = np.arange(n_pair)

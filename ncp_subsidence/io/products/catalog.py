@@ -51,7 +51,6 @@ __all__ = [
     "child",
     "list_dir",
     "parent_of",
-    "read_onto_grid",
     "raster_projection",
     "read_text",
     "unique_items",
@@ -391,73 +390,3 @@ def write_catalog(
     path = out / "catalog.json"
     log.info("wrote a static STAC catalog of %d item(s) to %s", len(items), path)
     return path
-
-
-# --------------------------------------------------------------------------- geometry reads
-
-
-def read_onto_grid(
-    path: str, grid: Any, *, src_nodata: float | None = None
-) -> tuple[Any, tuple[slice, slice]] | None:
-    """Resample one raster band onto the part of ``grid`` it covers (bilinear, GDAL warp).
-
-    Only the window of ``grid`` that the raster's footprint covers is read, so memory is bounded
-    by the raster's own size on the grid, not by the grid.
-
-    Parameters
-    ----------
-    path : str
-        GDAL path of the raster (band 1).
-    grid : ncp_subsidence.io.readers.Grid
-        Target grid (EPSG, bounds west/south/east/north, resolution, shape ``(ny, nx)``).
-    src_nodata : float, optional
-        The source's no-data value when the file has no nodata tag (LiCSAR writes 0 untagged);
-        the file's own tag wins when it has one.
-
-    Returns
-    -------
-    (values, (rows, cols)) or None
-        ``values`` float32 of shape ``(len(rows), len(cols))``, NaN for no data, and the slices of
-        ``grid`` it fills; None when the raster does not overlap the grid.
-    """
-    import math
-
-    import numpy as np
-    import rasterio
-    from rasterio.crs import CRS
-    from rasterio.enums import Resampling
-    from rasterio.transform import from_origin
-    from rasterio.vrt import WarpedVRT
-    from rasterio.warp import transform_bounds
-    from rasterio.windows import Window
-
-    dst_crs = CRS.from_epsg(grid.epsg)
-    west, _, _, north = grid.bounds
-    ny, nx = grid.shape
-    res = grid.resolution
-    try:
-        with rasterio.Env(**GDAL_ENV), rasterio.open(path) as src:
-            nodata = src.nodata if src.nodata is not None else src_nodata
-            left, bottom, right, top = transform_bounds(src.crs, dst_crs, *src.bounds)
-            col0 = max(0, math.floor((left - west) / res))
-            col1 = min(nx, math.ceil((right - west) / res))
-            row0 = max(0, math.floor((north - top) / res))
-            row1 = min(ny, math.ceil((north - bottom) / res))
-            if col1 <= col0 or row1 <= row0:
-                return None
-            with WarpedVRT(
-                src,
-                crs=dst_crs,
-                transform=from_origin(west, north, res, res),
-                width=nx,
-                height=ny,
-                resampling=Resampling.bilinear,
-                src_nodata=nodata,
-                nodata=np.nan,
-                dtype="float32",
-            ) as vrt:
-                window = Window(col0, row0, col1 - col0, row1 - row0)
-                values = vrt.read(1, window=window, out_dtype="float32")
-    except rasterio.errors.RasterioIOError as err:
-        raise DataError(f"cannot read geometry raster {path}: {err}") from err
-    return values, (slice(row0, row1), slice(col0, col1))

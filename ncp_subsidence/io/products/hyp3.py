@@ -71,6 +71,7 @@ from pystac.extensions.sar import FrequencyBand, ObservationDirection, Polarizat
 from pystac.extensions.sat import OrbitState, SatExtension
 
 from ...errors import DataError
+from ..readers import read_onto_grid
 from .catalog import (
     Entry,
     expand_sources,
@@ -79,7 +80,6 @@ from .catalog import (
     list_dir,
     parent_of,
     raster_projection,
-    read_onto_grid,
     read_text,
     unique_items,
 )
@@ -721,8 +721,12 @@ class Hyp3Adapter:
             if "lv_theta" not in item.assets or "lv_phi" not in item.assets:
                 continue
             used += 1
-            read_theta = read_onto_grid(_gdal(item.assets["lv_theta"]), grid, src_nodata=0.0)
-            read_phi = read_onto_grid(_gdal(item.assets["lv_phi"]), grid, src_nodata=0.0)
+            read_theta = read_onto_grid(
+                _gdal(item.assets["lv_theta"]), grid, src_nodata=0.0, what="geometry raster"
+            )
+            read_phi = read_onto_grid(
+                _gdal(item.assets["lv_phi"]), grid, src_nodata=0.0, what="geometry raster"
+            )
             if read_theta is None or read_phi is None:
                 continue
             (t, (rows, cols)), (p, (prow, pcol)) = read_theta, read_phi

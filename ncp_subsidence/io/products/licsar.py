@@ -54,6 +54,7 @@ from pystac.extensions.sar import FrequencyBand, ObservationDirection, Polarizat
 from pystac.extensions.sat import OrbitState, SatExtension
 
 from ...errors import DataError
+from ..readers import read_onto_grid
 from .catalog import (
     Entry,
     expand_sources,
@@ -62,7 +63,6 @@ from .catalog import (
     list_dir,
     parent_of,
     raster_projection,
-    read_onto_grid,
     read_text,
     unique_items,
 )
@@ -499,7 +499,10 @@ class LicsarAdapter:
             asset = item.assets[key]
             array = np.full(grid.shape, np.nan, dtype=np.float32)
             read = read_onto_grid(
-                gdal_path(asset.get_absolute_href() or asset.href), grid, src_nodata=0.0
+                gdal_path(asset.get_absolute_href() or asset.href),
+                grid,
+                src_nodata=0.0,
+                what="geometry raster",
             )
             if read is not None:
                 values, (rows, cols) = read
