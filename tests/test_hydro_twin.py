@@ -28,6 +28,8 @@ from ncp_subsidence.io.stores import ProductStore
 from ncp_subsidence.kernels import downscale as kds
 from ncp_subsidence.pipeline import run_pipeline
 
+GWSA_RMSE_TOLERANCE = 10.0  # validate's gwsa_rmse: 2 x the GRACE noise (ncp_subsidence/validate.py)
+
 
 @pytest.fixture(scope="module")
 def truth(tiny_twin):
@@ -61,6 +63,8 @@ def _anomaly_stats(estimate: xr.DataArray, truth: xr.DataArray) -> tuple[float, 
 
 
 def test_gwsa_beats_the_interpolated_coarse_field(hydro_run, truth, tiny_run):
+    """Every mode beats the parent cell, except paper mode, whose documented loss is asserted
+    (not xfailed: a paper mode that stopped losing the seasonal cycle fails here)."""
     mode, store = hydro_run
     out = store.open("hydro").load()
     r, rmse = _anomaly_stats(out["gwsa"], truth["gwsa"])
@@ -79,12 +83,22 @@ def test_gwsa_beats_the_interpolated_coarse_field(hydro_run, truth, tiny_run):
     r_naive, rmse_naive = _anomaly_stats(naive, truth["gwsa"])
     assert r > 0.98
     if mode == "paper":
-        # see the module docstring: the paper's form drops GRACE's seasonal climatology
+        # the documented loss (module docstring; README "The paper's downscaling"): the paper's
+        # form drops GRACE's seasonal climatology, so it is worse than the parent cell and its
+        # GWSA RMSE exceeds validate's 10 mm gwsa_rmse tolerance by construction
         assert r < r_naive and rmse > rmse_naive, (mode, r, rmse, r_naive, rmse_naive)
-        pytest.xfail(
-            f"Eq. 6-9 as written lose the groundwater seasonal cycle: r {r:.4f} < {r_naive:.4f}"
+        assert rmse > GWSA_RMSE_TOLERANCE, (mode, rmse)
+        # what is lost is the mean seasonal cycle: the error's calendar-month climatology
+        est = out["gwsa"].sel(time=slice(truth.time[0], truth.time[-1]))
+        tru = truth["gwsa"].reindex(
+            time=est.time.values, method="nearest", tolerance=np.timedelta64(20, "D")
         )
+        err = est - tru
+        clim = err.groupby("time.month").mean().mean(("lat", "lon"))
+        assert float(clim.max() - clim.min()) > GWSA_RMSE_TOLERANCE, clim.values
+        return
     assert r > r_naive and rmse < rmse_naive, (mode, r, rmse, r_naive, rmse_naive)
+    assert rmse <= GWSA_RMSE_TOLERANCE
 
 
 def test_plain_mean_trend_within_one_mm_per_year(hydro_run, truth):

@@ -24,6 +24,8 @@ __all__ = [
     "float_arrays",
     "ifg_networks",
     "monthly_series",
+    "pair_lists",
+    "polylines",
     "shapes",
     "special_floats",
     "strata_codes",
@@ -118,3 +120,50 @@ def ifg_networks(
     n_pixel = draw(st.integers(1, max_pixels))
     phase = draw(float_arrays((n_pixel, len(pairs_arr)), nan=True, inf=inf, low=-100.0, high=100.0))
     return phase, pairs_arr, dates
+
+
+@st.composite
+def pair_lists(draw: Any, n_date: int, *, max_pairs: int = 6) -> np.ndarray:
+    """Pair index arrays (n_pair, 2) over ``n_date`` dates, valid most of the time.
+
+    Mostly distinct pairs of distinct dates, in either order (a reversed row is legal); about
+    one draw in five adds a degenerate row: a date paired with itself or a repeated pair.
+    With fewer than 2 dates only the degenerate networks exist (empty, or self pairs).
+    """
+    options = [(a, b) for a in range(n_date) for b in range(n_date) if a < b]
+    pairs: list[tuple[int, int]] = []
+    if options:
+        chosen = draw(
+            st.lists(st.sampled_from(options), min_size=1, max_size=max_pairs, unique=True)
+        )
+        pairs = [(b, a) if draw(st.booleans()) else (a, b) for a, b in chosen]
+    if n_date >= 1 and (not options or draw(st.integers(0, 4)) == 0):
+        if pairs and draw(st.booleans()):
+            pairs.append(pairs[0])  # a duplicate
+        else:
+            k = draw(st.integers(0, n_date - 1))
+            pairs.append((k, k))  # a date with itself
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+@st.composite
+def polylines(
+    draw: Any,
+    *,
+    west: float = 114.0,
+    north: float = 40.0,
+    east: float = 117.0,
+    south: float = 38.0,
+    max_vertices: int = 4,
+) -> np.ndarray:
+    """A polyline (n_vertex, 2) of finite (lon, lat) vertices inside a box, possibly with
+    vertices on cell edges (multiples of 0.5 deg) and repeated vertices."""
+    n = draw(st.integers(2, max_vertices))
+    # cells are half-open [west, east) x (south, north]: the outer east and south edges are
+    # outside the grid, the inner edges (and west, north) are drawn on purpose
+    on_edge_lon = st.sampled_from([float(v) for v in np.arange(west, east - 1e-9, 0.5)])
+    on_edge_lat = st.sampled_from([float(v) for v in np.arange(north, south + 1e-9, -0.5)][:-1])
+    lon = st.one_of(st.floats(west, east - 1e-3), on_edge_lon)
+    lat = st.one_of(st.floats(south + 1e-3, north), on_edge_lat)
+    pts = draw(st.lists(st.tuples(lon, lat), min_size=n, max_size=n))
+    return np.array(pts, dtype=np.float64)
