@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from ncp_subsidence.config import load_config, redacted_dump, to_yaml
+from ncp_subsidence.io.stores import ProductStore
 from ncp_subsidence.redaction import RedactingFilter, redact_text, redact_url, restore_url
 
 SECRET = "s3cr3t-Qw8-do-not-leak"
@@ -120,3 +121,45 @@ def test_restore_url_takes_credentials_back_from_the_config_urls(saved, original
     assert restore_url(saved, originals) == expected
     if expected is not None and "***" in saved:
         assert redact_url(expected) == saved
+
+
+def test_saved_catalogs_hold_no_credential_and_ingest_gets_it_back(tiny_twin, tmp_path, caplog):
+    """A source URL with a signature (``?token=``): discovery saves its items without it, the
+    store holds it nowhere, and the items ingest loads carry it again from the config."""
+    import shutil
+
+    from conftest import twin_config
+
+    from ncp_subsidence.config import SourceOptions
+    from ncp_subsidence.errors import DataError
+    from ncp_subsidence.io.readers import read_midas_checked
+    from ncp_subsidence.pipeline import run_pipeline
+    from ncp_subsidence.stages.discover import load_items
+    from ncp_subsidence.testing.servers import FileServer
+
+    secret = "s1gn3d-v4lue-0042"
+    shutil.copy(tiny_twin.gnss_midas, tmp_path / "midas.IGS14.txt")
+    cfg = twin_config(tiny_twin, tmp_path / "store")
+    with FileServer(tmp_path, query_token=secret) as srv:
+        url = f"{srv.url}/midas.IGS14.txt?token={secret}"
+        sources = cfg.sources.model_copy(update={"gnss": SourceOptions(kind="file", url=url)})
+        cfg = cfg.model_copy(update={"sources": sources})
+        with caplog.at_level(logging.DEBUG, logger="ncp_subsidence"):
+            run_pipeline(cfg, ["discover"])
+        written = [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+        assert any(p.name == "gnss.json" for p in written)
+        assert not [p for p in written if secret in p.read_text(errors="replace")]
+        assert secret not in caplog.text and "1 asset URL(s) held a credential" in caplog.text
+        store = ProductStore(cfg.store.url)
+        (saved,) = load_items(store, "gnss")
+        assert saved.assets["data"].href.endswith("?token=***")
+        (item,) = load_items(store, "gnss", config=cfg)
+        table, _ = read_midas_checked(item.assets["data"].href)
+        assert len(table) > 10
+        # a config that no longer holds the credential: one clear error, the value not in it
+        bare = cfg.sources.model_copy(
+            update={"gnss": SourceOptions(kind="file", url=url.split("?")[0])}
+        )
+        with pytest.raises(DataError, match="sources.gnss.headers") as info:
+            load_items(store, "gnss", config=cfg.model_copy(update={"sources": bare}))
+        assert secret not in str(info.value)

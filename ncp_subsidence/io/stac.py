@@ -47,6 +47,7 @@ import pystac
 
 from ..config import SourceOptions
 from ..errors import DataError, NetworkError
+from ..redaction import MASK, redact_url, restore_url
 from .remote import fsspec_options, retrying
 
 __all__ = [
@@ -56,6 +57,8 @@ __all__ = [
     "item_interval",
     "items_digest",
     "parse_interval",
+    "restore_credentials",
+    "strip_credentials",
 ]
 
 log = logging.getLogger(__name__)
@@ -160,7 +163,8 @@ def items_digest(items: Iterable[pystac.Item]) -> str:
     """A stable digest of item ids, datetimes, ``updated`` stamps and asset hrefs.
 
     What a run depends on: an item republished with a new end date or ``updated`` time (a
-    product file that grew) changes the digest even when its id and hrefs do not.
+    product file that grew) changes the digest even when its id and hrefs do not. Hrefs enter
+    without their credentials, so a fresh signature or token is not a new input.
     """
     import hashlib
 
@@ -174,7 +178,7 @@ def items_digest(items: Iterable[pystac.Item]) -> str:
             if item.properties.get(key):
                 h.update(f"{key}={item.properties[key]}".encode())
         for key in sorted(item.assets):
-            h.update(f"{key}={item.assets[key].href}".encode())
+            h.update(f"{key}={redact_url(item.assets[key].href)}".encode())
     return h.hexdigest()
 
 
@@ -305,7 +309,8 @@ def _file_items(source: SourceOptions, interval: str | None, retries: int) -> li
     collection = source.collections[0] if source.collections else None
     items: dict[str, pystac.Item] = {}
     for href in _expand(source, retries):
-        name = href.rstrip("/").rsplit("/", 1)[-1]
+        # the file name, without a query (a signature or token is no part of an item's id)
+        name = href.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
         if name in items:
             raise DataError(
                 f"two files of one source are both named {name!r} "
@@ -483,3 +488,62 @@ def _planetary_computer_signer(url: str) -> Any:
         )
         return None
     return planetary_computer.sign_inplace
+
+
+def strip_credentials(items: Iterable[pystac.Item]) -> tuple[list[pystac.Item], int]:
+    """Copies of ``items`` whose asset URLs hold no credential, for saving.
+
+    User info, token parameters and signatures (:func:`ncp_subsidence.redaction.redact_url`)
+    become ``***``; :func:`restore_credentials` puts them back at read time.
+
+    Returns
+    -------
+    (items, n)
+        The copies, and how many asset URLs had a credential removed.
+    """
+    out, n = [], 0
+    for item in items:
+        copy = item.clone()
+        for asset in copy.assets.values():
+            clean = redact_url(asset.href)
+            if clean != asset.href:
+                asset.href, n = clean, n + 1
+        out.append(copy)
+    return out, n
+
+
+def restore_credentials(
+    items: Iterable[pystac.Item], source: SourceOptions | None, name: str
+) -> list[pystac.Item]:
+    """``items`` (as saved by discovery) with the credentials of their asset URLs back.
+
+    They come from the config, the only place they are kept: the URL(s) of ``source`` (user info
+    and token parameters, matched by host); Planetary Computer assets are signed afresh (their
+    signatures expire anyway). Items without a masked URL are returned as they are.
+
+    Raises
+    ------
+    DataError
+        A masked URL that the config can no longer complete, naming the source and the fix.
+    """
+    items = list(items)
+    urls = [] if source is None else _as_urls(source.url)
+    signer = None if source is None else _planetary_computer_signer(str(source.url))
+    for item in items:
+        for asset in item.assets.values():
+            if MASK not in asset.href:
+                continue
+            full = restore_url(asset.href, urls)
+            if full is None and signer is not None:
+                import planetary_computer
+
+                full = planetary_computer.sign(asset.href.split("?", 1)[0])
+            if full is None:
+                raise DataError(
+                    f"item {item.id!r} of source {name!r} was saved with its asset URL's "
+                    f"credential removed ({asset.href}), and sources.{name}.url no longer holds "
+                    "it; rerun `discover`, and better give the credential as "
+                    f"sources.{name}.headers (e.g. Authorization) or EARTHDATA_TOKEN than in a URL"
+                )
+            asset.href = full
+    return items

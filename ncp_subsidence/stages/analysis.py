@@ -116,14 +116,14 @@ def _find(ctx: Any, stage: str, variable: str, required: bool = True) -> xr.Data
     return None
 
 
-def load_regions(store: Any, name_property: str = "name") -> list[Region]:
+def load_regions(store: Any, name_property: str = "name", config: Any = None) -> list[Region]:
     """Region polygons of the ``regions`` source saved by ``discover`` (empty if none)."""
     from ..io.readers import read_geojson
     from .discover import load_items, source_names
 
     if "regions" not in source_names(store):
         return []  # no regions source configured: no region series (any other failure raises)
-    items = load_items(store, "regions")
+    items = load_items(store, "regions", config=config)
     out: list[Region] = []
     for item in items:
         asset = item.assets.get("data")
@@ -376,7 +376,7 @@ class AnalysisStage:
         imerg = None
         if "hydro/imerg" in ctx.upstream_datasets("ingest"):
             imerg = ctx.open("ingest", "hydro/imerg")
-        regions = load_regions(ctx.store, opts.region_names_property)
+        regions = load_regions(ctx.store, opts.region_names_property, ctx.config)
         regions.append(Region(opts.whole_plain_name, None, {}))
         log.info("analysis: %d regions (%s)", len(regions), ", ".join(r.name for r in regions))
 

@@ -24,7 +24,7 @@ import pystac
 
 from ..config import OPTIONAL_SOURCES, Config, SourceOptions, redacted_dump
 from ..errors import ConfigError, DataError
-from ..io.stac import discover_items, items_digest
+from ..io.stac import discover_items, items_digest, restore_credentials, strip_credentials
 
 __all__ = [
     "OPTIONAL_SOURCE_KEYS",
@@ -256,8 +256,16 @@ class DiscoverStage:
 
     def run(self, ctx: Any) -> None:
         found = self._discover(ctx.config)
-        index = {}
+        index, n_stripped = {}, {}
         for name, items in found.items():
+            items, n_stripped[name] = strip_credentials(items)
+            if n_stripped[name]:
+                log.info(
+                    "%s: %d asset URL(s) held a credential; saved without it (read again from "
+                    "the config when ingest reads them)",
+                    name,
+                    n_stripped[name],
+                )
             collection = pystac.ItemCollection(items)
             ctx.write_file(
                 f"catalog/{name}.json",
@@ -272,11 +280,21 @@ class DiscoverStage:
             )
             index[name] = len(items)
         ctx.write_file("catalog/index.json", json.dumps(index, sort_keys=True, indent=1))
+        ctx.write_file(
+            "catalog/credentials_removed.json",
+            json.dumps({k: v for k, v in n_stripped.items() if v}, sort_keys=True, indent=1),
+        )
         log.info("discovered %s", ", ".join(f"{k}: {v}" for k, v in index.items()))
 
 
-def load_items(store: Any, name: str, version: str | None = None) -> list[pystac.Item]:
-    """The items a run's discovery saved for source ``name`` (current version by default)."""
+def load_items(
+    store: Any, name: str, version: str | None = None, *, config: Config | None = None
+) -> list[pystac.Item]:
+    """The items a run's discovery saved for source ``name`` (current version by default).
+
+    With ``config``, asset URLs saved without their credential get it back from the config
+    (:func:`ncp_subsidence.io.stac.restore_credentials`); without, they stay masked (``***``).
+    """
     if version is None:
         record = store.record("discover")
         if record is None:
@@ -286,7 +304,17 @@ def load_items(store: Any, name: str, version: str | None = None) -> list[pystac
         data = json.loads(store.read_file(f"discover/{version}/catalog/{name}.json"))
     except FileNotFoundError as err:
         raise DataError(f"discovery saved no items for source {name!r}") from err
-    return list(pystac.ItemCollection.from_dict(data))
+    items = list(pystac.ItemCollection.from_dict(data))
+    if config is None:
+        return items
+    return restore_credentials(items, _configured(config, name), name)
+
+
+def _configured(config: Config, name: str) -> SourceOptions | None:
+    """The configured source behind discovery name ``name`` (None: the twin's)."""
+    if name.startswith("interferograms/"):
+        return config.sources.interferograms.get(name.split("/", 1)[1])
+    return getattr(config.sources, name, None)
 
 
 def source_names(store: Any) -> list[str]:

@@ -365,13 +365,15 @@ class IngestStage:
         opts = ctx.options
         names = source_names(ctx.store)
         for name in [n for n in names if n.startswith("interferograms/")]:
-            self._ingest_frame(ctx, name.split("/", 1)[1], load_items(ctx.store, name), opts)
+            self._ingest_frame(
+                ctx, name.split("/", 1)[1], load_items(ctx.store, name, config=ctx.config), opts
+            )
         self._ingest_hydro(ctx, names)
         self._ingest_factors(ctx, names)
         if "gnss" in names:
-            self._ingest_gnss(ctx, load_items(ctx.store, "gnss"))
+            self._ingest_gnss(ctx, load_items(ctx.store, "gnss", config=ctx.config))
         if "gnss_series" in names:
-            self._ingest_gnss_series(ctx, load_items(ctx.store, "gnss_series"))
+            self._ingest_gnss_series(ctx, load_items(ctx.store, "gnss_series", config=ctx.config))
 
     def _ingest_frame(self, ctx: Any, frame: str, items: list[Any], opts: Any) -> None:
         name = f"ifg/{frame}"
@@ -568,7 +570,7 @@ class IngestStage:
         for key, reader in readers.items():
             if key not in names:
                 continue
-            items = load_items(ctx.store, key)
+            items = load_items(ctx.store, key, config=config)
             if not items:
                 continue
             name = f"hydro/{key}"
@@ -625,9 +627,11 @@ class IngestStage:
 
     def _ingest_factors(self, ctx: Any, names: list[str]) -> None:
         grid = factor_grid(ctx.config)
-        sources = {k: load_items(ctx.store, k) for k in RASTER_FACTORS if k in names}
+        sources = {
+            k: load_items(ctx.store, k, config=ctx.config) for k in RASTER_FACTORS if k in names
+        }
         if "faults" in names:
-            sources["faults"] = load_items(ctx.store, "faults")
+            sources["faults"] = load_items(ctx.store, "faults", config=ctx.config)
         sources = {k: v for k, v in sources.items() if v}
         if not sources:
             return

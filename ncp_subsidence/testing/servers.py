@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -198,6 +199,8 @@ class FileServer:
         Answer ``status`` to every request.
     token : str, optional
         Require ``Authorization: Bearer <token>`` (401 otherwise), as NASA Earthdata does.
+    query_token : str, optional
+        Require ``?token=<query_token>`` in the URL (403 otherwise), as signed URLs do.
 
     ``url`` is the server's address; ``requests`` counts requests per path, ``auth_seen``
     records whether each request carried the token.
@@ -211,8 +214,10 @@ class FileServer:
         always: bool = False,
         status: int = 503,
         token: str | None = None,
+        query_token: str | None = None,
     ):
         self.root = Path(root)
+        self.query_token = query_token
         self.fail_first = fail_first
         self.always = always
         self.status = status
@@ -250,6 +255,11 @@ class FileServer:
                     srv.auth_seen.append(ok)
                     if not ok:
                         self._reply(401, b"unauthorized")
+                        return
+                if srv.query_token is not None:
+                    query = urllib.parse.parse_qs(self.path.partition("?")[2])
+                    if query.get("token") != [srv.query_token]:
+                        self._reply(403, b"forbidden: bad or missing signature")
                         return
                 if srv.always or n <= srv.fail_first:
                     self._reply(srv.status, b"injected failure", {"Retry-After": "0"})
