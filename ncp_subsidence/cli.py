@@ -357,7 +357,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
     from .config import Config, load_config, to_yaml
 
     if args.check:
-        from .stages.discover import check_sources, input_kind
+        from .sources import check_sources, input_kind
 
         cfg = load_config(args.check)
         check_sources(cfg)
@@ -383,7 +383,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def _cmd_sources(args: argparse.Namespace) -> int:
     from .config import load_config
     from .io.check import check_all
-    from .stages.discover import check_sources
+    from .sources import check_sources
 
     config = load_config(args.config)
     check_sources(config)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from . import __version__
 from .config import STAGE_NAMES, Config, redacted_dump
-from .errors import ConfigError, NcpError, StoreError
+from .errors import ConfigError, DataError, NcpError, StoreError
 from .io.cube import write_cube
 from .io.stores import ProductRecord, ProductStore, open_store
 
@@ -102,6 +102,24 @@ class StageContext:
                 f"product {stage!r} has no complete version; run stage {stage!r} first"
             )
         return record.datasets
+
+    def find_variable(self, stage: str, variable: str) -> xr.DataArray:
+        """``variable`` from whichever dataset of the current ``stage`` product holds it.
+
+        Raises
+        ------
+        DataError
+            If no dataset of the product has it.
+        """
+        names = self.upstream_datasets(stage)
+        for name in names:
+            ds = self.open(stage, None if name == "." else name)
+            if variable in ds.data_vars:
+                return ds[variable]
+        raise DataError(
+            f"product {stage!r} has no variable {variable!r} in its datasets {list(names)}; "
+            f"rerun stage {stage!r}"
+        )
 
     def write(
         self,
@@ -262,7 +280,7 @@ def _downstream(stages: Sequence[Stage], forced: set[str]) -> set[str]:
 
 def _input_kind(config: Config) -> str:
     """``twin``, ``real`` or ``mixed``: what every product records about its inputs."""
-    from .stages.discover import input_kind
+    from .sources import input_kind
 
     return input_kind(config)
 

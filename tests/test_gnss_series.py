@@ -24,8 +24,8 @@ from ncp_subsidence.io.products.tenv3 import read_tenv3
 from ncp_subsidence.io.stores import ProductStore
 from ncp_subsidence.kernels.adjust import compare_series, station_window_series, window_means
 from ncp_subsidence.pipeline import run_pipeline
+from ncp_subsidence.sources import input_kind, resolve_sources
 from ncp_subsidence.stages.adjust import SERIES_HALF_WINDOW_DAYS, _days
-from ncp_subsidence.stages.discover import input_kind, resolve_sources
 from ncp_subsidence.stages.report import _gnss_series_figure
 
 REAL_TENV3 = (

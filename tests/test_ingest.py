@@ -18,7 +18,7 @@ from ncp_subsidence.errors import DataError
 from ncp_subsidence.io.stores import ProductStore
 from ncp_subsidence.kernels.vector import line_length_per_cell
 from ncp_subsidence.pipeline import run_pipeline
-from ncp_subsidence.stages.discover import load_items
+from ncp_subsidence.sources import load_items
 
 
 @pytest.fixture(autouse=True)

@@ -124,10 +124,11 @@ def write_imerg_month(path: Path, month: str, rate_mm_hr: float) -> Path:
     start = np.datetime64(month, "s")
     end = (np.datetime64(month, "M") + 1).astype("datetime64[s]")
     # Julian calendar labels: the same calendar date, 13 days later in the proleptic Gregorian
-    to_seconds = lambda t: float(
-        (t - np.datetime64("1980-01-06", "s") + np.timedelta64(13 * 86400, "s"))
-        / np.timedelta64(1, "s")
-    )  # noqa: E731
+
+    def to_seconds(t):
+        shifted = t - np.datetime64("1980-01-06", "s") + np.timedelta64(13 * 86400, "s")
+        return float(shifted / np.timedelta64(1, "s"))
+
     pr = np.full((1, lon.size, lat.size), rate_mm_hr, dtype="float32")
     pr[0, 0, 0] = -9999.9
     units = "seconds since 1980-01-06 00:00:00 UTC"

@@ -7,7 +7,7 @@ import pytest
 from ncp_subsidence.cli import main
 from ncp_subsidence.config import Config
 from ncp_subsidence.errors import ConfigError
-from ncp_subsidence.stages.discover import check_sources, input_kind, resolve_sources
+from ncp_subsidence.sources import check_sources, input_kind, resolve_sources
 
 GNSS = {"kind": "file", "url": "https://example.org/midas.IGS14.txt", "collections": ["gnss"]}
 

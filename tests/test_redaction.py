@@ -134,7 +134,7 @@ def test_saved_catalogs_hold_no_credential_and_ingest_gets_it_back(tiny_twin, tm
     from ncp_subsidence.errors import DataError
     from ncp_subsidence.io.readers import read_midas_checked
     from ncp_subsidence.pipeline import run_pipeline
-    from ncp_subsidence.stages.discover import load_items
+    from ncp_subsidence.sources import load_items
     from ncp_subsidence.testing.servers import FileServer
 
     secret = "s1gn3d-v4lue-0042"

@@ -34,8 +34,8 @@ def test_report_refuses_a_damaged_product_instead_of_dropping_its_section(store_
 
 
 def test_regions_source_present_but_unreadable_is_an_error(store_copy):
+    from ncp_subsidence.sources import source_names
     from ncp_subsidence.stages.analysis import load_regions
-    from ncp_subsidence.stages.discover import source_names
 
     assert "regions" in source_names(store_copy)
     regions = load_regions(store_copy)

@@ -8,8 +8,9 @@ import pytest
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
+from ncp_subsidence.choices import FACTOR_NAMES
 from ncp_subsidence.errors import DataError
-from ncp_subsidence.stages.factors import FACTOR_NAMES, resample_to_grid
+from ncp_subsidence.stages.factors import resample_to_grid
 
 
 @pytest.fixture(autouse=True)

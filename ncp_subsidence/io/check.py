@@ -169,7 +169,7 @@ def check_source(
 
 def check_all(config: Config) -> list[SourceCheck]:
     """Check every configured source (the twin's are not checked: they are written locally)."""
-    from ..stages.discover import HYDRO_SOURCES, OPTIONAL_SOURCE_KEYS, SOURCE_KEYS
+    from ..sources import HYDRO_SOURCES, OPTIONAL_SOURCE_KEYS, SOURCE_KEYS
 
     sources = config.sources
     named: dict[str, SourceOptions] = {

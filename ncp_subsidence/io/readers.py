@@ -175,6 +175,14 @@ class Grid:
         )
 
 
+def factor_grid(config: Any) -> Grid:
+    """The driving-factor grid: ``sources.bbox`` at ``factors.resolution_deg``."""
+    west, south, east, north = config.sources.bbox
+    res = config.factors.resolution_deg
+    ny, nx = round((north - south) / res), round((east - west) / res)
+    return Grid(4326, (west, north - ny * res, west + nx * res, north), res, (ny, nx))
+
+
 def _item_code(props: dict[str, Any]) -> str | None:
     code = props.get("proj:code") or (
         f"EPSG:{props['proj:epsg']}" if props.get("proj:epsg") else None

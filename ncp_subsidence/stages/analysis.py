@@ -119,7 +119,7 @@ def _find(ctx: Any, stage: str, variable: str, required: bool = True) -> xr.Data
 def load_regions(store: Any, name_property: str = "name", config: Any = None) -> list[Region]:
     """Region polygons of the ``regions`` source saved by ``discover`` (empty if none)."""
     from ..io.readers import read_geojson
-    from .discover import load_items, source_names
+    from ..sources import load_items, source_names
 
     if "regions" not in source_names(store):
         return []  # no regions source configured: no region series (any other failure raises)

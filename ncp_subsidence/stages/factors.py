@@ -20,33 +20,20 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ..choices import FACTOR_NAMES
 from ..errors import DataError
 from ..io.cube import with_crs
-from .ingest import factor_grid
+from ..io.readers import factor_grid
 
 __all__ = [
     "FACTOR_ATTRS",
     "FACTOR_NAMES",
     "STAGE",
     "FactorsStage",
-    "find_variable",
     "resample_to_grid",
 ]
 
 log = logging.getLogger(__name__)
-
-#: Driving factors in [H25] Table 1 order (GWSA first).
-FACTOR_NAMES: tuple[str, ...] = (
-    "gwsa_trend",
-    "dem",
-    "precipitation",
-    "evapotranspiration",
-    "ndvi",
-    "fault_density",
-    "building_density",
-    "population",
-    "gdp",
-)
 
 #: Default CF attributes per factor (upstream ``units`` win when present).
 FACTOR_ATTRS: dict[str, dict[str, str]] = {
@@ -143,25 +130,6 @@ def resample_to_grid(
     )
 
 
-def find_variable(ctx: Any, stage: str, variable: str) -> xr.DataArray:
-    """``variable`` from whichever dataset of the current ``stage`` product holds it.
-
-    Raises
-    ------
-    DataError
-        If no dataset of the product has it.
-    """
-    names = ctx.upstream_datasets(stage)
-    for name in names:
-        ds = ctx.open(stage, None if name == "." else name)
-        if variable in ds.data_vars:
-            return ds[variable]
-    raise DataError(
-        f"product {stage!r} has no variable {variable!r} in its datasets {list(names)}; "
-        f"rerun stage {stage!r}"
-    )
-
-
 class FactorsStage:
     """Driving factors on the factor grid (see the module docstring)."""
 
@@ -180,7 +148,7 @@ class FactorsStage:
                 f"but the factor grid is {(lat.size, lon.size)} at {opts.resolution_deg} deg; "
                 "rerun ingest with the same factors.resolution_deg and sources.bbox"
             )
-        gwsa = find_variable(ctx, "hydro", "gwsa_trend")
+        gwsa = ctx.find_variable("hydro", "gwsa_trend")
         layers: dict[str, xr.DataArray] = {
             "gwsa_trend": resample_to_grid(
                 gwsa.compute(), ingested["lat"].values, ingested["lon"].values, opts.gwsa_resampling

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ncp_subsidence.choices import FACTOR_NAMES
 from ncp_subsidence.errors import DataError, DataWarning
 from ncp_subsidence.io.cube import with_crs
 from ncp_subsidence.kernels.aggregate import cell_of, cell_reduce
@@ -75,7 +76,6 @@ from ncp_subsidence.kernels.sampling import (
     permutation_null,
     sweep_columns,
 )
-from ncp_subsidence.stages.factors import FACTOR_NAMES, find_variable
 
 __all__ = [
     "DISCRETIZATION_METHODS",
@@ -1270,7 +1270,7 @@ class GeodetectorStage:
     def run(self, ctx: Any) -> None:
         """Run the detectors and write the tables and datasets."""
         opts = ctx.options
-        velocity = find_variable(ctx, "mosaic", "vertical_velocity")
+        velocity = ctx.find_variable("mosaic", "vertical_velocity")
         fds = ctx.open("factors", "factors")
         fds = _north_up_dataset(fds)
         names = [n for n in FACTOR_NAMES if n in fds.data_vars] + [

@@ -743,7 +743,7 @@ class HydroStage:
 
     def run(self, ctx) -> None:
         from ncp_subsidence.io.cube import with_crs
-        from ncp_subsidence.stages.ingest import factor_grid
+        from ncp_subsidence.io.readers import factor_grid
 
         opts = ctx.options
         available = set(ctx.upstream_datasets("ingest"))

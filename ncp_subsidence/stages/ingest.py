@@ -74,6 +74,7 @@ from ..io.products.tenv3 import read_tenv3
 from ..io.readers import (
     AUTO_RESAMPLING,
     Grid,
+    factor_grid,
     frame_grid,
     read_geojson,
     read_ifg_stack,
@@ -85,9 +86,9 @@ from ..io.remote import fsspec_options, retrying
 from ..io.stac import choose_asset, item_interval, items_digest, parse_interval
 from ..kernels.vector import line_length_per_cell
 from ..redaction import redact_url
-from .discover import RASTER_FACTORS, load_items, source_names
+from ..sources import RASTER_FACTORS, load_items, source_names
 
-__all__ = ["STAGE", "IngestStage", "factor_grid", "month_midpoints"]
+__all__ = ["STAGE", "IngestStage", "month_midpoints"]
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +107,6 @@ def spatial_chunks(n_pair: int, options: Any, itemsize: int = 4) -> tuple[int, i
     side = int((options.chunk_mb * 2**20 / (itemsize * max(n_pair, 1))) ** 0.5) // 16 * 16
     side = min(2048, max(64, side))
     return options.chunk_y or side, options.chunk_x or side
-
-
-def factor_grid(config: Any) -> Grid:
-    """The driving-factor grid: ``sources.bbox`` at ``factors.resolution_deg``."""
-    west, south, east, north = config.sources.bbox
-    res = config.factors.resolution_deg
-    ny, nx = round((north - south) / res), round((east - west) / res)
-    return Grid(4326, (west, north - ny * res, west + nx * res, north), res, (ny, nx))
 
 
 def _hrefs(items: list[Any], keys: tuple[str, ...] = ("data",)) -> list[str]:

@@ -93,7 +93,8 @@ from ..kernels.adjust import (
     resample_to_epochs,
 )
 from ..kernels.geometry import plate_velocity_enu
-from .adjust import decimal_year, sample_frame_stations
+from ..kernels.trends import decimal_year
+from ..shared import sample_frame_stations, station_window
 
 __all__ = ["STAGE", "MosaicStage", "bilinear_regrid", "common_months"]
 
@@ -339,8 +340,6 @@ def _strip_at(
 
 def _tie_radius(opts: Any, grid: xr.DataArray, projected: bool = False) -> float:
     """GNSS tie window: ``mosaic.gnss_radius_m``, grown to hold ``gnss_min_pixels`` pixels."""
-    from .adjust import station_window
-
     window = SimpleNamespace(
         radius_m=opts.gnss_radius_m, min_pixels=opts.gnss_min_pixels, max_gradient_mm_yr_km=1.0
     )

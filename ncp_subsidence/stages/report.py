@@ -101,7 +101,7 @@ class ReportStage:
         return out
 
     def run(self, ctx: Any) -> None:
-        from .discover import input_kind
+        from ..sources import input_kind
 
         title = ctx.options.title
         kind = input_kind(ctx.config)
