@@ -30,8 +30,9 @@ from conftest import twin_config
 
 from ncp_subsidence.io.cube import with_crs
 from ncp_subsidence.io.stores import ProductStore
+from ncp_subsidence.kernels.trends import decimal_year
 from ncp_subsidence.pipeline import run_pipeline
-from ncp_subsidence.stages.adjust import decimal_year
+from ncp_subsidence.validate import holdout_rmse, holdout_rmse_tolerance, overlap_residuals
 
 # tiny twin (2.5 km pixels): a 3 km window holds 4-6 pixels; the steep-gradient screen is the
 # same velocity change across the window as SCIENCE.md's 20 mm/yr/km over 200 m: ~2 mm/yr/km at 3 km
@@ -159,6 +160,9 @@ def twin_run(manifest, tmp_path_factory):
             "mosaic": st.open("mosaic").load(),
             "stations": _stations(st),
         }
+        # recomputed from the products now (later reruns publish new versions in this store)
+        _RUNS[key]["holdout"] = {f: holdout_rmse(st, f) for f in manifest.frames}
+        _RUNS[key]["overlap"] = overlap_residuals(st, _RUNS[key]["mosaic"])
     return _RUNS[key]
 
 
@@ -187,13 +191,26 @@ def _stations(store):
 
 
 def test_holdout_rmse_meets_mi_et_al_per_frame(adjusted, tiny_twin):
+    """The held-out RMSE, recomputed from the adjust product at the held-out stations it
+    records (``validate.holdout_rmse``), meets [M26]'s 2 mm/yr (or, with few stations, the 95 %
+    quantile of the RMS at the 1.4 mm/yr noise floor) and halves the error before adjustment.
+
+    Mutation caught: a holdout RMSE computed on the training stations (the stage's
+    ``holdout_rmse_vertical_after`` must agree with the recomputation to 0.25 mm/yr: the two
+    differ only by the window median of per-pixel vertical velocities against the LOS median
+    over the box median of ``los_up``, 1-2 % of the ~10 mm/yr at the stations, and by the
+    gridded correction against the model at the station, < 0.05 mm/yr; the RMSE on the
+    training stations is the fit's residual, ~0.5 mm/yr lower).
+    """
     for frame in tiny_twin.frames:
         attrs = adjusted["adjust"][frame].attrs
-        before = attrs["holdout_rmse_vertical_before"]
-        after = attrs["holdout_rmse_vertical_after"]
-        assert attrs["n_gnss_holdout"] >= 4, attrs["holdout_stations"]
-        assert after <= 2.0, (frame, before, after)  # Mi et al. 2026: 2.0 mm/yr
+        got = adjusted["holdout"][frame]
+        before, after, n = got["before"], got["after"], got["n"]
+        assert n >= 4 and got["stations"] == attrs["holdout_stations"], got
+        assert after <= holdout_rmse_tolerance(n), (frame, before, after, n)
         assert before >= 2.0 * after, (frame, before, after)
+        assert attrs["holdout_rmse_vertical_after"] == pytest.approx(after, abs=0.25)
+        assert attrs["holdout_rmse_vertical_before"] == pytest.approx(before, abs=0.25)
         # held-out stations never fitted
         assert not set(attrs["holdout_stations"]) & set(attrs["train_stations"])
         assert set(attrs["holdout_stations"]) <= set(tiny_twin.gnss_holdout)
@@ -303,6 +320,9 @@ def few_stations(adjusted, tiny_twin):
         out[case]["mosaic"] = dict(mos.attrs)
         out[case]["A142_correction"] = store.open("adjust", "A142")["correction"].values
         out[case]["A142_extrapolated"] = store.open("adjust", "A142")["extrapolated"].values
+        if case == "1+0":  # recomputed from this run's products (the next run republishes them)
+            out[case]["A142_holdout"] = holdout_rmse(store, "A142")
+            out[case]["overlap"] = overlap_residuals(store, mos)
     return out
 
 
@@ -317,19 +337,40 @@ def test_frames_with_one_or_two_stations_get_an_offset(few_stations):
 
 
 def test_frame_without_stations_is_left_to_the_mosaic(few_stations):
+    """A142 without a training station: adjust leaves it as it is (no correction, the product's
+    held-out error unchanged), and the mosaic ties it to A040 through the overlap.
+
+    Recomputed from the products, not from the stages' scores: the held-out RMSE of the adjust
+    product with and without its correction (``validate.holdout_rmse``) and the overlap
+    residual of the frames' adjusted velocities plus the corrections the mosaic records
+    (``validate.overlap_residuals``). Mutation caught: an overlap adjustment that returns its
+    input (zero frame corrections) while its own ``overlap_edges`` still read 0.39 after:
+    recomputed, the residual after stays at the 10.7 mm/yr before (checked by hand, the mosaic
+    stage's ``adjust_overlaps`` solution zeroed).
+    """
     case = few_stations["1+0"]
     attrs = case["A142"]
     assert attrs["selected_model"] == "none" and attrs["needs_overlap_adjustment"] == 1
-    assert (
-        attrs["n_gnss_train"] == 0
-        and attrs["holdout_rmse_vertical_after"] == attrs["holdout_rmse_vertical_before"]
-    )
+    assert attrs["n_gnss_train"] == 0
     assert np.all(case["A142_correction"] == 0) and np.all(case["A142_extrapolated"] == 1)
+    # every A142 station is held out: the product's error there is what SBAS left, untouched
+    held = case["A142_holdout"]
+    assert held["n"] >= 4 and held["after"] == pytest.approx(held["before"], abs=1e-9), held
     corrections = json.loads(case["mosaic"]["frame_corrections"])
     assert corrections["A142"]["model"] == "plane"
     assert corrections["A040"]["model"] == "along_track"
-    (edge,) = json.loads(case["mosaic"]["overlap_edges"])
-    assert edge["used"] and edge["rms_after"] < 0.5 * edge["rms_before"]
+    (edge,) = case["overlap"]
+    assert edge["used"] and edge["n"] >= 100, edge
+    # Noise floor: TruthSbasStage's 2 mm of white noise per date and pixel gives a per-pixel
+    # slope error of 2 / sqrt(sum (t - mean t)^2) = 2 / 12.2 = 0.16 mm/yr LOS (26 dates,
+    # 2015-2023); through the median of the ~16 pixels of a 10 km cell (x sqrt(pi / 32)), over
+    # los_up (0.79) and for both frames: 0.09 mm/yr. The bound is issue 6's 1 mm/yr (validate's
+    # tolerance), measured 0.39: the floor plus what a plane on A142 and a spline on A040 cannot
+    # take out of two frames referenced at different pixels.
+    assert edge["rms_after"] <= 1.0, edge
+    # before: the two references' offsets and A040's one-station datum (measured 10.7): far
+    # above the bound, so an adjustment that returns its input cannot pass
+    assert edge["rms_before"] > 5.0, edge
 
 
 def test_common_mode_does_not_depend_on_chunking_and_can_be_off():

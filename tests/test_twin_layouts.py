@@ -14,7 +14,6 @@ cells follow the tiny twin's 2.5 km pixels as in ``test_stages_adjust``.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import zipfile
 from pathlib import Path
@@ -260,15 +259,46 @@ def test_sbas_velocity_of_every_frame_matches_its_truth(twin, run):
 
 
 def test_adjust_removes_the_utm_frame_error(twin, run):
+    """The held-out RMSE of the UTM frame, recomputed from its adjust product at the held-out
+    stations the product records (``validate.holdout_rmse``: GNSS up less plate motion against
+    the window median of ``vertical_velocity``, and of it less ``correction / los_up``), meets
+    validate's bound and at least halves the error before adjustment.
+
+    Bounds: after <= :func:`~ncp_subsidence.validate.holdout_rmse_tolerance` (the 95 % quantile
+    of the RMS of n station errors of sd 1.4 mm/yr, 1 mm/yr GNSS up and ~1 mm/yr of InSAR in
+    the window: 2.18 mm/yr for 4 stations; measured 1.95); before >= 2 x after: the injected
+    frame error of several mm/yr dominates before (measured 7.6).
+
+    Mutation caught: an adjust stage that writes a zero gridded correction while it scores the
+    fitted model at the stations: its own ``holdout_rmse_vertical_*`` attributes still read
+    1.9 / 7.5 mm/yr, but recomputed from the product after equals before, 7.6 mm/yr, above the
+    bound (checked by hand, the stage's ``_lazy_surface`` patched to grid zeros).
+    """
+    from ncp_subsidence.validate import holdout_rmse, holdout_rmse_tolerance
+
     _, hyp3 = _frames(twin)
     a = run.open("adjust", hyp3).attrs
-    assert a["n_gnss_train"] >= 10 and a["n_gnss_holdout"] >= 3
-    assert a["holdout_rmse_vertical_after"] <= 2.0
-    assert a["holdout_rmse_vertical_before"] >= 2.0 * a["holdout_rmse_vertical_after"]
+    assert a["n_gnss_train"] >= 10  # the stage had stations to fit (a precondition, not a score)
+    h = holdout_rmse(run, hyp3)
+    before, after, n = h["before"], h["after"], h["n"]
+    assert n >= 3 and h["stations"] == a["holdout_stations"], h
+    assert after <= holdout_rmse_tolerance(n), (before, after, n)
+    assert before >= 2.0 * after, (before, after)
 
 
 def test_mosaic_is_on_epsg4326_and_matches_the_truth(twin, run):
-    from ncp_subsidence.validate import _mosaic
+    """The mosaic is on EPSG:4326, both frames meet in the overlap, the UTM frame alone covers
+    the land east of it, and the mosaic matches the truth (validate's RMSE, and east of the
+    overlap the UTM frame alone, within 2 mm/yr).
+
+    The overlap residual is recomputed from the frames' adjust products plus the corrections
+    the mosaic records (``validate.overlap_residuals``), not read from the stage's
+    ``overlap_edges``. Mutation caught: an overlap adjustment that returns its input (zero
+    frame corrections) while its own ``overlap_edges`` still read 0.94 after, 1.51 before:
+    recomputed, after equals before, 1.51 mm/yr, failing both the 1 mm/yr bound and the strict
+    ``after < before`` (checked by hand, ``adjust_overlaps``' solution zeroed).
+    """
+    from ncp_subsidence.validate import _mosaic, overlap_residuals
 
     ds = run.open("mosaic")
     assert ds.rio.crs.to_epsg() == 4326 and ds["vertical_velocity"].dims == ("lat", "lon")
@@ -296,5 +326,11 @@ def test_mosaic_is_on_epsg4326_and_matches_the_truth(twin, run):
     tr = truth.interp(lat=east["lat"], lon=east["lon"])
     err = (east - tr).values
     assert np.sqrt(np.nanmean(err**2)) <= 2.0
-    edge = next(iter(json.loads(ds.attrs["overlap_edges"])))
-    assert edge["used"] and edge["n"] >= 100 and edge["rms_after"] < edge["rms_before"]
+    (edge,) = overlap_residuals(run, ds)
+    assert edge["used"] and edge["n"] >= 100, edge
+    # validate's tolerance, issue 6's 1 mm/yr. The floor the injected noise leaves in 10 km cell
+    # medians, vertical, both frames (validate.predicted_overlap_floor): 6 mm of turbulence per
+    # date, correlated over tens of km so the cells do not average it, 0.88 mm/yr, and the pixel
+    # noise through ~13-pixel medians, 0.44: 0.98 mm/yr; measured 0.94 (1.51 before the mosaic)
+    assert edge["rms_after"] <= 1.0, edge
+    assert edge["rms_after"] < edge["rms_before"], edge

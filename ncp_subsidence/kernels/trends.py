@@ -2,7 +2,9 @@
 
 Pure numpy/scipy. Every kernel takes series with the time axis **last**, ``y`` of shape
 ``(..., n_time)``, batched over any leading (pixel) dimensions, NaN-aware (a NaN month is a
-missing month), and returns arrays of shape ``(...)``. There is no per-pixel Python loop: loops
+missing month), and returns arrays of shape ``(...)``. A zero-length series (``n_time = 0``) is a
+series without a valid value: its statistics are undefined, NaN (counts 0), as for any series
+too short for the statistic, never an error. There is no per-pixel Python loop: loops
 run over lags (``n_time``) or over fixed-size pixel blocks, and every reduction that sums floats
 runs along a contiguous last axis of a fixed length, so a pixel's numbers do not depend on which
 other pixels share its chunk (BLAS is deliberately avoided where the batch size would change the
@@ -106,7 +108,7 @@ def harmonic_design(t: np.ndarray, t0: float | None = None, n_harmonics: int = 2
     """
     t = np.asarray(t, dtype=np.float64)
     if t0 is None:
-        t0 = float(t.mean())
+        t0 = float(t.mean()) if t.size else 0.0
     cols = [np.ones_like(t), t - t0]
     for k in range(1, n_harmonics + 1):
         cols += [np.cos(2 * np.pi * k * t), np.sin(2 * np.pi * k * t)]
@@ -117,6 +119,13 @@ def _valid_patterns(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct rows of a boolean mask (packed) and, per row, the index of its pattern."""
     patterns, inverse = np.unique(np.packbits(valid, axis=-1), axis=0, return_inverse=True)
     return patterns, inverse.reshape(-1)
+
+
+def _as_rows(y: np.ndarray) -> np.ndarray:
+    """``y`` (..., n) as a contiguous (n_series, n) array; with ``n = 0`` too, where numpy's
+    ``reshape(-1, 0)`` cannot infer the number of series."""
+    n_series = int(np.prod(y.shape[:-1], dtype=np.int64))
+    return np.ascontiguousarray(y.reshape(n_series, y.shape[-1]))
 
 
 def _rowsum(a: np.ndarray) -> np.ndarray:
@@ -166,7 +175,7 @@ def fit_harmonic_trend(
     if y.shape[-1] != n:
         raise ValueError(f"y has {y.shape[-1]} time steps but t has {n}; pass matching arrays.")
     lead = y.shape[:-1]
-    y2 = np.ascontiguousarray(y.reshape(-1, n))
+    y2 = _as_rows(y)
     valid = np.isfinite(y2)
     w = valid.astype(np.float64)
     yz = np.where(valid, y2, 0.0)
@@ -326,7 +335,7 @@ def sens_slope(y: np.ndarray, t: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray, shape (...), units of y per year
-        NaN where fewer than two valid values.
+        NaN where fewer than two valid values (a zero-length series included).
 
     References
     ----------
@@ -339,7 +348,7 @@ def sens_slope(y: np.ndarray, t: np.ndarray) -> np.ndarray:
         raise ValueError(f"t has shape {t.shape}; expected ({n},) to match y's last axis.")
     if n > 1 and not np.all(np.diff(t) > 0):
         raise ValueError("t must be strictly increasing (sorted, no duplicate time stamps).")
-    return _sen_and_score(y.reshape(-1, n), t)[0].reshape(y.shape[:-1])
+    return _sen_and_score(_as_rows(y), t)[0].reshape(y.shape[:-1])
 
 
 def _tie_correction(y2: np.ndarray) -> np.ndarray:
@@ -421,7 +430,7 @@ def hamed_rao_variance_factor(
     t = np.asarray(t, dtype=np.float64)
     n = y.shape[-1]
     lead = y.shape[:-1]
-    y2 = np.ascontiguousarray(y.reshape(-1, n))
+    y2 = _as_rows(y)
     b = np.asarray(slope, dtype=np.float64).reshape(-1)
     detrended = y2 - b[:, None] * t
     ranks = stats.rankdata(detrended, axis=-1, nan_policy="omit")
@@ -493,7 +502,7 @@ def mann_kendall(
     y = np.asarray(y, dtype=np.float64)
     n = y.shape[-1]
     lead = y.shape[:-1]
-    y2 = np.ascontiguousarray(y.reshape(-1, n))
+    y2 = _as_rows(y)
     t = np.arange(n, dtype=np.float64) if t is None else np.asarray(t, dtype=np.float64)
     m = np.isfinite(y2).sum(axis=-1).astype(np.float64)
     s = _mk_score(y2) if score is None else np.asarray(score, dtype=np.int64).reshape(-1)
@@ -562,9 +571,8 @@ def trend_statistics(
     Huang et al. 2025; Mann 1945; Kendall 1975; Sen 1968; Hamed & Rao 1998; Newey & West 1987.
     """
     y = np.asarray(y, dtype=np.float64)
-    n = y.shape[-1]
     lead = y.shape[:-1]
-    y2 = np.ascontiguousarray(y.reshape(-1, n))
+    y2 = _as_rows(y)
     ols = fit_harmonic_trend(y2, t, hac_lags=hac_lags, min_valid=min_valid)
     ok = ols["n_valid"] >= min_valid
     yd = deseasonalise(y2, month) if deseasonalise_first else y2

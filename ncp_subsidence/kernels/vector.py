@@ -6,9 +6,12 @@ Pure numpy. Lines are lists of (lon, lat) vertices in degrees; grids are north-u
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
+
+from ncp_subsidence.errors import DataWarning
 
 __all__ = ["line_length_per_cell"]
 
@@ -29,6 +32,11 @@ def line_length_per_cell(
     added to the cell holding its midpoint; nothing is sampled, so the total equals the lines'
     length inside the grid.
 
+    A vertex with a NaN or infinite coordinate is a gap in its line: the segments that end at it
+    (one or two) have no length and add nothing, the rest of the line still counts, as if the
+    line were split there. The segments so dropped are counted in one
+    :class:`~ncp_subsidence.errors.DataWarning` per call, which names the lines that hold them.
+
     Parameters
     ----------
     lines : sequence of ndarray, each shape (n_vertex, 2)
@@ -45,17 +53,27 @@ def line_length_per_cell(
     ndarray, shape ``shape``, float64
         Line length per cell, km.
 
+    Warns
+    -----
+    DataWarning
+        When segments with a non-finite vertex were left out: how many, and in which lines.
+
     References
     ----------
     Huang et al. 2025, Table 1 ("fault scale index": length of fault lines per 1 km cell).
     """
     ny, nx = shape
     out = np.zeros(ny * nx)
-    for line in lines:
+    dropped: dict[int, int] = {}  # line index -> segments left out (a non-finite vertex)
+    for index, line in enumerate(lines):
         pts = np.asarray(line, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[0] < 2:
             continue
-        for (x0, y0), (x1, y1) in itertools.pairwise(pts):
+        finite = np.isfinite(pts).all(axis=1)
+        keep = finite[:-1] & finite[1:]
+        if not keep.all():
+            dropped[index] = int((~keep).sum())
+        for (x0, y0), (x1, y1) in itertools.compress(itertools.pairwise(pts), keep):
             cut = [0.0, 1.0]
             # parameters where the segment crosses cell edges (columns and rows)
             for a, b, origin, step in ((x0, x1, west, resolution), (y0, y1, north, -resolution)):
@@ -75,6 +93,16 @@ def line_length_per_cell(
             out += np.bincount(
                 row[inside] * nx + col[inside], weights=piece[inside], minlength=ny * nx
             )
+    if dropped:
+        listed = ", ".join(f"{i}: {n}" for i, n in list(dropped.items())[:10])
+        more = f", and {len(dropped) - 10} more lines" if len(dropped) > 10 else ""
+        warnings.warn(
+            f"line_length_per_cell: {sum(dropped.values())} segment(s) touch a NaN or infinite "
+            f"vertex and add no length (segments by line index: {listed}{more}); the rest of "
+            "each line counts. Remove or repair those vertices, or split the lines there.",
+            DataWarning,
+            stacklevel=2,
+        )
     return out.reshape(ny, nx)
 
 
