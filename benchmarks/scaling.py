@@ -93,7 +93,6 @@ def run(preset: str, workers: int, twin: Path, stages: list[str]) -> dict[str, A
     from ncp_subsidence.config import load_config
     from ncp_subsidence.pipeline import run_pipeline
     from ncp_subsidence.synthetic import write_twin
-    from ncp_subsidence.synthetic.presets import twin_settings
 
     if not (twin / "twin.json").exists():
         write_twin(twin, preset=preset, seed=0)
@@ -103,9 +102,8 @@ def run(preset: str, workers: int, twin: Path, stages: list[str]) -> dict[str, A
         "store.url": str(store),
         "sources.twin.preset": preset,
         "sources.twin.directory": str(twin),
-        **twin_settings(preset),
     }
-    config = load_config(None, overrides)
+    config = load_config(None, overrides)  # on the twin: grids from the preset, as the CLI
     cluster = LocalCluster(
         n_workers=workers,
         threads_per_worker=1,

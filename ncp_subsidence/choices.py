@@ -7,7 +7,7 @@ and a test checks that the registries and the config agree.
 
 from __future__ import annotations
 
-__all__ = ["FACTOR_NAMES"]
+__all__ = ["DISCRETIZATIONS", "FACTOR_NAMES", "SBAS_WEIGHTS"]
 
 #: Driving factors in Huang et al. (2025) Table 1 order (GWSA trend first).
 FACTOR_NAMES: tuple[str, ...] = (
@@ -20,4 +20,22 @@ FACTOR_NAMES: tuple[str, ...] = (
     "building_density",
     "population",
     "gdp",
+)
+
+#: Interferogram weightings of the SBAS inversion (``sbas.weights``): unit weights (Berardino),
+#: clipped coherence, or Fisher information ``2 L g^2 / (1 - g^2)`` (docs/science.md 1.2). Each has
+#: its entry in ``kernels.sbas.WEIGHTINGS``.
+SBAS_WEIGHTS: tuple[str, ...] = ("none", "coherence", "fisher")
+
+#: Discretizations of a continuous factor into strata (``geodetector.discretization``; docs/science.md
+#: 7.3): Fisher-Jenks natural breaks, quantiles, equal intervals, geometric progression, standard
+#: deviation classes, and the OPGD search over those five and k = 3..20 (``optimal``). Each has
+#: its entry in ``kernels.discretize.DISCRETIZERS``.
+DISCRETIZATIONS: tuple[str, ...] = (
+    "natural_breaks",
+    "quantile",
+    "equal_interval",
+    "geometric",
+    "std",
+    "optimal",
 )

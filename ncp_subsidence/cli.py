@@ -10,7 +10,6 @@ Exit codes: 0 success, 1 runtime error (data, store, network), 2 bad usage or co
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import sys
@@ -34,11 +33,6 @@ def _version() -> str:
         return version("ncp-subsidence")
     except PackageNotFoundError:  # pragma: no cover
         return "unknown"
-
-
-def _available_stages() -> list[str]:
-    """Stages whose module exists in this install (found without importing them)."""
-    return [s for s in STAGES if importlib.util.find_spec(f"ncp_subsidence.stages.{s}") is not None]
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -176,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_catalog_options(q)
 
-    for stage in _available_stages():
+    for stage in STAGES:  # each runs through pipeline.STAGES, the table of stage modules
         p = sub.add_parser(
             stage, help=f"run only the {stage} stage (its inputs must exist in the store)"
         )
@@ -283,28 +277,9 @@ def _load(args: argparse.Namespace) -> Any:
         overrides["sources.twin.preset"] = args.preset
     if getattr(args, "seed", None) is not None:
         overrides["sources.twin.seed"] = args.seed
-    config = load_config(args.config, overrides)
-    if not config.sources.interferograms:  # the InSAR is the twin's: so are the grids
-        config = _apply_twin_settings(config)
-    return config
-
-
-def _apply_twin_settings(config: Any) -> Any:
-    """On the twin, settings the user did not set follow the twin preset (grids, hydro mode).
-
-    The config's defaults are for real data; this keeps ``demo``, ``run`` and the stage
-    subcommands on the same settings (and so the same fingerprints) for one twin store. See
-    :func:`ncp_subsidence.synthetic.presets.twin_settings` for what and why.
-    """
-    from .synthetic.presets import twin_settings
-
-    for dotted, value in twin_settings(config.sources.twin.preset).items():
-        section, name = dotted.split(".")
-        options = getattr(config, section)
-        if name not in options.model_fields_set:  # validated on assignment
-            setattr(options, name, value)
-            log.debug("%s = %s (from the twin preset)", dotted, value)
-    return config
+    # resolved as every entry point resolves it (on the twin, unset grids follow the preset):
+    # the CLI, the Python API and the notebooks run one config, with the same fingerprints
+    return load_config(args.config, overrides)
 
 
 def _compute_with_progress(client: Any, show: bool) -> Any:

@@ -17,6 +17,7 @@ Secrets (S3 keys, Earthdata tokens) may be given here or in the environment; the
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -33,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from .choices import DISCRETIZATIONS, SBAS_WEIGHTS
 from .errors import ConfigError
 from .redaction import redact_text
 
@@ -54,13 +56,17 @@ __all__ = [
     "SourceOptions",
     "SourcesOptions",
     "StoreOptions",
+    "TWIN_SETTING_KEYS",
     "TwinOptions",
     "format_validation_error",
     "from_yaml",
     "load_config",
     "redacted_dump",
+    "resolve_config",
     "to_yaml",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The pipeline's stages, in order. Each is also a config section and a product group.
 STAGE_NAMES: tuple[str, ...] = (
@@ -588,15 +594,13 @@ class IngestOptions(_Options):
 
 
 class SBASOptions(_Options):
-    """Stage ``sbas``: per-pixel network inversion (Berardino 2002; SCIENCE.md stage 1)."""
+    """Stage ``sbas``: per-pixel network inversion (Berardino 2002; docs/science.md stage 1)."""
 
     method: Literal["svd", "nsbas"] = Field(
         "svd",
         description="svd: minimum norm (the paper's); nsbas: temporal constraint across gaps.",
     )
-    weights: Literal["none", "coherence", "fisher"] = Field(
-        "none", description="Interferogram weights per pixel."
-    )
+    weights: Literal[SBAS_WEIGHTS] = Field("none", description="Interferogram weights per pixel.")
     looks: int = Field(
         20, ge=1, le=10000, description="Number of looks L for Fisher weights 2L g^2/(1-g^2)."
     )
@@ -620,7 +624,7 @@ class SBASOptions(_Options):
     )
     reference: tuple[float, float] | None = Field(
         None,
-        description="Reference point (lon, lat); None selects one automatically (SCIENCE.md 1.2).",
+        description="Reference point (lon, lat); None selects one automatically (docs/science.md 1.2).",
     )
     closure_check: bool = Field(
         False, description="Drop interferograms with median |triplet closure| > pi/2."
@@ -751,7 +755,7 @@ class MosaicOptions(_Options):
         description="Overlap correction of frames GNSS-adjusted in stage adjust (frames without "
         "GNSS always get a plane + offset): along_track, a cubic spline of the north coordinate "
         "that follows what each frame's GNSS fit left along its overlaps (default); offset "
-        "(SCIENCE.md 4.3's default) or plane.",
+        "(the reference model of docs/science.md 4.3) or plane.",
     )
     along_track_knot_km: float = Field(
         100.0, ge=10.0, le=2000.0, description="Knot spacing of along_track corrections, km."
@@ -828,9 +832,9 @@ class GeodetectorOptions(_Options):
         20000, ge=10, le=10**8, description="Cap on subsidence samples."
     )
     n_strata: int = Field(20, ge=2, le=100, description="Strata per continuous factor.")
-    discretization: Literal[
-        "natural_breaks", "quantile", "equal_interval", "geometric", "std", "optimal"
-    ] = Field("natural_breaks", description="How continuous factors are stratified.")
+    discretization: Literal[DISCRETIZATIONS] = Field(
+        "natural_breaks", description="How continuous factors are stratified."
+    )
     draws: int = Field(
         20, ge=1, le=1000, description="Repeated sample draws (mean and spread of q)."
     )
@@ -847,7 +851,7 @@ class GeodetectorOptions(_Options):
         "every valid cell; slower.",
     )
     breaks_sample_size: int = Field(
-        5000, ge=100, le=10**6, description="Values used to compute breaks (SCIENCE.md 7.3)."
+        5000, ge=100, le=10**6, description="Values used to compute breaks (docs/science.md 7.3)."
     )
     min_stratum_size: int = Field(
         2, ge=1, le=100, description="Strata with fewer samples merge into a neighbour."
@@ -856,7 +860,7 @@ class GeodetectorOptions(_Options):
         "R", description="Factor-detector convention (singletons, lambda variance)."
     )
     interaction_convention: Literal["wang2010", "R", "pypi"] = Field(
-        "wang2010", description="Interaction classification (SCIENCE.md 7.4 table: wang2010)."
+        "wang2010", description="Interaction classification (docs/science.md 7.4 table: wang2010)."
     )
     sensitivity_thresholds: list[float] = Field(
         default_factory=lambda: [-20.0, -15.0, -10.0],
@@ -897,7 +901,7 @@ class GeodetectorOptions(_Options):
 
 
 class AnalysisOptions(_Options):
-    """Stage ``analysis``: region series, lags, areas, volumes, groundwater loss (SCIENCE.md 6, 8)."""
+    """Stage ``analysis``: region series, lags, areas, volumes, groundwater loss (docs/science.md 6, 8)."""
 
     area_threshold_mm_yr: float = Field(
         20.0, ge=5.0, le=50.0, description="tau: area subsiding faster than this, mm/yr."
@@ -912,7 +916,7 @@ class AnalysisOptions(_Options):
         "moving_average",
         description="Pre-processing of both series before the headline lag: moving_average "
         "removes the 2 x 12-month trend-cycle, so the lag is that of the seasonal coupling and "
-        "not of the interannual rate changes; linear (SCIENCE.md's default) and diff are "
+        "not of the interannual rate changes; linear (the reference method of docs/science.md 6.2) and diff are "
         "always reported beside it.",
     )
     volume_epochs: list[tuple[str, str]] = Field(
@@ -1050,7 +1054,8 @@ def from_yaml(text: str) -> dict[str, Any]:
 def load_config(
     path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> Config:
-    """Read and validate a YAML config (defaults when ``path`` is None), then apply dotted overrides.
+    """Read and validate a YAML config (defaults when ``path`` is None), apply dotted overrides,
+    and resolve it (:func:`resolve_config`): the config a run of it uses.
 
     Raises :class:`ConfigError` listing every invalid field with its path and value.
     """
@@ -1066,9 +1071,63 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
+    return resolve_config(config)
+
+
+#: Settings that follow the twin preset when left unset on the twin
+#: (:func:`ncp_subsidence.synthetic.presets.twin_settings` gives their values).
+TWIN_SETTING_KEYS: tuple[str, ...] = (
+    "mosaic.resolution_deg",
+    "mosaic.overlap_spacing_km",
+    "factors.resolution_deg",
+    "hydro.resolution_deg",
+    "hydro.mode",
+)
+
+
+def resolve_config(config: Config) -> Config:
+    """The config a run of ``config`` uses: settings left unset follow its inputs.
+
+    On the twin (no ``sources.interferograms``) the settings of :data:`TWIN_SETTING_KEYS` that
+    were not set follow the twin preset (:func:`ncp_subsidence.synthetic.presets.twin_settings`:
+    the config's defaults are for real data, the twin's coarser postings need coarser grids);
+    on real interferograms they keep their defaults. A setting given explicitly (in the file,
+    by ``--set``, as a keyword or by assignment; pydantic's ``model_fields_set``) always wins.
+    Values filled in here stay unset, so resolving again after the preset or the sources
+    changed follows the change, and resolving a resolved config changes nothing.
+
+    :func:`load_config` and :func:`~ncp_subsidence.pipeline.run_pipeline` both resolve, so the
+    CLI, the Python API and the notebooks run one config and get the same fingerprints.
+
+    Returns a resolved copy; ``config`` itself is not changed.
+    """
+    out = config.model_copy(deep=True)
+    twin = not out.sources.interferograms  # the InSAR is the twin's: so are the grids
+    if twin:
+        from .synthetic.presets import twin_settings  # heavy package: imported only for a twin
+
+        targets = twin_settings(out.sources.twin.preset)
+    else:
+        targets = {key: _field_default(out, key) for key in TWIN_SETTING_KEYS}
+    for dotted, value in targets.items():
+        section, name = dotted.split(".")
+        options = getattr(out, section)
+        if name in options.model_fields_set or getattr(options, name) == value:
+            continue  # the user's own value wins, or nothing changes
+        setattr(options, name, value)  # validated on assignment, which marks it set ...
+        options.__pydantic_fields_set__.discard(name)  # ... but it stays the user's to set
+        log.debug("%s = %s (%s)", dotted, value, "the twin preset's" if twin else "the default")
+    return out
+
+
+def _field_default(config: Config, dotted: str) -> Any:
+    """The default of the field at ``section.name`` of the config."""
+    section, name = dotted.split(".")
+    field = type(getattr(config, section)).model_fields[name]
+    return field.get_default(call_default_factory=True)
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -11,6 +11,11 @@ pending (interrupted) version has it, the stage resumes into that version and it
 skip what is already written. Otherwise a fresh version is written and published when complete.
 ``force`` recomputes a stage and everything downstream of it into fresh versions.
 
+The stages are those of :data:`STAGES`, in order: each name maps to the module whose ``STAGE``
+object (a :class:`Stage`) runs it, imported when a run needs it. A run uses the resolved config
+(:func:`~ncp_subsidence.config.resolve_config`), as :func:`~ncp_subsidence.config.load_config`
+returns it, so the CLI and the Python API fingerprint the same settings.
+
 >>> from ncp_subsidence.config import Config
 >>> report = run_pipeline(Config(), stages=["discover"])   # doctest: +SKIP
 """
@@ -19,16 +24,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import importlib
 import json
 import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import __version__
-from .config import STAGE_NAMES, Config, redacted_dump
+from .config import Config, redacted_dump, resolve_config
 from .errors import ConfigError, DataError, NcpError, StoreError
 from .io.cube import write_cube
 from .io.stores import ProductRecord, ProductStore, open_store
@@ -38,21 +45,40 @@ if TYPE_CHECKING:
     from distributed import Client
 
 __all__ = [
+    "STAGES",
     "RunReport",
     "Stage",
     "StageContext",
+    "StageLike",
     "StageResult",
     "fingerprint",
+    "load_stage",
     "resolve_stages",
     "run_pipeline",
 ]
 
 log = logging.getLogger(__name__)
 
+#: The pipeline's stages in order (:data:`~ncp_subsidence.config.STAGE_NAMES`): name -> the
+#: module whose ``STAGE`` runs it, imported by :func:`load_stage` when a run needs it.
+STAGES: Mapping[str, str] = MappingProxyType(
+    {
+        "discover": "ncp_subsidence.stages.discover",
+        "ingest": "ncp_subsidence.stages.ingest",
+        "sbas": "ncp_subsidence.stages.sbas",
+        "adjust": "ncp_subsidence.stages.adjust",
+        "mosaic": "ncp_subsidence.stages.mosaic",
+        "hydro": "ncp_subsidence.stages.hydro",
+        "factors": "ncp_subsidence.stages.factors",
+        "geodetector": "ncp_subsidence.stages.geodetector",
+        "analysis": "ncp_subsidence.stages.analysis",
+        "report": "ncp_subsidence.stages.report",
+    }
+)
 
-@runtime_checkable
-class Stage(Protocol):
-    """What the pipeline needs of a stage.
+
+class StageLike(Protocol):
+    """What the pipeline needs of a stage object (a :class:`Stage`, or any object like one).
 
     Attributes
     ----------
@@ -67,6 +93,30 @@ class Stage(Protocol):
 
     def run(self, ctx: StageContext) -> None:
         """Build the graph and write the datasets through ``ctx.write``."""
+
+
+class Stage:
+    """Base of the pipeline's stages: set :attr:`name` and :attr:`reads`, implement :meth:`run`.
+
+    Attributes
+    ----------
+    name : str
+        The stage name, its config section and the product group it writes.
+    reads : tuple of str
+        Products it reads (upstream stage names).
+    """
+
+    name: str = ""
+    reads: tuple[str, ...] = ()
+
+    def run(self, ctx: StageContext) -> None:
+        """Build the graph and write the datasets through ``ctx.write``."""
+        raise NotImplementedError(f"stage {self.name!r} does not define run()")
+
+    def fingerprint_extra(self, config: Config) -> Any:
+        """What the stage's product depends on besides its config section and inputs (JSON-able;
+        e.g. the sources ``discover`` reads); None by default."""
+        return None
 
 
 @dataclass
@@ -221,13 +271,14 @@ class RunReport:
         return "\n".join(lines)
 
 
-def fingerprint(stage: Stage, config: Config, inputs: Mapping[str, str]) -> str:
+def fingerprint(stage: StageLike, config: Config, inputs: Mapping[str, str]) -> str:
     """The fingerprint of ``stage`` given ``config`` and its inputs' fingerprints."""
     section = getattr(config, stage.name, None)
     options = (
         redacted_dump(section) if section is not None and hasattr(section, "model_dump") else None
     )
-    extra = stage.fingerprint_extra(config) if hasattr(stage, "fingerprint_extra") else None
+    # Stage's default where a stage-like object (not derived from Stage) has none
+    extra = getattr(type(stage), "fingerprint_extra", Stage.fingerprint_extra)(stage, config)
     payload = {
         "stage": stage.name,
         "options": options,
@@ -238,39 +289,25 @@ def fingerprint(stage: Stage, config: Config, inputs: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def resolve_stages(names: Iterable[str | Stage] | None = None) -> list[Stage]:
-    """Turn stage names (or Stage objects) into Stage objects, in the order given.
+def load_stage(name: str) -> StageLike:
+    """The ``STAGE`` object of stage ``name``, from its module in :data:`STAGES`."""
+    if name not in STAGES:
+        raise ConfigError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
+    return importlib.import_module(STAGES[name]).STAGE
 
-    None means every registered stage in pipeline order. A name resolves to the ``STAGE`` object
-    of ``ncp_subsidence.stages.<name>``.
+
+def resolve_stages(names: Iterable[str | StageLike] | None = None) -> list[StageLike]:
+    """Turn stage names (or stage objects) into stage objects, in the order given.
+
+    None means every stage of :data:`STAGES` in pipeline order (:func:`load_stage`).
     """
-    import importlib
-
-    out: list[Stage] = []
-    for item in STAGE_NAMES if names is None else names:
-        if not isinstance(item, str):
-            out.append(item)
-            continue
-        if item not in STAGE_NAMES:
-            raise ConfigError(f"unknown stage {item!r}; stages are {', '.join(STAGE_NAMES)}")
-        try:
-            module = importlib.import_module(f".stages.{item}", __package__)
-        except ModuleNotFoundError as err:
-            if names is None:
-                continue  # not yet available in this version: run what exists
-            raise ConfigError(
-                f"stage {item!r} is not available in ncp_subsidence {__version__}"
-            ) from err
-        stage = getattr(module, "STAGE", None)
-        if stage is None:
-            if names is None:
-                continue
-            raise ConfigError(f"stage {item!r} is not available in ncp_subsidence {__version__}")
-        out.append(stage)
-    return out
+    return [
+        load_stage(item) if isinstance(item, str) else item
+        for item in (STAGES if names is None else names)
+    ]
 
 
-def _downstream(stages: Sequence[Stage], forced: set[str]) -> set[str]:
+def _downstream(stages: Sequence[StageLike], forced: set[str]) -> set[str]:
     out = set(forced)
     for s in stages:  # stages are in pipeline order, so one pass closes the set
         if set(s.reads) & out:
@@ -291,7 +328,7 @@ def _new_version(fp: str) -> str:
 
 
 def check_inputs(
-    config: Config, stages: Iterable[str | Stage] | None, store: ProductStore | None = None
+    config: Config, stages: Iterable[str | StageLike] | None, store: ProductStore | None = None
 ) -> ProductStore | None:
     """Check, writing nothing, that every product the stages read exists or is made by the run.
 
@@ -327,7 +364,7 @@ def check_inputs(
 
 def run_pipeline(
     config: Config,
-    stages: Iterable[str | Stage] | None = None,
+    stages: Iterable[str | StageLike] | None = None,
     *,
     force: Iterable[str] = (),
     client: Client | None = None,
@@ -339,9 +376,10 @@ def run_pipeline(
     Parameters
     ----------
     config : Config
-        The resolved configuration.
-    stages : iterable of str or Stage, optional
-        What to run; default every available stage in pipeline order.
+        The configuration; the run uses it resolved (:func:`~ncp_subsidence.config.resolve_config`:
+        on the twin, grids left unset follow the preset), as ``load_config`` returns it.
+    stages : iterable of str or stage objects, optional
+        What to run; default every stage of :data:`STAGES`, in pipeline order.
     force : iterable of str
         Stages to recompute even when their fingerprint matches; everything downstream too.
     client : distributed.Client, optional
@@ -357,6 +395,7 @@ def run_pipeline(
     RunReport
         Per stage: skipped, ran or resumed, the version, the fingerprint and the time taken.
     """
+    config = resolve_config(config)
     plan = resolve_stages(stages)
     names = [s.name for s in plan]
     unknown_force = set(force) - set(names)

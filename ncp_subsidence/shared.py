@@ -31,10 +31,10 @@ def station_window(
 ) -> tuple[float, float]:
     """Station-window radius (m) and steep-gradient threshold (mm/yr/km) for this grid.
 
-    SCIENCE.md 3.2 sets the window at 200 m for ~100 m pixels; on coarser postings the window
+    docs/science.md 3.2 sets the window at 200 m for ~100 m pixels; on coarser postings the window
     grows until it holds ``min_pixels`` pixels (radius ``1.25 * pixel * sqrt(min_pixels / pi)``),
     and the gradient threshold shrinks in proportion, so a station is rejected for the same
-    velocity change across its window (SCIENCE.md 3.4).
+    velocity change across its window (docs/science.md 3.4).
 
     ``lon``/``lat`` are the grid's x/y cell centres: degrees, or metres with ``projected``.
     """

@@ -231,7 +231,7 @@ def _sbas(store: Any, truth_dir: Path, frames: Sequence[str]) -> list[Metric]:
 def station_window_radius_m(radius_m: float, min_pixels: int, dy_km: float, dx_km: float) -> float:
     """The station-window radius (m) the adjust stage uses on a grid of this pixel size.
 
-    SCIENCE.md 3.2's ``radius_m`` (200 m at ~100 m pixels), grown until the window holds
+    docs/science.md 3.2's ``radius_m`` (200 m at ~100 m pixels), grown until the window holds
     ``min_pixels`` pixels: ``1.25 * pixel * sqrt(min_pixels / pi)``.
     """
     needed = 1000.0 * max(dy_km, dx_km) * 1.25 * math.sqrt(min_pixels / math.pi)
@@ -809,7 +809,7 @@ def _lags(store: Any, truth_dir: Path) -> list[Metric]:
 
 def _cell_areas_m2(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """Cell areas (m2, shape (ny, 1)) of a regular cell-registered grid, computed here from the
-    cell edges (SCIENCE.md 8.2), independently of the analysis stage's area code."""
+    cell edges (docs/science.md 8.2), independently of the analysis stage's area code."""
     from ncp_subsidence.kernels.analysis import spherical_cell_area_m2
 
     half_lat = abs(float(lat[1] - lat[0])) / 2
@@ -882,7 +882,7 @@ def _wide_area(store: Any, truth_dir: Path, truth_velocity: xr.DataArray) -> lis
             "1",
             f"analysis product's subsidence-only volume {key}: {v_run / 1e9:.2f} km3 vs truth "
             f"{v_tru / 1e9:.2f} km3; tolerance = a {SIGMA_VERTICAL} mm/yr vertical error over the "
-            f"valid area for {dt:.1f} yr (SCIENCE.md 8.5 dV/dbias), relative",
+            f"valid area for {dt:.1f} yr (docs/science.md 8.5 dV/dbias), relative",
         ),
     ]
 

@@ -29,6 +29,14 @@ def test_help_lists_subcommands():
         assert cmd in out.stdout
 
 
+def test_every_stage_of_the_table_is_a_subcommand():
+    from ncp_subsidence.pipeline import STAGES
+
+    args = build_parser().parse_args
+    for stage in STAGES:
+        assert args([stage]).command == stage
+
+
 def test_help_imports_no_heavy_modules():
     code = "import sys; from ncp_subsidence.cli import build_parser; build_parser(); print(sorted(m for m in ('dask','xarray','zarr','numpy','distributed') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -122,7 +122,7 @@ def test_factors_and_gnss(ingested, tiny_twin):
     gnss = store.open("ingest", "gnss").load()
     assert gnss.sizes["station"] == tiny_twin.sizes["n_gnss"]
     assert gnss["vu"].attrs["units"] == "mm/yr"
-    # the plate motion dominates the horizontal ITRF velocities (SCIENCE.md 4.2: about +27, -10 mm/yr)
+    # the plate motion dominates the horizontal ITRF velocities (docs/science.md 4.2: about +27, -10 mm/yr)
     assert 24 < float(gnss["ve"].median()) < 30 and -12 < float(gnss["vn"].median()) < -7
 
 

@@ -12,7 +12,7 @@ R = 6371007.181
 
 
 def test_cell_area_closed_forms():
-    # SCIENCE.md 8.2: a 0.01 deg cell at 38 N is about 0.974 km2, a 0.25 deg one about 609 km2
+    # docs/science.md 8.2: a 0.01 deg cell at 38 N is about 0.974 km2, a 0.25 deg one about 609 km2
     assert kan.spherical_cell_area_m2(37.995, 38.005, 116.0, 116.01) / 1e6 == pytest.approx(
         0.974, abs=5e-4
     )
@@ -284,3 +284,27 @@ def test_yearly_velocity_and_seasonal_component():
     seasonal = 4.0 * np.cos(2 * np.pi * t) - 1.5 * np.sin(4 * np.pi * t)
     line = -25.0 * (t - 2015.0) + 3.0
     np.testing.assert_allclose(kan.seasonal_component(line + seasonal, t), seasonal, atol=1e-9)
+
+
+def test_region_cell_weights_whole_grid_and_polygon():
+    lat = 38.0 - 0.01 * (np.arange(6) + 0.5)
+    lon = 116.0 + 0.01 * (np.arange(8) + 0.5)
+    square = {
+        "type": "Polygon",
+        "coordinates": [[[116.0, 37.97], [116.04, 37.97], [116.04, 38.0], [116.0, 38.0]]],
+    }
+    w = kan.region_cell_weights(lat, lon, (None, square), 0.01, 0.01)
+    assert w.shape == (2, 6, 8)
+    np.testing.assert_allclose(w[0], kan.grid_cell_area_m2(lat, lon) * np.ones(lon.size), rtol=1e-9)
+    inside = kan.polygon_mask(lon, lat, square)
+    assert inside.any() and not inside.all()
+    np.testing.assert_array_equal(w[1], np.where(inside, w[0], 0.0))
+
+
+def test_epoch_index_exact_and_clamped():
+    months = np.arange("2015-01", "2016-01", dtype="datetime64[M]")
+    assert kan.epoch_index(months, "2015-03") == (2, False)
+    assert kan.epoch_index(months, "2014-06") == (0, True)
+    assert kan.epoch_index(months, "2017-01") == (11, True)
+    gappy = months[[0, 1, 5, 6]]
+    assert kan.epoch_index(gappy, "2015-05") == (2, True)  # nearest month in the gap

@@ -9,10 +9,13 @@ import pytest
 
 from ncp_subsidence.errors import DataError
 from ncp_subsidence.kernels.discretize import (
+    DISCRETIZERS,
     METHODS,
     apply_breaks,
     discretize,
+    discretizer,
     equal_interval_breaks,
+    factor_breaks,
     geometric_breaks,
     merge_small_strata,
     natural_breaks,
@@ -170,3 +173,38 @@ def test_natural_breaks_ten_million_values_is_fast():
     elapsed = time.perf_counter() - t0
     assert d.n_strata == 20 and d.codes.shape == x.shape
     assert elapsed < 10.0, f"{elapsed:.1f} s (target 5 s on an idle 2-core machine)"
+
+
+def test_registry_names_aliases_and_unknown_methods():
+    rng = np.random.default_rng(24)
+    x = rng.lognormal(0, 1, 3000)
+    assert METHODS == ("natural_breaks", "quantile", "equal_interval", "geometric", "std")
+    for name, alias in (("natural_breaks", "natural"), ("equal_interval", "equal"), ("std", "sd")):
+        assert discretizer(alias) is DISCRETIZERS[name]
+        a, b = discretize(x, name, 7), discretize(x, alias, 7)
+        np.testing.assert_array_equal(a.edges, b.edges)
+        np.testing.assert_array_equal(a.codes, b.codes)
+    np.testing.assert_array_equal(
+        discretize(x, "natural_breaks", 5, sample_size=None, min_stratum_size=1).edges,
+        natural_breaks(x, 5, sample_size=None),
+    )
+    with pytest.raises(DataError, match="unknown discretization method"):
+        discretize(x, "jenks", 5)
+    with pytest.raises(DataError, match="chooses its strata from the response"):
+        discretize(x, "optimal", 5)  # needs y: factor_breaks or optimal_discretization
+
+
+def test_factor_breaks_follow_the_registry():
+    rng = np.random.default_rng(25)
+    x = rng.uniform(0, 1, (2, 1500))
+    y = np.where(x[0] > 0.6, 3.0, 0.0) + rng.normal(0, 0.5, 1500)
+    for name, spec in DISCRETIZERS.items():
+        edges = factor_breaks(y, x, method=name, n_strata=6, sample_size=500, seed=1)
+        assert len(edges) == 2
+        if spec.fit is not None:
+            expected = optimal_discretization(y, x[1], sample_size=500, seed=1).discretization
+        else:
+            expected = discretize(x[1], name, 6, sample_size=500, seed=1)
+        np.testing.assert_array_equal(edges[1], expected.edges)
+    with pytest.raises(DataError, match="unknown discretization"):
+        factor_breaks(y, x, method="jenks")

@@ -89,7 +89,7 @@ def test_unit_conversions():
 
 
 def test_cell_area():
-    # 0.01 deg cell at 38 N is about 0.974 km2 (SCIENCE.md validation target 22)
+    # 0.01 deg cell at 38 N is about 0.974 km2 (docs/science.md validation target 22)
     np.testing.assert_allclose(
         ds.cell_area_m2(np.array([38.005]), 0.01, 0.01) / 1e6, 0.974, atol=5e-4
     )
@@ -339,3 +339,30 @@ def test_blocks_that_split_a_coarse_cell_are_refused():
             tg, tf[:, ys], MONTH, np.ones(N_T, bool), m_lat[ys], m_lon, parent_lat[ys], parent_lon,
             weight[ys], ratio=RATIO,
         )  # fmt: skip
+
+
+def test_cell_area_is_the_one_edge_formula():
+    """cell_area_m2 (centres and steps) is spherical_cell_area_m2 on the cell edges, bit for bit,
+    and kernels.analysis re-exports the same function (one cell-area formula in the package)."""
+    from ncp_subsidence.kernels import analysis as kan
+
+    lat = np.array([-89.995, 0.005, 38.005, 41.995])
+    edges = ds.spherical_cell_area_m2(lat - 0.005, lat + 0.005, 0.0, 0.02)
+    assert np.array_equal(ds.cell_area_m2(lat, 0.01, 0.02), edges)
+    assert np.array_equal(ds.cell_area_m2(lat, -0.01, -0.02), edges)
+    assert kan.spherical_cell_area_m2 is ds.spherical_cell_area_m2
+
+
+def test_regrid_separable_fills_sea_from_the_nearest_land_cell():
+    coarse = np.full((2, 3, 4), 7.0)
+    coarse[:, 0, 0] = np.nan  # a sea cell
+    filled = ds.fill_nearest(coarse)
+    assert np.isfinite(filled).all() and np.all(filled == 7.0)
+    assert ds.fill_nearest(np.full((1, 2, 2), np.nan)).shape == (1, 2, 2)  # all sea: unchanged
+    lat_c, lon_c = 40.0 - 0.25 * (np.arange(3) + 0.5), 114.0 + 0.25 * (np.arange(4) + 0.5)
+    lat_f, lon_f = 40.0 - 0.05 * (np.arange(15) + 0.5), 114.0 + 0.05 * (np.arange(20) + 0.5)
+    m_lat = ds.interpolation_matrix(lat_c, lat_f, "bilinear")
+    m_lon = ds.interpolation_matrix(lon_c, lon_f, "bilinear")
+    out = ds.regrid_separable(coarse, m_lat, m_lon)
+    assert out.dtype == np.float32 and out.shape == (2, 15, 20)
+    np.testing.assert_allclose(out, 7.0, rtol=1e-6)

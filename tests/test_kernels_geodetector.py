@@ -18,6 +18,7 @@ from ncp_subsidence.kernels.geodetector import (
     ecological_from_ssw,
     factor_detector,
     factor_from_stats,
+    factor_pairs,
     geodetector_batch,
     interaction_detector,
     risk_detector,
@@ -158,7 +159,7 @@ def test_matches_pandas_groupby_oracle(seed):
 
 
 def test_synthetic_step_function_recovers_analytic_q():
-    """SCIENCE.md 7.6 synthetic 1: Y = 10 * 1[X > 0.5] + N(0, 3^2); q = 25 / 34 ~ 0.735.
+    """docs/science.md 7.6 synthetic 1: Y = 10 * 1[X > 0.5] + N(0, 3^2); q = 25 / 34 ~ 0.735.
 
     With n = 40000 the sampling s.d. of q is about (1 - q) * sqrt(4 q / n) ~ 0.0023 (delta method
     on SSB/SST); the tolerance 0.012 is five of them. Twenty quantile strata put one break within
@@ -181,7 +182,7 @@ def test_synthetic_step_function_recovers_analytic_q():
 
 
 def test_synthetic_product_interaction_enhances():
-    """SCIENCE.md 7.6 synthetic 2: Y = f(X1) g(X2) must enhance (q12 > max(q1, q2))."""
+    """docs/science.md 7.6 synthetic 2: Y = f(X1) g(X2) must enhance (q12 > max(q1, q2))."""
     rng = np.random.default_rng(8)
     n = 20_000
     x1, x2 = rng.uniform(0, 1, n), rng.uniform(0, 1, n)
@@ -363,6 +364,16 @@ def test_batch_equals_single_detectors_and_stats_route():
     nom2 = stratum_stats(y, codes[0], 6, with_m2=False)
     sst = float(((y - y.mean()) ** 2).sum())
     assert factor_from_stats(nom2, sst=sst).q == pytest.approx(factor_from_stats(st).q, abs=1e-13)
+
+
+def test_factor_pairs_default_and_given():
+    assert factor_pairs(4) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    assert factor_pairs(1) == [] and factor_pairs(0) == []
+    assert factor_pairs(3, [(np.int64(2), 0)]) == [(2, 0)]
+    assert all(type(i) is int for pair in factor_pairs(3, np.array([[0, 2]])) for i in pair)
+    assert factor_pairs(5, []) == []
+    res = geodetector_batch(np.arange(6.0), [np.arange(6) % 2] * 3, [2, 2, 2])
+    assert list(res.pairs) == factor_pairs(3)
 
 
 def test_crossing_with_a_constant_factor_ties_exactly():

@@ -1,4 +1,4 @@
-"""Tests of ncp_subsidence.kernels.geometry against SCIENCE.md 2.5 and 4.2 numbers."""
+"""Tests of ncp_subsidence.kernels.geometry against docs/science.md 2.5 and 4.2 numbers."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_plate_motion_in_los_matches_science_2_5(heading, theta, expected):
 
 
 def test_swath_ramp_matches_science_4_2():
-    # SCIENCE.md 4.2 quotes 5.4 (asc) and 6.3 (dsc): the differences of the 2.5 numbers (30-46 deg)
+    # docs/science.md 4.2 quotes 5.4 (asc) and 6.3 (dsc): the differences of the 2.5 numbers (30-46 deg)
     assert g.swath_plate_ramp(116.0, 38.0, ASC, 30.0, 46.0) == pytest.approx(5.4, abs=0.1)
     assert g.swath_plate_ramp(116.0, 38.0, DSC, 30.0, 46.0) == pytest.approx(6.3, abs=0.1)
     # the full 29-46 deg span is slightly larger
@@ -131,7 +131,7 @@ def test_vertical_after_removing_horizontal_plate_motion():
     v_true[:, 2] = [-40.0, -5.0]
     d_los = g.enu_to_los(v_true, u)
     np.testing.assert_allclose(g.los_to_vertical(d_los, u, v_plate), [-40.0, -5.0], atol=1e-9)
-    # ignoring the plate motion is wrong by several mm/yr (the reason for SCIENCE.md 4.3)
+    # ignoring the plate motion is wrong by several mm/yr (the reason for docs/science.md 4.3)
     naive = g.los_to_vertical(d_los, u)
     assert np.all(np.abs(naive - [-40.0, -5.0]) > 10.0)
 

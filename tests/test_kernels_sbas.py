@@ -1,4 +1,4 @@
-"""Tests of the SBAS kernel against numpy.linalg, scipy and analytic truth (SCIENCE.md 1.5)."""
+"""Tests of the SBAS kernel against numpy.linalg, scipy and analytic truth (docs/science.md 1.5)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def _pinv_reference(phase, pairs, dates, weight=None, rcond=1e-10):
 
 
 def _synthetic(n_date, velocity, *, noise=0.3, amplitude=5.0, seed=0, n_pix=64, max_step=4):
-    """SCIENCE.md 1.5 truth: d = v t + A sin(2 pi t + phase0) mm, noise in radians per pair."""
+    """docs/science.md 1.5 truth: d = v t + A sin(2 pi t + phase0) mm, noise in radians per pair."""
     rng = np.random.default_rng(seed)
     dates = _dates(n_date)
     pairs = _network(n_date, max_step)
@@ -257,13 +257,13 @@ def test_weights_from_float32_coherence_with_nan_and_out_of_range_values(weights
 
 
 # --------------------------------------------------------------------------------------------
-# synthetic truth (SCIENCE.md 1.5)
+# synthetic truth (docs/science.md 1.5)
 # --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("n_date", "rms_limit"), [(40, 1.5), (120, 1.0)])
 def test_svd_recovers_velocity_on_full_network(n_date, rms_limit):
-    # SCIENCE.md 1.5: the error must stay below 1 mm/yr. With 0.3 rad of noise per pair the
+    # docs/science.md 1.5: the error must stay below 1 mm/yr. With 0.3 rad of noise per pair the
     # per-pixel scatter is noise-limited (about 1.3 mm/yr RMS at 40 dates, 0.7 at 120), so the
     # bound is applied to the bias over pixels, and the RMS is bounded by the noise level.
     velocity = np.linspace(-200, 0, 64)

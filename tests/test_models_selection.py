@@ -1,4 +1,4 @@
-"""Controlled tests of the per-frame model selection (SCIENCE.md 3.2-3.4)."""
+"""Controlled tests of the per-frame model selection (docs/science.md 3.2-3.4)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_smooth_random_field_beats_offset_on_held_out_points():
     p0 = evaluate_holdout(offset, x[te], y[te], field[te])
     assert chosen["n"] == n_test
     assert chosen["rmse_after"] < 0.5 * p0["rmse_after"]
-    assert chosen["rmse_after"] < 2.0  # SCIENCE.md 3.6: <= 2 mm/yr for n >= 10
+    assert chosen["rmse_after"] < 2.0  # docs/science.md 3.6: <= 2 mm/yr for n >= 10
 
 
 @pytest.mark.parametrize("model", ["RF", "GB"])

@@ -194,3 +194,34 @@ def test_stage_on_a_missing_or_empty_store_writes_nothing(tmp_path, capsys):
     with pytest.raises(StoreError, match="reads product 'discover'.*no complete version"):
         run_pipeline(_config(tmp_path / "s"), [DoubleStage()])
     assert sorted(p.relative_to(tmp_path / "s") for p in (tmp_path / "s").rglob("*")) == before
+
+
+def test_stage_table_is_the_pipeline_order_and_each_module_holds_its_stage():
+    from ncp_subsidence.config import STAGE_NAMES
+    from ncp_subsidence.pipeline import STAGES, Stage, load_stage, resolve_stages
+
+    assert tuple(STAGES) == STAGE_NAMES
+    for name, module in STAGES.items():
+        assert module == f"ncp_subsidence.stages.{name}"
+    ingest = load_stage("ingest")
+    assert isinstance(ingest, Stage) and ingest.name == "ingest"
+    assert [s.name for s in resolve_stages(["discover", "ingest"])] == ["discover", "ingest"]
+    with pytest.raises(ConfigError, match="unknown stage 'nope'"):
+        load_stage("nope")
+
+
+def test_stage_base_gives_the_default_fingerprint_extra():
+    from ncp_subsidence.pipeline import Stage, fingerprint
+
+    class Based(Stage):
+        name = "discover"
+
+    class Plain:  # a stage-like object not derived from Stage
+        name = "discover"
+        reads = ()
+
+    cfg = Config()
+    assert Based().fingerprint_extra(cfg) is None
+    assert fingerprint(Based(), cfg, {}) == fingerprint(Plain(), cfg, {})
+    with pytest.raises(NotImplementedError):
+        Based().run(None)

@@ -178,3 +178,34 @@ def test_report_renders_offline_in_headless_chromium(report_dir, tmp_path):
     assert all(u.startswith(("file:", "data:")) for u in good["requests"]), good["requests"]
     assert good["png"][:8] == b"\x89PNG\r\n\x1a\n" and len(good["png"]) > 10_000
     (tmp_path / "report_screenshot.png").write_bytes(good["png"])
+
+
+def test_index_html_template_escapes_and_groups_sections():
+    """index.html comes from the packaged Jinja2 template: text escaped, tables kept as HTML,
+    figures under one heading per run of the same section, in order."""
+    from importlib.resources import files
+
+    from ncp_subsidence.stages._report_html import render_html
+    from ncp_subsidence.stages._report_maps import Figure
+
+    assert files("ncp_subsidence").joinpath("templates/report_index.html").is_file()
+    figures = [
+        Figure("Maps", "a.png", b"", "velocity <mm/yr> & sign"),
+        Figure("Maps", "b.png", b"", "cumulative"),
+        Figure("Geodetector", "c.png", b"", "q"),
+    ]
+    text = render_html(
+        "NCP <twin>", figures, [("Volumes & loss", "<table><tr><td>1</td></tr></table>")]
+    )
+    assert text.startswith("<!DOCTYPE html>\n") and text.endswith("</body></html>")
+    assert "<title>NCP &lt;twin&gt;</title>" in text and "<h1>NCP &lt;twin&gt;</h1>" in text
+    assert (
+        '<figure><img src="a.png" alt="velocity &lt;mm/yr&gt; &amp; sign">'
+        "<figcaption>velocity &lt;mm/yr&gt; &amp; sign</figcaption></figure>"
+    ) in text
+    assert text.count("<h2>Maps</h2>") == 1
+    assert (
+        text.index("<h2>Maps</h2>") < text.index('src="b.png"') < text.index("<h2>Geodetector</h2>")
+    )
+    assert "<h3>Volumes &amp; loss</h3><table><tr><td>1</td></tr></table>" in text
+    assert "subsidence is negative" in text and "http" not in text

@@ -35,7 +35,7 @@ from ncp_subsidence.pipeline import run_pipeline
 from ncp_subsidence.validate import holdout_rmse, holdout_rmse_tolerance, overlap_residuals
 
 # tiny twin (2.5 km pixels): a 3 km window holds 4-6 pixels; the steep-gradient screen is the
-# same velocity change across the window as SCIENCE.md's 20 mm/yr/km over 200 m: ~2 mm/yr/km at 3 km
+# same velocity change across the window as docs/science.md's 20 mm/yr/km over 200 m: ~2 mm/yr/km at 3 km
 ADJUST = {"radius_m": 3000.0, "min_pixels": 3, "max_gradient_mm_yr_km": 2.0}
 # overlap cells of 10 km hold 4 x 4 tiny-twin pixels (1 km cells hold 10 x 10 pixels at 100 m)
 MOSAIC = {

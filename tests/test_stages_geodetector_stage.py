@@ -14,10 +14,11 @@ import xarray as xr
 
 from ncp_subsidence.choices import FACTOR_NAMES
 from ncp_subsidence.config import GeodetectorOptions
-from ncp_subsidence.kernels.discretize import apply_breaks
+from ncp_subsidence.kernels.discretize import apply_breaks, factor_breaks
 from ncp_subsidence.kernels.geodetector import geodetector_batch
+from ncp_subsidence.kernels.sampling import run_draws
 from ncp_subsidence.pipeline import run_pipeline
-from ncp_subsidence.stages.geodetector import aggregate_to_factor_grid, factor_breaks, run_draws
+from ncp_subsidence.stages.geodetector import aggregate_to_factor_grid
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,10 @@ product, i.e. 1.15-1.45 mm/yr vertical):
 - truth in the overlap: RMS of (mosaic - truth) over the overlap cells < 1.6 mm/yr, of which
   ~0.9 mm/yr is the blended pixel noise and 0.4 mm/yr the two frames' own truths disagreeing
   (OLS slopes over different SAR dates);
-- overlap residual RMS between frames: issue 6 asks <= 1 mm/yr (SCIENCE.md 4.6: <= 2). The floor
+- overlap residual RMS between frames: issue 6 asks <= 1 mm/yr (docs/science.md 4.6: <= 2). The floor
   of 10 km cell medians of 16 noisy pixels is ~0.6 mm/yr and the truths differ by 0.4 mm/yr; what
   each frame's GNSS fit leaves along the overlap (A142's quadratic + GP error field is fitted from
-  14 stations) is the rest. An offset per frame (SCIENCE.md 4.3) leaves 1.07 mm/yr; the default
+  14 stations) is the rest. An offset per frame (docs/science.md 4.3) leaves 1.07 mm/yr; the default
   along-track spline per frame 0.95.
 
 Every overlap RMS here is recomputed from the products (``validate.overlap_residuals``: the
@@ -86,7 +86,7 @@ def test_overlap_rms_drops_and_truth_recovered(mosaic):
     ds, truth, edge = mosaic
     assert edge["used"] and edge["n"] >= 100
     assert edge["rms_after"] < edge["rms_before"]
-    assert edge["rms_after"] <= 2.0  # SCIENCE.md 4.6
+    assert edge["rms_after"] <= 2.0  # docs/science.md 4.6
     both = np.isfinite(truth).all(0)
     err = ds["vertical_velocity"].values - 0.5 * (truth[0] + truth[1])  # NaN outside the overlap
     rms = float(np.sqrt(np.nanmean(err[both] ** 2)))
@@ -100,7 +100,7 @@ def test_overlap_rms_within_one_mm_per_year(mosaic):
 
 
 def test_along_track_spline_beats_an_offset_per_frame(tiny_twin, tmp_path_factory, tmp_path):
-    """SCIENCE.md 4.3's offset per GNSS-adjusted frame against the default, on the same frames."""
+    """docs/science.md 4.3's offset per GNSS-adjusted frame against the default, on the same frames."""
     import shutil
 
     import dask

@@ -180,7 +180,7 @@ def test_geometry_cogs_follow_hyp3_convention(tiny_twin):
 
 
 def test_plate_motion_and_los_numbers():
-    """SCIENCE.md 4.2 and 2.5 check values (ITRF2014-PMM Eurasia)."""
+    """docs/science.md 4.2 and 2.5 check values (ITRF2014-PMM Eurasia)."""
     ve, vn, vu = plate_motion_enu(116.0, 38.0)
     assert float(ve) == pytest.approx(27.1, abs=0.15)
     assert float(vn) == pytest.approx(-9.6, abs=0.15)
@@ -412,7 +412,7 @@ def test_truth_time_behaviour(tiny_twin):
     hydro = xr.open_zarr(tiny_twin.truth, group="hydro", consolidated=False)
     g = hydro.gwsa.mean(("lat", "lon")).sel(time=slice("2010-01", "2011-01")).values
     assert g[2] > g[7] and g[12] > g[7]
-    # lags: Beijing 0, Cangzhou 1, Hengshui 2 months (SCIENCE.md validation 9)
+    # lags: Beijing 0, Cangzhou 1, Hengshui 2 months (docs/science.md validation 9)
     tr = TwinTruth(0)
     lags = {b.name: int(tr.lag_months(np.array(b.lon), np.array(b.lat))) for b in BOWLS}
     assert (lags["beijing_north"], lags["cangzhou"], lags["hengshui"]) == (0, 1, 2)

@@ -1,7 +1,7 @@
 """Cube schemas and resumable, chunk-aligned region writes.
 
 A :class:`CubeSchema` states what a product holds: variables with their dims, dtype and CF
-attributes, and the chunking rule. :func:`write_cube` writes a lazy dataset the way DESIGN.md
+attributes, and the chunking rule. :func:`write_cube` writes a lazy dataset the way docs/design.md
 section 2 asks: first a template (metadata and coordinates, no data), then the data in regions
 aligned to Zarr chunks along one dimension, recording each finished region in the product record
 so that a rerun after a crash writes only what is missing. The completion record (the product
@@ -100,7 +100,7 @@ def _f(dims: str, units: str, long_name: str, **kw: Any) -> VarSpec:
     return VarSpec(tuple(dims.split(",")), units, long_name, **kw)
 
 
-#: The schemas of DESIGN.md section 2, by product.
+#: The schemas of docs/design.md section 2, by product.
 SCHEMAS: dict[str, CubeSchema] = {
     "ifg": CubeSchema(
         "ifg",

@@ -2,7 +2,7 @@
 (xarray + h5netcdf over fsspec), GNSS velocities (MIDAS format), and GeoJSON vectors.
 
 All readers are lazy where the data are big (dask arrays whose chunks read their own window of
-each file) and return xarray objects in the conventions of DESIGN.md section 3. Failure policy
+each file) and return xarray objects in the conventions of docs/design.md section 3. Failure policy
 (:data:`OnError`): ``"fail"`` raises on an unreadable asset; ``"nan"`` turns it into NaN, counts
 it, logs it and reports it so the stage can record it in the product's attrs.
 """

@@ -1,6 +1,6 @@
 """Kernels of the GNSS-based long-wavelength adjustment and of the wide-area mosaic.
 
-Pure numpy/scipy (SCIENCE.md stages 3 and 4). The per-frame model selection lives in
+Pure numpy/scipy (docs/science.md stages 3 and 4). The per-frame model selection lives in
 :mod:`ncp_subsidence.models.selection`; this module holds the numerical pieces it and the
 ``adjust``/``mosaic`` stages share:
 
@@ -59,8 +59,11 @@ __all__ = [
     "SeriesComparison",
     "StationSamples",
     "adjust_overlaps",
+    "bilinear_regrid",
     "bilinear_sample",
     "blend_frames",
+    "blend_series",
+    "coarse_axis",
     "common_mode_series",
     "compare_series",
     "evaluate_correction",
@@ -68,8 +71,10 @@ __all__ = [
     "fit_polynomial",
     "gaussian_smooth_km",
     "grid_spacing_km",
+    "holdout_rmse_scores",
     "local_coordinates_km",
     "lonlat_from_local_km",
+    "overlap_cell_medians",
     "polynomial_design",
     "polynomial_n_terms",
     "projected_spacing_km",
@@ -85,7 +90,7 @@ __all__ = [
 ]
 
 EARTH_RADIUS_KM = 6371.007181
-"""Authalic sphere radius, km (SCIENCE.md global conventions)."""
+"""Authalic sphere radius, km (docs/science.md global conventions)."""
 MAD_TO_SIGMA = 1.4826
 """Scale of the median absolute deviation to a Gaussian standard deviation."""
 
@@ -218,7 +223,7 @@ class StationSamples:
     max_gradient : ndarray, shape (n_station,), mm/yr/km
         Velocity gradient magnitude within the window: the least-squares plane through the
         window's pixels (spikes beyond 5 robust sigmas trimmed), so pixel noise does not
-        masquerade as a gradient (steep-bowl test, SCIENCE.md 3.4).
+        masquerade as a gradient (steep-bowl test, docs/science.md 3.4).
     valid : ndarray, shape (n_station,), bool
     """
 
@@ -309,7 +314,7 @@ def sample_station_windows(
     min_quality: float = 0.7,
     projected: bool = False,
 ) -> StationSamples:
-    """Robust median of valid pixels within ``radius_m`` of each station (SCIENCE.md 3.2 step 2).
+    """Robust median of valid pixels within ``radius_m`` of each station (docs/science.md 3.2 step 2).
 
     Parameters
     ----------
@@ -385,7 +390,7 @@ def residuals_at_stations(
     *,
     epoch_mismatch: ArrayLike | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """InSAR-minus-GNSS residuals ``r = u . v_GNSS - v_InSAR`` and their sigma (SCIENCE.md 3.2).
+    """InSAR-minus-GNSS residuals ``r = u . v_GNSS - v_InSAR`` and their sigma (docs/science.md 3.2).
 
     Both inputs must be in the same (Eurasia-fixed) frame. The correction surface fitted to
     ``r`` is *added* to InSAR: ``v_adj = v_LOS + c``.
@@ -398,7 +403,7 @@ def residuals_at_stations(
     insar_los : array_like, shape (n,), mm/yr, the window median
     insar_sigma : array_like, shape (n,), mm/yr, standard error of the window median
     epoch_mismatch : array_like of bool, shape (n,), optional
-        Stations whose GNSS window does not match the InSAR window: sigma x 2 (SCIENCE.md 3.4).
+        Stations whose GNSS window does not match the InSAR window: sigma x 2 (docs/science.md 3.4).
 
     Returns
     -------
@@ -464,7 +469,7 @@ def fit_polynomial(
     weights : array_like, shape (n,), optional, ``1 / sigma^2``
     degree : int
     ridge : float
-        SCIENCE.md 3.2: 0 for P0/P1, 1e-6 for P2, 1e-3 for P3.
+        docs/science.md 3.2: 0 for P0/P1, 1e-6 for P2, 1e-3 for P3.
 
     Returns
     -------
@@ -502,7 +507,7 @@ def reject_outliers(
     max_gradient: ArrayLike | None = None,
     gradient_max: float = 20.0,
 ) -> NDArray[np.bool_]:
-    """Iterative MAD rejection of GNSS residuals plus the steep-gradient test (SCIENCE.md 3.4).
+    """Iterative MAD rejection of GNSS residuals plus the steep-gradient test (docs/science.md 3.4).
 
     Each iteration fits the trend (the weighted median for degree 0, a weighted polynomial
     otherwise) to the kept stations and rejects every station with
@@ -599,7 +604,7 @@ def gaussian_smooth_km(
     Parameters
     ----------
     surface : array_like, shape (ny, nx)
-    sigma_km : float, km (SCIENCE.md 3.2: 20 km for tree models)
+    sigma_km : float, km (docs/science.md 3.2: 20 km for tree models)
     dy_km, dx_km : float, optional, pixel size in km
     lon_deg, lat_deg : array_like, shape (nx,) and (ny,), optional, degrees
     truncate : float, kernel half-width in sigmas
@@ -692,13 +697,13 @@ class ConvexHull2D:
 
 
 # --------------------------------------------------------------------------------------------
-# overlap adjustment (SCIENCE.md 4.3 step 2)
+# overlap adjustment (docs/science.md 4.3 step 2)
 # --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class OverlapSamples:
-    """Samples of one overlap O_fg on a common grid (SCIENCE.md 4.3 step 2.1).
+    """Samples of one overlap O_fg on a common grid (docs/science.md 4.3 step 2.1).
 
     Attributes
     ----------
@@ -878,7 +883,7 @@ def adjust_overlaps(
     knot_spacing_km: float = 100.0,
     roughness: float = 1.0,
 ) -> OverlapAdjustment:
-    """Per-frame corrections from overlaps and GNSS ties (SCIENCE.md 4.3 step 2).
+    """Per-frame corrections from overlaps and GNSS ties (docs/science.md 4.3 step 2).
 
     Minimises, with LSQR on a sparse system,
     ``sum_(f,g) sum_q w_q [v_f + k_f - v_g - k_g]^2 + lambda_G sum_i [v_f(x_i) + k_f(x_i) -
@@ -892,7 +897,7 @@ def adjust_overlaps(
         Overlaps with fewer than ``min_samples`` finite samples are dropped from the graph.
     ties : sequence of GnssTies
     models : sequence of str, optional
-        Per frame 'offset' (SCIENCE.md's default for frames GNSS-adjusted in Stage 3), 'plane'
+        Per frame 'offset' (the reference model of docs/science.md 4.3 for frames GNSS-adjusted in Stage 3), 'plane'
         (frames without GNSS), or 'along_track': a cubic B-spline of the along-track (north)
         coordinate with knots every ``knot_spacing_km``, which follows the slowly varying
         residual of a frame's GNSS adjustment along its overlaps (constant across track).
@@ -1091,7 +1096,7 @@ def feather_weights(
     cap_km: float = 10.0,
     edge_at_border: bool = False,
 ) -> NDArray[np.float64]:
-    """Feather weight = distance to the frame edge, capped, km (SCIENCE.md 4.3 step 3).
+    """Feather weight = distance to the frame edge, capped, km (docs/science.md 4.3 step 3).
 
     Parameters
     ----------
@@ -1268,7 +1273,7 @@ def resample_to_epochs(
     *,
     max_extrapolation: float | None = None,
 ) -> NDArray[np.float64]:
-    """Linear interpolation of time series to new epochs, time axis last (SCIENCE.md 4.3).
+    """Linear interpolation of time series to new epochs, time axis last (docs/science.md 4.3).
 
     Parameters
     ----------
@@ -1586,3 +1591,173 @@ def compare_series(first: ArrayLike, second: ArrayLike, *, min_common: int = 5) 
         rmse = np.sqrt(np.where(common, (a0 - b0) ** 2, 0.0).sum(axis=1) / n)
     rmse[n < max(min_common, 1)] = np.nan
     return SeriesComparison(a0, b0, rmse, n)
+
+
+# --------------------------------------------------------------------------------------------
+# pieces of the adjust and mosaic stages (moved here: plain numpy)
+# --------------------------------------------------------------------------------------------
+
+
+def coarse_axis(v: ArrayLike, spacing: float) -> NDArray[np.float64]:
+    """An evenly spaced axis from ``min(v)`` to ``max(v)``, steps at most ``spacing`` (>= 2 points).
+
+    The coarse grid on which the adjust stage predicts the correction before resampling it
+    bilinearly onto the frame.
+    """
+    lo, hi = float(np.min(v)), float(np.max(v))
+    n = max(int(np.ceil((hi - lo) / spacing)) + 1, 2)
+    return np.linspace(lo, hi, n)
+
+
+def _finite_or_none(v: float | None) -> float | None:
+    return float(v) if v is not None and np.isfinite(v) else None
+
+
+def holdout_rmse_scores(
+    resid_los: ArrayLike,
+    gnss_up: ArrayLike,
+    insar_los: ArrayLike,
+    u_up: ArrayLike,
+    correction_los: ArrayLike,
+    test: ArrayLike,
+) -> dict[str, float | None]:
+    """RMSE at the held-out stations before and after the correction, LOS and vertical-only.
+
+    LOS: the residuals ``r = u . v_GNSS,EF - v_EF`` against the correction ``c``; vertical: the
+    GNSS up velocity against the InSAR LOS window median divided by ``u_up``, against ``c / u_up``.
+
+    Parameters
+    ----------
+    resid_los : array_like, shape (n,), mm/yr
+    gnss_up : array_like, shape (n,), mm/yr, Eurasia-fixed GNSS up velocity
+    insar_los : array_like, shape (n,), mm/yr, window median of the Eurasia-fixed LOS velocity
+    u_up : array_like, shape (n,), up component of the LOS unit vector (window median)
+    correction_los : array_like, shape (n,), mm/yr, the correction at the stations
+    test : array_like of bool, shape (n,), the held-out stations scored
+
+    Returns
+    -------
+    dict
+        ``holdout_rmse_{los,vertical}_{before,after}``, mm/yr; None without a held-out station
+        (or where not finite).
+    """
+    resid, c_st, u_up = np.asarray(resid_los), np.asarray(correction_los), np.asarray(u_up)
+    test = np.asarray(test, dtype=bool)
+    vertical = np.asarray(gnss_up) - np.asarray(insar_los) / np.where(
+        np.isfinite(u_up), u_up, np.nan
+    )
+    scores: dict[str, float | None] = {}
+    for kind, r in (("los", resid), ("vertical", vertical)):
+        cr = c_st if kind == "los" else c_st / u_up
+        scores[f"holdout_rmse_{kind}_before"] = (
+            _finite_or_none(np.sqrt(np.mean(r[test] ** 2))) if test.any() else None
+        )
+        scores[f"holdout_rmse_{kind}_after"] = (
+            _finite_or_none(np.sqrt(np.mean((r[test] - cr[test]) ** 2))) if test.any() else None
+        )
+    return scores
+
+
+def overlap_cell_medians(
+    lat_px: ArrayLike,
+    lon_px: ArrayLike,
+    ok: ArrayLike,
+    layers: Sequence[ArrayLike],
+    *,
+    south: float,
+    west: float,
+    dlat: float,
+    dlon: float,
+    nlat: int,
+    nlon: int,
+) -> list[NDArray[np.float64]]:
+    """Medians of pixel layers over the cells of a regular lon/lat grid (an overlap's samples).
+
+    Parameters
+    ----------
+    lat_px, lon_px : array_like, shape (ny, nx) (or broadcastable), degrees of the pixel centres
+    ok : array_like of bool, the pixels to use (valid and coherent)
+    layers : sequence of array_like, shape (ny, nx), e.g. velocity and its sigma, mm/yr
+    south, west : float, degrees, the corner of the cell grid
+    dlat, dlon : float, degrees, the cell size
+    nlat, nlon : int, cells along each axis
+
+    Returns
+    -------
+    list of ndarray, shape (nlat * nlon,), one per layer, row-major over the cells; NaN in a cell
+    without a usable pixel.
+    """
+    iy = np.floor((np.asarray(lat_px) - south) / dlat).astype(int)
+    ix = np.floor((np.asarray(lon_px) - west) / dlon).astype(int)
+    inside = np.asarray(ok, dtype=bool) & (iy >= 0) & (iy < nlat) & (ix >= 0) & (ix < nlon)
+    labels = np.where(inside, iy * nlon + ix + 1, 0)
+    index = np.arange(1, nlat * nlon + 1)
+    count = ndi.sum(inside, labels, index)
+    return [
+        np.where(count > 0, ndi.median(np.nan_to_num(layer), labels, index), np.nan)
+        for layer in layers
+    ]
+
+
+def bilinear_regrid(values, y_src, x_src, y_out, x_out):
+    """Bilinear resampling of a cell-registered grid to new cell centres, NaN off the grid.
+
+    Parameters
+    ----------
+    values : ndarray, shape (..., ny, nx)
+    y_src : ndarray, shape (ny,), monotonic (either direction); x_src : shape (nx,), monotonic
+    y_out : ndarray, shape (my,); x_out : shape (mx,)
+
+    Returns
+    -------
+    ndarray, shape (..., my, mx), float64
+        Points more than half a source cell outside the source grid are NaN; inside the outer
+        half cell the edge value is held. NaN inputs propagate to the outputs that use them.
+    """
+    z = np.asarray(values, dtype=np.float64)
+    ys, xs = np.asarray(y_src, float), np.asarray(x_src, float)
+    if ys.size > 1 and ys[0] > ys[-1]:
+        ys, z = ys[::-1], z[..., ::-1, :]
+    if xs.size > 1 and xs[0] > xs[-1]:
+        xs, z = xs[::-1], z[..., :, ::-1]
+    out_shape = (*z.shape[:-2], np.size(y_out), np.size(x_out))
+    if ys.size < 2 or xs.size < 2:
+        return np.full(out_shape, np.nan)
+    hy, hx = abs(ys[1] - ys[0]) / 2, abs(xs[1] - xs[0]) / 2
+    yo, xo = np.asarray(y_out, float), np.asarray(x_out, float)
+    out_y = (yo < ys[0] - hy) | (yo > ys[-1] + hy)
+    out_x = (xo < xs[0] - hx) | (xo > xs[-1] + hx)
+    yc, xc = np.clip(yo, ys[0], ys[-1]), np.clip(xo, xs[0], xs[-1])
+    iy = np.clip(np.searchsorted(ys, yc) - 1, 0, ys.size - 2)
+    ix = np.clip(np.searchsorted(xs, xc) - 1, 0, xs.size - 2)
+    fy = ((yc - ys[iy]) / (ys[iy + 1] - ys[iy]))[:, None]
+    fx = ((xc - xs[ix]) / (xs[ix + 1] - xs[ix]))[None, :]
+    iy2, ix2 = iy[:, None], ix[None, :]
+    out = (
+        z[..., iy2, ix2] * (1 - fy) * (1 - fx)
+        + z[..., iy2, ix2 + 1] * (1 - fy) * fx
+        + z[..., iy2 + 1, ix2] * fy * (1 - fx)
+        + z[..., iy2 + 1, ix2 + 1] * fy * fx
+    )
+    out[..., out_y, :] = np.nan
+    out[..., :, out_x] = np.nan
+    return out
+
+
+def blend_series(series, feathers, sigmas) -> np.ndarray:
+    """Blend displacement series (time, lat, lon) of several frames with the velocity weights.
+
+    The same weights as :func:`blend_frames` (feather / sigma^2 where both are valid, and the
+    value finite), accumulated frame by frame in float32, so memory stays a few series in size.
+    """
+    num = np.zeros(series[0].shape, np.float32)
+    den = np.zeros(series[0].shape, np.float32)
+    for ts, fw, sg in zip(series, feathers, sigmas):
+        w = np.where(
+            np.isfinite(sg) & (sg > 0) & (fw > 0), fw / np.where(sg > 0, sg, 1.0) ** 2, 0.0
+        )
+        ok = np.isfinite(ts)
+        num += np.where(ok, ts, 0.0).astype(np.float32) * w.astype(np.float32)
+        den += ok * w.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / den, np.nan)

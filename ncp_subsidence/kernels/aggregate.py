@@ -1,6 +1,6 @@
 """Aggregate a fine raster into the cells of a coarser grid: median, mean or count per cell.
 
-The geodetector takes one response value per factor cell (SCIENCE.md 7.2: one point per cell, the
+The geodetector takes one response value per factor cell (docs/science.md 7.2: one point per cell, the
 median of the cell). Given, for every fine pixel, the row and column of the coarse cell holding it,
 :func:`cell_reduce` returns the per-cell statistic on the coarse block. Pure numpy; the Dask layer
 (:mod:`ncp_subsidence.stages.geodetector`) cuts the fine raster in blocks whose edges fall on

@@ -7,7 +7,7 @@ results with :func:`combine_partials` (exact and associative: sums, maxima and a
 largest values) before :func:`finalize_partials` turns them into numbers. The same three
 functions on one whole-array "chunk" give the same answer, which the tests check.
 
-Conventions (SCIENCE.md): vertical positive up, so subsidence is a negative velocity or
+Conventions (docs/science.md): vertical positive up, so subsidence is a negative velocity or
 displacement; "subsiding faster than tau" means ``v < -tau``. Areas in m2 on the authalic sphere
 ``R = 6371007.181 m``; volumes in m3 (``1 km3 = 1e9 m3 = one billion m3``); displacements in mm,
 velocities in mm/yr, times in decimal years.
@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
-from .downscale import EARTH_RADIUS_M, cell_area_m2
+from .downscale import EARTH_RADIUS_M, cell_area_m2, spherical_cell_area_m2
 from .trends import harmonic_design
 
 __all__ = [
@@ -44,11 +44,13 @@ __all__ = [
     "centred_moving_average",
     "combine_partials",
     "cumulative_top_k",
+    "epoch_index",
     "finalize_partials",
     "grid_cell_area_m2",
     "lagged_cross_correlation",
     "polygon_mask",
     "preprocess_series",
+    "region_cell_weights",
     "region_mean",
     "seasonal_component",
     "spherical_cell_area_m2",
@@ -59,35 +61,9 @@ __all__ = [
 Detrend = Literal["none", "linear", "moving_average", "seasonal", "diff"]
 
 # --------------------------------------------------------------------------------------------
-# Cell areas and region masks
+# Cell areas and region masks (the cell-area formula itself is
+# :func:`ncp_subsidence.kernels.downscale.spherical_cell_area_m2`, re-exported here)
 # --------------------------------------------------------------------------------------------
-
-
-def spherical_cell_area_m2(lat1: Any, lat2: Any, lon1: Any, lon2: Any) -> np.ndarray:
-    """Exact area of a latitude-longitude cell on the authalic sphere (SCIENCE.md 8.2).
-
-    ``A = R^2 (sin phi2 - sin phi1) (lambda2 - lambda1)``, angles in radians.
-
-    Parameters
-    ----------
-    lat1, lat2 : array_like, degrees
-        Southern and northern edges (the order does not matter).
-    lon1, lon2 : array_like, degrees
-        Western and eastern edges.
-
-    Returns
-    -------
-    ndarray, m2, the broadcast shape of the inputs (R = 6371007.181 m)
-
-    Examples
-    --------
-    >>> round(float(spherical_cell_area_m2(37.995, 38.005, 116.0, 116.01)) / 1e6, 3)
-    0.974
-    """
-    p1 = np.deg2rad(np.asarray(lat1, dtype=np.float64))
-    p2 = np.deg2rad(np.asarray(lat2, dtype=np.float64))
-    dlon = np.deg2rad(np.abs(np.asarray(lon2, dtype=np.float64) - np.asarray(lon1)))
-    return EARTH_RADIUS_M**2 * np.abs(np.sin(p2) - np.sin(p1)) * dlon
 
 
 def _step(coord: np.ndarray, name: str) -> float:
@@ -169,6 +145,34 @@ def polygon_mask(lon: np.ndarray, lat: np.ndarray, geometry: Mapping[str, Any]) 
     return inside
 
 
+def region_cell_weights(
+    lat: np.ndarray,
+    lon: np.ndarray,
+    geometries: Sequence[Mapping[str, Any] | None],
+    dlat: float,
+    dlon: float,
+) -> np.ndarray:
+    """Cell area (m2) inside each region, 0 outside, for one block of a grid.
+
+    Parameters
+    ----------
+    lat : ndarray, shape (ny,), cell-centre latitudes, degrees
+    lon : ndarray, shape (nx,), cell-centre longitudes, degrees
+    geometries : sequence of GeoJSON (Multi)Polygon geometries, or None for the whole grid
+    dlat, dlon : float, cell sizes in degrees
+
+    Returns
+    -------
+    ndarray, shape (n_regions, ny, nx), m2
+    """
+    area = cell_area_m2(lat, dlat, dlon)[:, None] * np.ones((1, lon.size))
+    out = np.empty((len(geometries), lat.size, lon.size))
+    for i, geometry in enumerate(geometries):
+        mask = np.ones(area.shape, bool) if geometry is None else polygon_mask(lon, lat, geometry)
+        out[i] = np.where(mask, area, 0.0)
+    return out
+
+
 def region_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Area-weighted mean of maps over a region, skipping NaN cells.
 
@@ -201,7 +205,7 @@ def region_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def yearly_velocity(
     displacement: np.ndarray, t: np.ndarray, years: Sequence[int], *, min_months: int = 6
 ) -> np.ndarray:
-    """Per-pixel OLS velocity within each calendar year (SCIENCE.md 8.3, annual velocity).
+    """Per-pixel OLS velocity within each calendar year (docs/science.md 8.3, annual velocity).
 
     Parameters
     ----------
@@ -241,9 +245,9 @@ def seasonal_component(displacement: np.ndarray, t: np.ndarray, n_harmonics: int
     """The fitted annual + semi-annual part of each series (trend and offset excluded).
 
     Fits ``a + b t + sum_k c_k cos(2 pi k t) + s_k sin(2 pi k t)`` by least squares on each
-    series' finite values (SCIENCE.md 6.2) and returns only the harmonic terms, so
+    series' finite values (docs/science.md 6.2) and returns only the harmonic terms, so
     ``d - seasonal_component(d)`` is the interannual (trend) component used for the
-    permanent, inelastic groundwater loss (SCIENCE.md 8.3; Smith et al. 2017).
+    permanent, inelastic groundwater loss (docs/science.md 8.3; Smith et al. 2017).
 
     Parameters
     ----------
@@ -294,6 +298,27 @@ _SUM_KEYS = (
 )
 
 
+def epoch_index(months: np.ndarray, epoch: str) -> tuple[int, bool]:
+    """Index of month ``epoch`` (``YYYY-MM``) in ``months``; clamped to the window.
+
+    Returns
+    -------
+    (int, bool)
+        The index and whether it was clamped (the requested month lies outside the series:
+        docs/science.md 8.5, the common window is used and reported).
+    """
+    want = np.datetime64(epoch, "M")
+    months = np.asarray(months, dtype="datetime64[M]")
+    hit = np.flatnonzero(months == want)
+    if hit.size:
+        return int(hit[0]), False
+    if want < months[0]:
+        return 0, True
+    if want > months[-1]:
+        return months.size - 1, True
+    return int(np.argmin(np.abs((months - want).astype(np.int64)))), True
+
+
 def cumulative_top_k(n_cells: int, q: float = 99.9) -> int:
     """How many of the largest values fix the ``q``-th percentile of at most ``n_cells`` values.
 
@@ -319,7 +344,7 @@ def wide_area_partials(
     trend_only: bool = True,
     min_months: int = 6,
 ) -> dict[str, np.ndarray]:
-    """Partial sums of one chunk for the wide-area statistics (SCIENCE.md 8.3).
+    """Partial sums of one chunk for the wide-area statistics (docs/science.md 8.3).
 
     Parameters
     ----------
@@ -426,7 +451,7 @@ def combine_partials(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -
 def finalize_partials(
     partials: Mapping[str, np.ndarray], *, q: float = 99.9, kappa: float = 1.0
 ) -> dict[str, Any]:
-    """Turn folded partials into the wide-area numbers (SCIENCE.md 8.3).
+    """Turn folded partials into the wide-area numbers (docs/science.md 8.3).
 
     Parameters
     ----------
@@ -493,7 +518,7 @@ def finalize_partials(
 
 
 # --------------------------------------------------------------------------------------------
-# Lagged cross-correlation (SCIENCE.md 6.2)
+# Lagged cross-correlation (docs/science.md 6.2)
 # --------------------------------------------------------------------------------------------
 
 
@@ -534,7 +559,7 @@ def centred_moving_average(y: np.ndarray, period: int = 12) -> np.ndarray:
 
 
 def preprocess_series(y: np.ndarray, t: np.ndarray, detrend: Detrend = "linear") -> np.ndarray:
-    """Detrend and standardise one series before lag analysis (SCIENCE.md 6.2, step 1).
+    """Detrend and standardise one series before lag analysis (docs/science.md 6.2, step 1).
 
     Parameters
     ----------

@@ -1,15 +1,20 @@
-"""Discretisation of continuous factors into strata for the geodetector (SCIENCE.md 7.3).
+"""Discretisation of continuous factors into strata for the geodetector (docs/science.md 7.3).
 
-Methods: exact Fisher-Jenks natural breaks (``"natural"``), ``"quantile"``, ``"equal"`` (equal
-interval), ``"geometric"`` (geometric progression of class limits), ``"sd"`` (standard deviation
-classes), and ``"categorical"`` (the values are the strata). All return integer codes (-1 for a
-missing value) and the class limits, so the same breaks can be applied to any array with
-:func:`apply_breaks` (e.g. breaks computed on a sample, applied to every pixel).
+Methods (:data:`DISCRETIZERS`, keyed by the names of
+:data:`ncp_subsidence.choices.DISCRETIZATIONS`, the config's ``geodetector.discretization``):
+exact Fisher-Jenks natural breaks (``"natural_breaks"``), ``"quantile"``, ``"equal_interval"``,
+``"geometric"`` (geometric progression of class limits), ``"std"`` (standard deviation classes)
+and ``"optimal"`` (OPGD: the method and k with the largest q); :func:`discretize` also takes
+``"categorical"`` (the values are the strata) and the older short names ``"natural"``,
+``"equal"`` and ``"sd"``. All return integer codes (-1 for a missing value) and the class limits,
+so the same breaks can be applied to any array with :func:`apply_breaks` (e.g. breaks computed on
+a sample, applied to every pixel). :func:`factor_breaks` gives the limits of every factor of the
+geodetector design, :func:`sample_codes` the codes of one factor at a draw's points.
 
 Natural breaks are Fisher's (1958) optimal partition of sorted values into k contiguous classes
 minimising the total within-class sum of squares, solved exactly by dynamic programming over the
 distinct values (weighted by their counts). For more than ``sample_size`` values the breaks are
-computed on a random sample of the values and applied to all (SCIENCE.md 7.3: 5000).
+computed on a random sample of the values and applied to all (docs/science.md 7.3: 5000).
 
 Class intervals are right-closed: class h holds ``edges[h] < x <= edges[h + 1]`` (the first
 class also holds its lower edge), as in mapclassify / PyPI ``geodetector``.
@@ -27,9 +32,8 @@ cases with different types of spatial data. GIScience & Remote Sensing 57(5):593
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -38,23 +42,24 @@ from ncp_subsidence.errors import DataError
 from ncp_subsidence.kernels.geodetector import factor_from_stats, stratum_stats
 
 __all__ = [
+    "DISCRETIZERS",
     "METHODS",
     "Discretization",
+    "Discretizer",
     "OptimalDiscretization",
     "apply_breaks",
     "discretize",
+    "discretizer",
     "equal_interval_breaks",
+    "factor_breaks",
     "geometric_breaks",
     "merge_small_strata",
     "natural_breaks",
     "optimal_discretization",
     "quantile_breaks",
+    "sample_codes",
     "std_breaks",
 ]
-
-Method = Literal["natural", "quantile", "equal", "geometric", "sd", "categorical"]
-#: Methods for continuous factors, in the order OPGD tries them.
-METHODS: tuple[str, ...] = ("natural", "quantile", "equal", "geometric", "sd")
 
 
 @dataclass(frozen=True)
@@ -260,6 +265,94 @@ def std_breaks(x: ArrayLike, k: int) -> NDArray[np.float64]:
     return np.unique(np.concatenate([[lo], inner, [hi]]))
 
 
+# --------------------------------------------------------------------------------------------
+# The registry: one entry per method
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Discretizer:
+    """One discretization method: its function and its properties (after flox's ``Aggregation``).
+
+    Attributes
+    ----------
+    name : str
+        One of :data:`ncp_subsidence.choices.DISCRETIZATIONS` (the config's name).
+    breaks : callable or None
+        ``breaks(x, k) -> edges``: class limits ``[min, b_1, ..., max]`` of the finite values x
+        for k classes (fewer where limits coincide); takes ``sample_size`` and ``seed`` keywords
+        when ``sampled``. None for a method that fits its strata to the response (``fit``).
+    fit : callable or None
+        ``fit(y, x, *, sample_size, seed, min_stratum_size) -> Discretization`` for a method
+        that chooses its strata from the response y as well (OPGD); None otherwise.
+    alias : str or None
+        The kernel's older short name (``"natural"``, ``"equal"``, ``"sd"``), still accepted.
+    sampled : bool
+        The limits are computed on a random sample of ``sample_size`` values (``seed``).
+    searched : bool
+        A candidate of the OPGD search (:data:`METHODS`, in registry order).
+    """
+
+    name: str
+    breaks: Callable[..., NDArray[np.float64]] | None = None
+    fit: Callable[..., Discretization] | None = None
+    alias: str | None = None
+    sampled: bool = False
+    searched: bool = True
+
+    def edges(
+        self, x: NDArray[np.float64], k: int, *, sample_size: int | None, seed: int | None
+    ) -> NDArray[np.float64]:
+        """Class limits of the finite values x (a method with ``breaks`` only)."""
+        if self.breaks is None:
+            raise DataError(
+                f"discretization {self.name!r} chooses its strata from the response; "
+                "use factor_breaks() or optimal_discretization()"
+            )
+        if self.sampled:
+            return self.breaks(x, k, sample_size=sample_size, seed=seed)
+        return self.breaks(x, k)
+
+
+def _optimal_strata(
+    y: ArrayLike, x: ArrayLike, *, sample_size: int | None, seed: int | None, min_stratum_size: int
+) -> Discretization:
+    """Strata chosen by :func:`optimal_discretization` (every method of :data:`METHODS`, k 3..20)."""
+    return optimal_discretization(
+        y, x, sample_size=sample_size, seed=seed, min_stratum_size=min_stratum_size
+    ).discretization
+
+
+#: The discretizations, keyed by :data:`ncp_subsidence.choices.DISCRETIZATIONS` (a test checks
+#: that the keys and the config's choices agree). A new method: its function, one entry here and
+#: its name in ``choices.DISCRETIZATIONS``.
+DISCRETIZERS: dict[str, Discretizer] = {
+    d.name: d
+    for d in (
+        Discretizer("natural_breaks", natural_breaks, alias="natural", sampled=True),
+        Discretizer("quantile", quantile_breaks),
+        Discretizer("equal_interval", equal_interval_breaks, alias="equal"),
+        Discretizer("geometric", geometric_breaks),
+        Discretizer("std", std_breaks, alias="sd"),
+        Discretizer("optimal", fit=_optimal_strata, searched=False),
+    )
+}
+_ALIASES: dict[str, Discretizer] = {d.alias: d for d in DISCRETIZERS.values() if d.alias}
+
+#: Methods for continuous factors, in the order OPGD tries them.
+METHODS: tuple[str, ...] = tuple(n for n, d in DISCRETIZERS.items() if d.searched)
+
+
+def discretizer(method: str) -> Discretizer:
+    """The :class:`Discretizer` of a method name (or of its older short alias)."""
+    spec = DISCRETIZERS.get(method) or _ALIASES.get(method)
+    if spec is None:
+        raise DataError(
+            f"unknown discretization method {method!r}; use one of {[*DISCRETIZERS, 'categorical']}"
+        )
+    return spec
+
+
 def apply_breaks(x: ArrayLike, edges: ArrayLike) -> NDArray[np.int32]:
     """Codes of x under right-closed class limits; values outside fall in the end classes.
 
@@ -357,7 +450,7 @@ def merge_small_strata(
     """Remove empty classes and merge classes with fewer than ``min_size`` values.
 
     A small class is merged into the adjacent class whose mean of x is closer to its own
-    (SCIENCE.md 7.3), by deleting the limit between them; the smallest class goes first, and
+    (docs/science.md 7.3), by deleting the limit between them; the smallest class goes first, and
     this repeats until every class has at least ``min_size`` values or one class is left. Empty
     classes are always removed. Works on class counts and sums: one pass over x.
 
@@ -377,7 +470,7 @@ def merge_small_strata(
 
 def discretize(
     x: ArrayLike,
-    method: Method = "natural",
+    method: str = "natural_breaks",
     k: int = 20,
     *,
     sample_size: int | None = 5000,
@@ -390,8 +483,11 @@ def discretize(
     ----------
     x : array_like, any shape
         Factor values; NaN marks a missing value (code -1).
-    method : {"natural", "quantile", "equal", "geometric", "sd", "categorical"}
-        Classification method; ``"categorical"`` uses the distinct values as strata.
+    method : str
+        A method of :data:`DISCRETIZERS` with class limits (``"natural_breaks"``,
+        ``"quantile"``, ``"equal_interval"``, ``"geometric"``, ``"std"``, or the short names
+        ``"natural"``, ``"equal"``, ``"sd"``); ``"categorical"`` uses the distinct values as
+        strata.
     k : int
         Number of classes requested (ignored for ``"categorical"``).
     sample_size, seed
@@ -420,20 +516,7 @@ def discretize(
     if int(k) < 1:
         raise DataError(f"k must be at least 1, got {k}")
     xf = _finite(arr)
-    if method == "natural":
-        edges = natural_breaks(xf, k, sample_size=sample_size, seed=seed)
-    elif method == "quantile":
-        edges = quantile_breaks(xf, k)
-    elif method == "equal":
-        edges = equal_interval_breaks(xf, k)
-    elif method == "geometric":
-        edges = geometric_breaks(xf, k)
-    elif method == "sd":
-        edges = std_breaks(xf, k)
-    else:
-        raise DataError(
-            f"unknown discretization method {method!r}; use one of {[*METHODS, 'categorical']}"
-        )
+    edges = discretizer(method).edges(xf, k, sample_size=sample_size, seed=seed)
     if edges.size < 2:  # constant factor
         edges = np.array([edges[0], edges[0]])
     codes = apply_breaks(arr, edges)
@@ -497,9 +580,10 @@ def optimal_discretization(
     x : array_like of float, shape (n,)
         Continuous factor.
     methods : sequence of str
-        Methods to try (default: natural, quantile, equal, geometric, sd).
+        Methods to try (default :data:`METHODS`: natural_breaks, quantile, equal_interval,
+        geometric, std; the short names work too).
     k_range : sequence of int
-        Numbers of classes to try (default 3..20, as SCIENCE.md 7.3).
+        Numbers of classes to try (default 3..20, as docs/science.md 7.3).
     sample_size, seed, min_stratum_size
         See :func:`discretize`.
 
@@ -524,21 +608,18 @@ def optimal_discretization(
     shift = float(yv.mean())
     q_table = np.full((len(methods), ks.size), np.nan)
     best: tuple[float, int, int] | None = None
-    nat = (
-        _natural_edges_all_k(xv, [int(k) for k in ks], sample_size, seed)
-        if "natural" in methods
-        else {}
-    )
+    natural = [discretizer(m).name == "natural_breaks" for m in methods]
+    nat = _natural_edges_all_k(xv, [int(k) for k in ks], sample_size, seed) if any(natural) else {}
     cache: dict[tuple[int, int], Discretization] = {}
     for a, m in enumerate(methods):
         for b, k in enumerate(ks):
-            if m == "natural":
+            if natural[a]:  # one dynamic programme gives the limits for every k
                 edges, n_merged = merge_small_strata(xv, nat[int(k)], min_size=min_stratum_size)
                 d = Discretization(
                     apply_breaks(xv, edges), edges, edges.size - 1, m, int(k), n_merged
                 )
             else:
-                d = discretize(xv, m, int(k), min_stratum_size=min_stratum_size)  # type: ignore[arg-type]
+                d = discretize(xv, m, int(k), min_stratum_size=min_stratum_size)
             st = stratum_stats(yv, d.codes, max(d.n_strata, 1), shift=shift)
             q = factor_from_stats(st, warn=False).q
             q_table[a, b] = q
@@ -556,3 +637,94 @@ def optimal_discretization(
     return OptimalDiscretization(
         methods[a], int(ks[b]), float(q), chosen, tuple(methods), ks, q_table
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Class limits of the geodetector design
+# --------------------------------------------------------------------------------------------
+
+
+def factor_breaks(
+    y: np.ndarray,
+    factors: np.ndarray,
+    *,
+    method: str = "natural_breaks",
+    n_strata: int = 20,
+    sample_size: int = 5000,
+    seed: int = 0,
+    min_stratum_size: int = 2,
+) -> list[np.ndarray]:
+    """Class limits of every factor from the valid cells (docs/science.md 7.3).
+
+    Parameters
+    ----------
+    y : ndarray of float, shape (n,)
+        Response at the cells (used only by a method that fits the response: ``"optimal"``).
+    factors : ndarray of float, shape (k, n)
+        Factor values at the same cells (every value finite).
+    method : str
+        A key of :data:`DISCRETIZERS` (``geodetector.discretization``).
+    n_strata, sample_size, seed, min_stratum_size
+        See :func:`discretize`.
+
+    Returns
+    -------
+    list of ndarray of float64
+        Class limits ``[min, b_1, ..., max]`` per factor (after merging small classes).
+    """
+    spec = discretizer(method)
+    out = []
+    for x in factors:
+        if spec.fit is not None:
+            d = spec.fit(
+                y, x, sample_size=sample_size, seed=seed, min_stratum_size=min_stratum_size
+            )
+        else:
+            d = discretize(
+                x,
+                spec.name,
+                n_strata,
+                sample_size=sample_size,
+                seed=seed,
+                min_stratum_size=min_stratum_size,
+            )
+        out.append(np.asarray(d.edges, dtype=np.float64))
+    return out
+
+
+def sample_codes(
+    y: np.ndarray,
+    x: np.ndarray,
+    edges: np.ndarray | None,
+    *,
+    method: str,
+    n_strata: int,
+    sample_size: int,
+    seed: int,
+    min_stratum_size: int,
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """Codes of one factor at the drawn points: given limits (merged on the sample) or new ones.
+
+    Returns
+    -------
+    codes : ndarray of int32, shape like x
+    n_codes : int
+        Number of strata.
+    edges : ndarray of float64
+        The limits used.
+    """
+    if edges is None:
+        (e,) = factor_breaks(
+            y,
+            x[None, :],
+            method=method,
+            n_strata=n_strata,
+            sample_size=sample_size,
+            seed=seed,
+            min_stratum_size=min_stratum_size,
+        )
+    else:
+        e, _ = merge_small_strata(x, edges, min_size=min_stratum_size)
+    if e.size < 2:
+        e = np.array([e[0], e[0]])
+    return apply_breaks(x, e), int(e.size - 1), e

@@ -24,9 +24,10 @@ Solid Earth 121:7547-7569 (the 0.25 deg mascon grid, cm of EWH).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+from scipy import ndimage
 from scipy.interpolate import CubicSpline
 
 from ncp_subsidence.kernels.trends import fit_harmonic_trend, harmonic_design
@@ -47,6 +48,8 @@ __all__ = [
     "harmonic_gap_fill",
     "interpolate_separable",
     "interpolation_matrix",
+    "fill_nearest",
+    "regrid_separable",
     "kg_per_m2_per_s_to_mm_per_month",
     "kg_per_m2_to_mm",
     "mm_per_hour_to_mm_per_month",
@@ -54,12 +57,13 @@ __all__ = [
     "monthly_deviation",
     "nesting_ratio",
     "ratio_weights",
+    "spherical_cell_area_m2",
     "volume_fraction_to_mm",
 ]
 
-#: Authalic sphere radius for cell areas, m (SCIENCE.md, global conventions).
+#: Authalic sphere radius for cell areas, m (docs/science.md, global conventions).
 EARTH_RADIUS_M = 6371007.181
-#: FLDAS Noah soil layers 0-10, 10-40, 40-100, 100-200 cm: thicknesses in mm (SCIENCE.md 5.1).
+#: FLDAS Noah soil layers 0-10, 10-40, 40-100, 100-200 cm: thicknesses in mm (docs/science.md 5.1).
 FLDAS_LAYER_THICKNESS_MM: tuple[float, ...] = (100.0, 300.0, 600.0, 1000.0)
 
 Interpolation = Literal["cubic", "bilinear", "nearest"]
@@ -67,7 +71,7 @@ Mode = Literal["paper", "ratio", "remove_restore"]
 
 
 # --------------------------------------------------------------------------------------------
-# Units (SCIENCE.md 5.1-5.2)
+# Units (docs/science.md 5.1-5.2)
 # --------------------------------------------------------------------------------------------
 
 
@@ -136,7 +140,7 @@ def kg_per_m2_per_s_to_mm_per_month(rate: np.ndarray, n_days: np.ndarray) -> np.
 
 
 # --------------------------------------------------------------------------------------------
-# Baselines and climatologies (SCIENCE.md 5.2; Huang et al. 2025 Eq. 6-8)
+# Baselines and climatologies (docs/science.md 5.2; Huang et al. 2025 Eq. 6-8)
 # --------------------------------------------------------------------------------------------
 
 
@@ -148,7 +152,7 @@ def baseline_mask(
     """Months inside the baseline ``[start, end]`` (inclusive, compared by calendar month).
 
     ``None`` on either side leaves it open, so ``baseline_mask(times)`` is the study-period
-    baseline (SCIENCE.md 5.2 default); ``("2004-01", "2009-12")`` is the CSR baseline.
+    baseline (docs/science.md 5.2 default); ``("2004-01", "2009-12")`` is the CSR baseline.
 
     Returns
     -------
@@ -185,7 +189,7 @@ def anomaly(x: np.ndarray, in_baseline: np.ndarray, axis: int = 0) -> np.ndarray
 
     Returns
     -------
-    ndarray, same shape as ``x``, float64: ``x - mean_B(x)`` (SCIENCE.md 5.2).
+    ndarray, same shape as ``x``, float64: ``x - mean_B(x)`` (docs/science.md 5.2).
     """
     x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, 0)
     out = x - _time_mean(x, np.asarray(in_baseline, dtype=bool))
@@ -242,6 +246,35 @@ def monthly_deviation(x: np.ndarray, month: np.ndarray, climatology: np.ndarray)
 # --------------------------------------------------------------------------------------------
 
 
+def spherical_cell_area_m2(lat1: Any, lat2: Any, lon1: Any, lon2: Any) -> np.ndarray:
+    """Exact area of a latitude-longitude cell on the authalic sphere (docs/science.md 8.2).
+
+    ``A = R^2 (sin phi2 - sin phi1) (lambda2 - lambda1)``, angles in radians. The one cell-area
+    formula of the package (:func:`cell_area_m2` and
+    :func:`ncp_subsidence.kernels.analysis.grid_cell_area_m2` call it).
+
+    Parameters
+    ----------
+    lat1, lat2 : array_like, degrees
+        Southern and northern edges (the order does not matter).
+    lon1, lon2 : array_like, degrees
+        Western and eastern edges.
+
+    Returns
+    -------
+    ndarray, m2, the broadcast shape of the inputs (R = 6371007.181 m)
+
+    Examples
+    --------
+    >>> round(float(spherical_cell_area_m2(37.995, 38.005, 116.0, 116.01)) / 1e6, 3)
+    0.974
+    """
+    p1 = np.deg2rad(np.asarray(lat1, dtype=np.float64))
+    p2 = np.deg2rad(np.asarray(lat2, dtype=np.float64))
+    dlon = np.deg2rad(np.abs(np.asarray(lon2, dtype=np.float64) - np.asarray(lon1)))
+    return EARTH_RADIUS_M**2 * np.abs(np.sin(p2) - np.sin(p1)) * dlon
+
+
 def cell_area_m2(lat: np.ndarray, lat_step_deg: float, lon_step_deg: float) -> np.ndarray:
     """Exact spherical area of cell-registered cells, ``R^2 (sin phi2 - sin phi1) dlon``.
 
@@ -257,9 +290,9 @@ def cell_area_m2(lat: np.ndarray, lat_step_deg: float, lon_step_deg: float) -> n
     """
     lat = np.asarray(lat, dtype=np.float64)
     half = abs(lat_step_deg) / 2.0
-    phi1 = np.deg2rad(np.clip(lat - half, -90.0, 90.0))
-    phi2 = np.deg2rad(np.clip(lat + half, -90.0, 90.0))
-    return EARTH_RADIUS_M**2 * (np.sin(phi2) - np.sin(phi1)) * np.deg2rad(abs(lon_step_deg))
+    south = np.clip(lat - half, -90.0, 90.0)
+    north = np.clip(lat + half, -90.0, 90.0)
+    return spherical_cell_area_m2(south, north, 0.0, lon_step_deg)
 
 
 def nesting_ratio(coarse_step_deg: float, fine_step_deg: float, *, rtol: float = 1e-6) -> int:
@@ -383,13 +416,37 @@ def interpolate_separable(
     return out
 
 
+def fill_nearest(values: np.ndarray) -> np.ndarray:
+    """Fill NaN cells of each (lat, lon) slice with the nearest valid cell (for interpolation).
+
+    ``values`` has shape ``(n_time, n_lat, n_lon)``; a cell is invalid when any of its months is
+    not finite. Returned unchanged when no cell, or every cell, is invalid.
+    """
+    invalid = ~np.isfinite(values).all(axis=0)
+    if not invalid.any() or invalid.all():
+        return values
+    _, (rows, cols) = ndimage.distance_transform_edt(invalid, return_indices=True)
+    return values[:, rows, cols]
+
+
+def regrid_separable(coarse: np.ndarray, m_lat: np.ndarray, m_lon: np.ndarray) -> np.ndarray:
+    """A whole coarse field ``(time, lat, lon)`` on fine cell centres, float32.
+
+    NaN cells are first filled from the nearest valid cell (:func:`fill_nearest`), so sea does
+    not spread; then ``m_lat @ field @ m_lon.T`` per month with the operators of
+    :func:`interpolation_matrix` (rows: the fine cells of one chunk).
+    """
+    filled = fill_nearest(np.asarray(coarse, dtype=np.float64))
+    return np.einsum("ij,tjk,lk->til", m_lat, filled, m_lon, optimize=True).astype(np.float32)
+
+
 def expand_to_fine(coarse: np.ndarray, ratio: int) -> np.ndarray:
     """Repeat each coarse cell ``ratio x ratio`` times over its fine cells (last two axes)."""
     return np.repeat(np.repeat(coarse, ratio, axis=-2), ratio, axis=-1)
 
 
 def coarse_cell_mean(fine: np.ndarray, weight: np.ndarray, ratio: int) -> np.ndarray:
-    """Weighted mean of the fine cells of each coarse cell (``areamean_X`` of SCIENCE.md 5.3).
+    """Weighted mean of the fine cells of each coarse cell (``areamean_X`` of docs/science.md 5.3).
 
     Parameters
     ----------
@@ -443,7 +500,7 @@ def ratio_weights(
 ) -> np.ndarray:
     """Downscaling weights of the ``ratio`` mode, ``w(x, m) = TF_m(x) / areamean_X(TF_m)``.
 
-    Edge cases of SCIENCE.md 5.5: the area mean is over land cells only; where it is ``<= eps``
+    Edge cases of docs/science.md 5.5: the area mean is over land cells only; where it is ``<= eps``
     the weight falls back to 1; weights are clamped to ``clamp`` and then re-normalised to an
     area mean of exactly 1 per coarse cell and month (a coarse cell whose clamped weights are all
     0 falls back to 1).
@@ -532,7 +589,7 @@ def downscale(
     ``mode="remove_restore"``: ``TD(x, t) = f(TG)(x, t) + TF_anom(x, t)`` (``TF_anom`` the model
     anomaly relative to its baseline mean), plus the constant per coarse cell and month that makes
     the land-area mean equal ``TG(X, t)``; with ``nearest`` this is
-    ``TG(X, t) + TF_anom(x, t) - areamean_X(TF_anom)(t)`` of SCIENCE.md 5.3.
+    ``TG(X, t) + TF_anom(x, t) - areamean_X(TF_anom)(t)`` of docs/science.md 5.3.
 
     Parameters
     ----------
@@ -555,7 +612,7 @@ def downscale(
         Gap-filled GRACE (:func:`harmonic_gap_fill`): it supplies the values of missing months,
         which stay out of the climatology (Eq. 6).
     eps_mm, weight_clamp
-        Ratio-mode edge cases (SCIENCE.md 5.5).
+        Ratio-mode edge cases (docs/science.md 5.5).
 
     Returns
     -------
@@ -563,7 +620,7 @@ def downscale(
 
     References
     ----------
-    Huang et al. 2025, Eq. 6-9; SCIENCE.md 5.3-5.5.
+    Huang et al. 2025, Eq. 6-9; docs/science.md 5.3-5.5.
     """
     tg = np.asarray(tg, dtype=np.float64)
     tf = np.asarray(tf, dtype=np.float64)
@@ -631,7 +688,7 @@ def groundwater_storage_anomaly(
 def harmonic_gap_fill(
     x: np.ndarray, t_years: np.ndarray, *, min_valid: int = 24
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fill missing months from a fitted trend + annual + semi-annual model (SCIENCE.md 5.2 b).
+    """Fill missing months from a fitted trend + annual + semi-annual model (docs/science.md 5.2 b).
 
     Parameters
     ----------
@@ -644,7 +701,7 @@ def harmonic_gap_fill(
     -------
     filled : ndarray, shape like ``x``, float64
     was_filled : ndarray of bool, shape like ``x``
-        True where a missing value was replaced (the ``filled_flag`` of SCIENCE.md 5.6 is its
+        True where a missing value was replaced (the ``filled_flag`` of docs/science.md 5.6 is its
         any() over space).
     """
     x = np.asarray(x, dtype=np.float64)

@@ -32,7 +32,7 @@ interaction ties                  ``q12 <= min`` -> nonlinear weaken;    ``q12 <
                                   (so "independent" is never reported)   independent if ``|q12-q1-q2| < 1e-10``
 ================================  =====================================  =====================================
 
-``interaction_convention="wang2010"`` applies the table of SCIENCE.md 7.4 (closed uni-variable
+``interaction_convention="wang2010"`` applies the table of docs/science.md 7.4 (closed uni-variable
 interval, independence within a tolerance, default 1e-3). The ecological detector has its own
 ``convention`` (:func:`ecological_from_ssw`): Wang et al. (2010) Eq. 5 with a one-sided F test by
 default (as gdverse), two-sided for PyPI, and the R package's q-ratio rule on request.
@@ -91,6 +91,7 @@ __all__ = [
     "encode_strata",
     "factor_detector",
     "factor_from_stats",
+    "factor_pairs",
     "finalize_batch",
     "geodetector_batch",
     "interaction_detector",
@@ -617,7 +618,7 @@ def classify_interaction(
         q of the crossed strata and of each factor alone.
     convention : {"R", "pypi", "wang2010"}
         How boundary cases are resolved (see the module docstring). ``"wang2010"`` is the table of
-        SCIENCE.md 7.4: nonlinear weaken if ``q12 < min``, uni-variable weaken if ``min <= q12 <=
+        docs/science.md 7.4: nonlinear weaken if ``q12 < min``, uni-variable weaken if ``min <= q12 <=
         max``, independent if ``|q12 - (q1 + q2)| <= tol``, bi-variable enhance if ``q12 < q1 +
         q2``, nonlinear enhance otherwise.
     tol : float, optional
@@ -1049,7 +1050,7 @@ def ecological_detector(
 class BatchStats:
     """Statistics of y for several factors and crossed pairs over one common sample set.
 
-    A sample is used only if y and *every* factor are valid (listwise deletion, SCIENCE.md 7.2
+    A sample is used only if y and *every* factor are valid (listwise deletion, docs/science.md 7.2
     step 3), so all q share one SST.
 
     Attributes
@@ -1185,8 +1186,26 @@ def unpack_batch(
     )
 
 
-def _default_pairs(k: int) -> list[tuple[int, int]]:
-    return list(itertools.combinations(range(k), 2))
+def factor_pairs(k: int, pairs: Sequence[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
+    """The crossed factor pairs of the interaction detector (one definition for every caller).
+
+    Parameters
+    ----------
+    k : int
+        Number of factors.
+    pairs : sequence of (i, j), optional
+        Pairs asked for; returned as a list of ``(int, int)``. Default: all ``k (k - 1) / 2``
+        pairs ``i < j`` in lexicographic order (``itertools.combinations``).
+
+    Returns
+    -------
+    list of (int, int)
+        Factor index pairs; the crossed stratum code of pair ``(i, j)`` is
+        ``c_i * n_codes[j] + c_j``.
+    """
+    if pairs is None:
+        return list(itertools.combinations(range(int(k)), 2))
+    return [(int(i), int(j)) for i, j in pairs]
 
 
 def batch_stats(
@@ -1231,7 +1250,7 @@ def batch_stats(
             )
         if c.shape != y.shape:
             raise DataError(f"codes[{i}] has {c.size} samples, y has {y.size}")
-    pairs = _default_pairs(k) if pairs is None else [(int(i), int(j)) for i, j in pairs]
+    pairs = factor_pairs(k, pairs)
     valid = np.isfinite(y)
     for c, n in zip(cl, n_codes):
         if c.size and (c.min() < 0 or c.max() >= n):

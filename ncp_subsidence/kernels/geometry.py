@@ -1,6 +1,6 @@
 """Earth and radar geometry: WGS84, ENU frames, plate motion and line-of-sight (LOS) vectors.
 
-Pure numpy kernels (SCIENCE.md stage 2 and 4.2). Conventions used throughout:
+Pure numpy kernels (docs/science.md stage 2 and 4.2). Conventions used throughout:
 
 - Angles in degrees unless a name says ``_rad``; longitudes east-positive, latitudes north-positive.
 - ENU vectors have the component axis **last**: ``(..., 3)`` ordered (east, north, up).
@@ -10,7 +10,7 @@ Pure numpy kernels (SCIENCE.md stage 2 and 4.2). Conventions used throughout:
 
 LOS vector conventions accepted
 -------------------------------
-``incidence`` + ``heading`` (SCIENCE.md 2.2)
+``incidence`` + ``heading`` (docs/science.md 2.2)
     ``theta`` measured from the local vertical at the ground point; ``h`` the satellite heading,
     clockwise from north (Sentinel-1 ascending about -12 deg, descending about -168 deg);
     right-looking. ``u = [-sin(theta) cos(h), sin(theta) sin(h), cos(theta)]``.
@@ -115,7 +115,7 @@ def check_incidence(
     ----------
     incidence_deg : array_like, any shape, degrees from the local vertical
     valid_range : (float, float), degrees
-        Inclusive bounds (SCIENCE.md 2.4: [20, 50]).
+        Inclusive bounds (docs/science.md 2.4: [20, 50]).
 
     Returns
     -------
@@ -223,7 +223,7 @@ def plate_velocity_enu(
     pole: str | ArrayLike = "ITRF2014_EURA",
     height_m: ArrayLike = 0.0,
 ) -> NDArray[np.float64]:
-    """Rigid-plate velocity ``v = omega x X`` in local ENU (SCIENCE.md 4.2).
+    """Rigid-plate velocity ``v = omega x X`` in local ENU (docs/science.md 4.2).
 
     Parameters
     ----------
@@ -313,7 +313,7 @@ def fit_euler_pole(
 
     Solves ``[v_e, v_n]_i = (R_i (-[X_i]_x)) omega`` (rows e, n of the ENU rotation of
     ``omega x X_i``) for the three ECEF components of omega. Use stations outside subsidence
-    zones (SCIENCE.md 4.2, option ``'GNSS_regional'``).
+    zones (docs/science.md 4.2, option ``'GNSS_regional'``).
 
     Parameters
     ----------
@@ -375,7 +375,7 @@ def fit_euler_pole(
 
 
 def los_unit_vector(incidence_deg: ArrayLike, heading_deg: ArrayLike) -> NDArray[np.float64]:
-    """Ground-to-satellite LOS unit vector in ENU from incidence and heading (SCIENCE.md 2.2).
+    """Ground-to-satellite LOS unit vector in ENU from incidence and heading (docs/science.md 2.2).
 
     Parameters
     ----------
@@ -513,7 +513,7 @@ def los_to_vertical(
     unit_vector: ArrayLike,
     horizontal_enu: ArrayLike | None = None,
 ) -> NDArray[np.float64]:
-    """Vertical-only conversion ``d_U = (d_LOS - u_E d_E - u_N d_N) / u_U`` (SCIENCE.md 2.2).
+    """Vertical-only conversion ``d_U = (d_LOS - u_E d_E - u_N d_N) / u_U`` (docs/science.md 2.2).
 
     Apply only after the known horizontal signals (plate motion, optionally GNSS-interpolated
     horizontal velocities) have been removed, or pass them as ``horizontal_enu``.
@@ -543,7 +543,7 @@ def plate_velocity_los(
     unit_vector: ArrayLike,
     pole: str | ArrayLike = "ITRF2014_EURA",
 ) -> NDArray[np.float64]:
-    """Plate-motion velocity projected into the LOS, mm/yr (SCIENCE.md 2.5, 4.2).
+    """Plate-motion velocity projected into the LOS, mm/yr (docs/science.md 2.5, 4.2).
 
     Parameters
     ----------
@@ -568,7 +568,7 @@ def plate_motion_los_referenced(
     ref_unit_vector: ArrayLike,
     pole: str | ArrayLike = "ITRF2014_EURA",
 ) -> NDArray[np.float64]:
-    """Plate-motion LOS term relative to the reference pixel, mm/yr (SCIENCE.md 3.2 step 1).
+    """Plate-motion LOS term relative to the reference pixel, mm/yr (docs/science.md 3.2 step 1).
 
     ``v_LOS,EF(p) = v_LOS(p) - plate_motion_los_referenced(...)``, i.e. the term is
     ``u(p) . v_PMM(p) - u(ref) . v_PMM(ref)``, which keeps the zero at the reference.
@@ -609,7 +609,7 @@ def swath_plate_ramp(
     Returns
     -------
     float, mm/yr
-        About 5.4 (ascending) and 6.3 (descending) at (38 N, 116 E) for 30-46 deg (SCIENCE.md
+        About 5.4 (ascending) and 6.3 (descending) at (38 N, 116 E) for 30-46 deg (docs/science.md
         2.5 and 4.2; the stated 29-46 deg span gives 5.7 and 6.7).
 
     References
@@ -629,7 +629,7 @@ def decompose_two_geometries(
     *,
     cond_max: float = 10.0,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Solve east and up from two LOS geometries, neglecting north (SCIENCE.md 2.2).
+    """Solve east and up from two LOS geometries, neglecting north (docs/science.md 2.2).
 
     Per pixel ``[[u_E^a, u_U^a], [u_E^b, u_U^b]] [d_E, d_U] = [d_a, d_b]`` in closed form
     (batched, no loops). Pixels with ``cond > cond_max`` (2-norm condition number) are NaN.

@@ -1,4 +1,4 @@
-"""Sampling design of the geodetector analysis ([H25]; SCIENCE.md 7.2) and its permutation null.
+"""Sampling design of the geodetector analysis ([H25]; docs/science.md 7.2) and its permutation null.
 
 1. Subsidence set: pixels with ``y <= threshold`` (vertical velocity, mm/a; subsidence is
    negative), thinned to one pixel per ``min_spacing`` grid cell: the pixel holding the cell's
@@ -12,13 +12,19 @@
 
 Repeating the draw with seeds gives the mean and spread of q; :func:`sensitivity_sweep` runs the
 paper's thresholds x ratios grid as one table. :func:`permutation_null` shuffles y to give the q
-that the number of strata alone produces (SCIENCE.md 7.4, caveat).
+that the number of strata alone produces (docs/science.md 7.4, caveat).
+
+The design of the geodetector stage: :func:`run_draws` repeats the draw, stratifies each factor
+at the drawn points (:func:`~ncp_subsidence.kernels.discretize.sample_codes`) and runs every
+detector on it (:class:`DrawResult`); :func:`permutation_nulls` gives the null of every factor and
+crossed pair of one draw.
 
 Pure numpy on flattened arrays: y, lat, lon (degrees, cell centres) and factor codes.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,19 +33,32 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ncp_subsidence.errors import DataError, DataWarning
-from ncp_subsidence.kernels.geodetector import batch_stats, finalize_batch
+from ncp_subsidence.kernels.discretize import sample_codes
+from ncp_subsidence.kernels.geodetector import (
+    GeodetectorResult,
+    batch_stats,
+    factor_pairs,
+    finalize_batch,
+    geodetector_batch,
+)
 
 __all__ = [
     "sweep_columns",
+    "DrawResult",
     "PermutationNull",
     "SampleDraw",
     "cell_index",
     "draw_sample",
+    "mean_sd",
     "permutation_null",
+    "permutation_nulls",
     "repeated_draws",
+    "run_draws",
     "sensitivity_sweep",
     "thin_to_cells",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def cell_index(
@@ -138,7 +157,7 @@ def draw_sample(
     valid: ArrayLike | None = None,
     cells: ArrayLike | None = None,
 ) -> SampleDraw:
-    """Draw subsidence and non-subsidence points ([H25]; SCIENCE.md 7.2).
+    """Draw subsidence and non-subsidence points ([H25]; docs/science.md 7.2).
 
     Parameters
     ----------
@@ -242,7 +261,7 @@ def repeated_draws(
         Factor strata on the full grid (breaks computed once; missing = -1).
     n_codes : sequence of int
     n_draws : int
-        B; SCIENCE.md 7.2: 20.
+        B; docs/science.md 7.2: 20.
     seed : int
     convention : str
         Factor-detector convention.
@@ -324,7 +343,7 @@ def permutation_null(
     seed: int = 0,
     quantile: float = 0.95,
 ) -> PermutationNull:
-    """q under random shuffles of y over fixed strata (SCIENCE.md 7.4 caveat).
+    """q under random shuffles of y over fixed strata (docs/science.md 7.4 caveat).
 
     Shuffling keeps the stratum sizes, so the null shows how much q the number and sizes of the
     strata give by themselves (large for 20 x 20 crossed strata on few samples). Crossed strata:
@@ -474,3 +493,189 @@ def sweep_columns(
         cols["n_nonsubsidence"] += [float(n_n)] * k
         cols["n_draws"] += [int(n_draws)] * k
     return {key: np.asarray(v) for key, v in cols.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# The stage's design: repeated draws with every detector, permutation nulls
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DrawResult:
+    """One draw of the sampling design with every detector run on it.
+
+    Attributes
+    ----------
+    draw : SampleDraw
+        Indices of the points (into the flattened factor grid) and counts.
+    result : GeodetectorResult
+        Factor and interaction detectors (risk and ecological only where asked).
+    codes : list of ndarray of int
+        Stratum codes of each factor at the drawn points.
+    n_codes : list of int
+        Effective number of strata per factor.
+    edges : list of ndarray of float
+        Class limits used per factor.
+    """
+
+    draw: SampleDraw
+    result: GeodetectorResult
+    codes: list[np.ndarray]
+    n_codes: list[int]
+    edges: list[np.ndarray]
+
+
+def run_draws(
+    y: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    factors: np.ndarray,
+    edges: Sequence[np.ndarray] | None,
+    *,
+    threshold: float,
+    ratio: float,
+    min_spacing: float,
+    cap: int | None,
+    n_draws: int,
+    seed: int,
+    method: str = "natural_breaks",
+    n_strata: int = 20,
+    sample_size: int = 5000,
+    min_stratum_size: int = 2,
+    interactions: bool = True,
+    detail_first: bool = False,
+    **finalize_kwargs,
+) -> tuple[list[DrawResult], int]:
+    """Repeat the [H25] draw ``n_draws`` times (seeds ``seed, seed + 1, ...``) and run the detectors.
+
+    Parameters
+    ----------
+    y : ndarray of float, shape (n,)
+        Vertical velocity per factor cell, mm/yr (NaN: no data).
+    lat, lon : ndarray of float, shape (n,)
+        Cell centres, degrees.
+    factors : ndarray of float, shape (k, n)
+        Factor values per cell (NaN: missing; such cells are never drawn).
+    edges : sequence of k ndarrays, or None
+        Class limits computed once (merged again on each sample so no stratum is smaller than
+        ``min_stratum_size``); None computes limits from each draw's sample (as [H25]).
+    threshold, ratio, min_spacing, cap
+        The design of :func:`draw_sample`.
+    n_draws, seed : int
+    method, n_strata, sample_size, min_stratum_size
+        Discretisation, when ``edges`` is None
+        (:func:`~ncp_subsidence.kernels.discretize.sample_codes`).
+    interactions : bool
+        Also run the interaction detector on every pair.
+    detail_first : bool
+        Run the risk and ecological detectors on the first draw.
+    **finalize_kwargs
+        ``convention``, ``interaction_convention`` of
+        :func:`~ncp_subsidence.kernels.geodetector.finalize_batch`.
+
+    Returns
+    -------
+    draws : list of DrawResult
+        One per draw that has at least 3 points.
+    n_short : int
+        Draws that found fewer non-subsidence cells than the ratio asks (all were taken; the
+        counts in each draw say how many).
+    """
+    valid = np.isfinite(y) & np.all(np.isfinite(factors), axis=0)
+    cells = cell_index(lat, lon, min_spacing)
+    k = factors.shape[0]
+    pairs = factor_pairs(k) if interactions else []
+    out: list[DrawResult] = []
+    n_short = 0
+    for b in range(int(n_draws)):
+        s = int(seed) + b
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataWarning)
+            d = draw_sample(
+                y,
+                lat,
+                lon,
+                threshold=threshold,
+                ratio=ratio,
+                min_spacing=min_spacing,
+                cap=cap,
+                seed=s,
+                valid=valid,
+                cells=cells,
+            )
+        for w in caught:
+            if issubclass(w.category, DataWarning):
+                n_short += 1
+                log.info("geodetector draw (seed %d): %s", s, w.message)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if d.index.size < 3:
+            log.warning(
+                "geodetector draw (seed %d, threshold %g): only %d points; skipped",
+                s,
+                threshold,
+                d.index.size,
+            )
+            continue
+        ys = y[d.index]
+        codes, n_codes, used = [], [], []
+        for i in range(k):
+            c, n, e = sample_codes(
+                ys,
+                factors[i, d.index],
+                None if edges is None else edges[i],
+                method=method,
+                n_strata=n_strata,
+                sample_size=sample_size,
+                seed=s,
+                min_stratum_size=min_stratum_size,
+            )
+            codes.append(c)
+            n_codes.append(n)
+            used.append(e)
+        detail = detail_first and not out
+        res = geodetector_batch(
+            ys, codes, n_codes, pairs=pairs, risk=detail, ecological=detail, **finalize_kwargs
+        )
+        out.append(DrawResult(d, res, codes, n_codes, used))
+    return out, n_short
+
+
+def mean_sd(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample s.d. (ddof=1) over draws (axis 0), NaN ignored; s.d. NaN for one draw."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(values, axis=0)
+        sd = (
+            np.nanstd(values, axis=0, ddof=1)
+            if values.shape[0] > 1
+            else np.full(values.shape[1:], np.nan)
+        )
+    return mean, sd
+
+
+def permutation_nulls(
+    y: np.ndarray,
+    codes: Sequence[np.ndarray],
+    n_codes: Sequence[int],
+    pairs: Sequence[tuple[int, int]],
+    *,
+    n_perm: int,
+    seed: int,
+) -> tuple[list[PermutationNull], list[PermutationNull]]:
+    """Permutation null of q for every factor and every crossed pair of one draw.
+
+    Crossed strata use the code ``c_i * n_j + c_j`` (docs/science.md 7.4 caveat).
+    """
+    fac = [permutation_null(y, c, n, n_perm=n_perm, seed=seed) for c, n in zip(codes, n_codes)]
+    inter = [
+        permutation_null(
+            y,
+            codes[i].astype(np.int64) * n_codes[j] + codes[j],
+            n_codes[i] * n_codes[j],
+            n_perm=n_perm,
+            seed=seed,
+        )
+        for i, j in pairs
+    ]
+    return fac, inter

@@ -4,7 +4,7 @@ Pure numpy/scipy on plain arrays with the pair axis last. The pixel-wise solver 
 pixels in Python: every pixel is solved with its own valid interferograms through batched,
 banded normal equations (see :func:`invert_network`).
 
-Conventions (DESIGN.md section 3): interferogram phase ``phi = phase(secondary) -
+Conventions (docs/design.md section 3): interferogram phase ``phi = phase(secondary) -
 phase(reference)`` in radians; LOS displacement ``d = -lambda / (4 pi) * phi`` in mm, positive
 toward the satellite, relative to the first date; velocities in mm/yr with 365.25-day years.
 
@@ -28,17 +28,22 @@ References
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import numpy as np
 import scipy.sparse
 
+from ncp_subsidence.choices import SBAS_WEIGHTS
 from ncp_subsidence.errors import ConfigError, DataError
 
 __all__ = [
     "SENTINEL1_WAVELENGTH",
+    "WEIGHTINGS",
     "NetworkInversion",
     "NetworkPruning",
+    "Weighting",
     "closure_phase",
     "decimal_year_offsets",
     "default_min_pairs",
@@ -53,17 +58,19 @@ __all__ = [
     "select_reference",
     "unwrapping_error_mask",
     "validate_network",
+    "weighting",
 ]
 
 #: Sentinel-1 C-band wavelength in metres.
 SENTINEL1_WAVELENGTH = 0.05546576
-#: Days per year for velocities (DESIGN.md section 3).
+#: Days per year for velocities (docs/design.md section 3).
 DAYS_PER_YEAR = 365.25
-#: Coherence is clipped to this range before it becomes a weight (SCIENCE.md 1.2).
+#: Coherence is clipped to this range before it becomes a weight (docs/science.md 1.2).
 COHERENCE_CLIP = (0.05, 0.99)
 
 Method = Literal["svd", "nsbas"]
-Weights = Literal["none", "coherence", "fisher"]
+#: A name of :data:`WEIGHTINGS` (the config's ``sbas.weights``).
+Weights = Literal[SBAS_WEIGHTS]
 
 
 class NetworkInversion(NamedTuple):
@@ -221,7 +228,7 @@ def design_matrix_phase(pairs: np.ndarray, n_date: int) -> np.ndarray:
     -------
     ndarray, shape (n_pair, n_date - 1), float64
         ``-1`` at the reference date, ``+1`` at the secondary date; the first date's column is
-        dropped (SCIENCE.md 1.2, [H25] Eq. 1-2).
+        dropped (docs/science.md 1.2, [H25] Eq. 1-2).
     """
     pairs = np.asarray(pairs)
     a = np.zeros((pairs.shape[0], n_date), dtype=np.float64)
@@ -368,57 +375,22 @@ def prune_network(pairs: np.ndarray, n_date: int, usable: np.ndarray) -> Network
     return NetworkPruning(kept, dropped, lost, labels, int(n_comp) - lost.size)
 
 
-def default_min_pairs(n_date: int, n_pair: int) -> int:
-    """Default minimum number of valid pairs per pixel, ``max(N, 0.5 M)`` (SCIENCE.md 1.3).
+def default_min_pairs(n_date: int, n_pair: int, fraction: float = 0.5) -> int:
+    """Minimum number of valid pairs per pixel, ``max(N, ceil(fraction M))`` (docs/science.md 1.3).
 
-    ``N = n_date - 1`` unknowns, ``M = n_pair`` interferograms.
+    ``N = n_date - 1`` unknowns, ``M = n_pair`` interferograms; the default ``fraction`` 0.5 is
+    docs/science.md's ``max(N, 0.5 M)`` (``sbas.min_pairs_fraction``).
     """
-    return int(max(n_date - 1, math.ceil(0.5 * n_pair)))
+    return int(max(n_date - 1, math.ceil(fraction * n_pair)))
 
 
-def pair_weights(
-    coherence: np.ndarray | None,
-    weights: Weights = "none",
-    looks: float = 1.0,
-) -> np.ndarray | None:
-    """Interferogram weights from spatial coherence (SCIENCE.md 1.2).
-
-    Parameters
-    ----------
-    coherence : ndarray, shape (..., n_pair), 0-1, or None
-        Spatial coherence; NaN is taken as the lower clip (as MintPy does).
-    weights : {"none", "coherence", "fisher"}
-        ``none``: ``w = 1`` (Berardino); ``coherence``: ``w = gamma``; ``fisher``:
-        ``w = 2 L gamma^2 / (1 - gamma^2)`` (the inverse Cramér-Rao phase variance). ``gamma`` is
-        clipped to [0.05, 0.99] first.
-    looks : float
-        Number of looks ``L`` for ``fisher``.
-
-    Returns
-    -------
-    ndarray, shape (..., n_pair), float64, or None for ``none``.
-    """
-    if weights == "none":
-        return None
-    _check_weight_options(coherence is not None, weights, looks)
-    # fmax maps NaN (and anything below) to the lower clip; one float64 array, no temporaries
-    gamma = np.fmax(np.asarray(coherence), COHERENCE_CLIP[0], dtype=np.float64)
-    np.minimum(gamma, COHERENCE_CLIP[1], out=gamma)
-    if weights == "fisher":
-        _fisher_in_place(gamma, looks)
-    return gamma
+# ---------------------------------------------------------------------------------------------
+# interferogram weightings (one entry per choice of ncp_subsidence.choices.SBAS_WEIGHTS)
+# ---------------------------------------------------------------------------------------------
 
 
-def _check_weight_options(has_coherence: bool, weights: str, looks: float) -> None:
-    """The errors of :func:`pair_weights` for options other than ``none``, without the data."""
-    if weights not in ("coherence", "fisher"):
-        raise ConfigError(f"weights={weights!r} is not known; use 'none', 'coherence' or 'fisher'")
-    if not has_coherence:
-        raise ConfigError(
-            f"weights={weights!r} needs the coherence stack; pass coherence= or use weights='none'"
-        )
-    if weights == "fisher" and not looks >= 1:
-        raise ConfigError(f"looks={looks} must be >= 1 for Fisher weights")
+def _coherence_in_place(gamma: np.ndarray, looks: float) -> None:
+    """``w = gamma``: the clipped coherence is the weight (nothing to do)."""
 
 
 def _fisher_in_place(gamma: np.ndarray, looks: float) -> None:
@@ -427,6 +399,110 @@ def _fisher_in_place(gamma: np.ndarray, looks: float) -> None:
     denom = 1.0 - gamma
     np.multiply(gamma, 2.0 * looks, out=gamma)
     np.divide(gamma, denom, out=gamma)
+
+
+@dataclass(frozen=True)
+class Weighting:
+    """One interferogram weighting of the inversion (a small object per choice, after flox's
+    ``Aggregation``).
+
+    Attributes
+    ----------
+    name : str
+        The choice, as in :data:`ncp_subsidence.choices.SBAS_WEIGHTS` (``sbas.weights``).
+    needs_coherence : bool
+        Weights from the coherence stack; False: unit weights (no coherence read).
+    uses_looks : bool
+        The weight depends on the number of looks ``L`` (which must then be >= 1).
+    apply : callable ``(gamma, looks) -> None`` or None
+        Turns coherence clipped to :data:`COHERENCE_CLIP` (float64, any shape) into the weights,
+        in place; None for unit weights.
+    """
+
+    name: str
+    needs_coherence: bool
+    uses_looks: bool = False
+    apply: Callable[[np.ndarray, float], None] | None = None
+
+
+#: The weightings by name (docs/science.md 1.2): ``none``: ``w = 1`` (Berardino); ``coherence``:
+#: ``w = gamma``; ``fisher``: ``w = 2 L gamma^2 / (1 - gamma^2)`` (the inverse Cramér-Rao phase
+#: variance). A new weighting is one entry here (and its name in ``choices.SBAS_WEIGHTS``).
+WEIGHTINGS: dict[str, Weighting] = {
+    w.name: w
+    for w in (
+        Weighting("none", needs_coherence=False),
+        Weighting("coherence", needs_coherence=True, apply=_coherence_in_place),
+        Weighting("fisher", needs_coherence=True, uses_looks=True, apply=_fisher_in_place),
+    )
+}
+
+
+def weighting(name: str, *, has_coherence: bool = True, looks: float = 1.0) -> Weighting:
+    """The :class:`Weighting` called ``name``, checked against the data and options at hand.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name, a coherence weighting without the coherence stack
+        (``has_coherence`` False), or ``looks < 1`` for a weighting that uses the looks.
+    """
+    found = WEIGHTINGS.get(name)
+    if found is None:
+        names = [repr(n) for n in WEIGHTINGS]
+        raise ConfigError(
+            f"weights={name!r} is not known; use {', '.join(names[:-1])} or {names[-1]}"
+        )
+    if found.needs_coherence and not has_coherence:
+        raise ConfigError(
+            f"weights={name!r} needs the coherence stack; pass coherence= or use weights='none'"
+        )
+    if found.uses_looks and not looks >= 1:
+        raise ConfigError(f"looks={looks} must be >= 1 for {name.capitalize()} weights")
+    return found
+
+
+def _weights_in_place(gamma: np.ndarray, how: Weighting, looks: float) -> None:
+    """Coherence ``gamma`` (float64, any shape) into ``how``'s weights, in place.
+
+    ``gamma`` is clipped to :data:`COHERENCE_CLIP` first; fmax maps NaN (and anything below) to
+    the lower clip (as MintPy does). The bounds are given as rows of the last axis: numpy's
+    fmax / minimum against a scalar are several times slower than against an array.
+    """
+    width = gamma.shape[-1:]
+    np.fmax(gamma, np.full(width, COHERENCE_CLIP[0]), out=gamma)
+    np.minimum(gamma, np.full(width, COHERENCE_CLIP[1]), out=gamma)
+    how.apply(gamma, looks)
+
+
+def pair_weights(
+    coherence: np.ndarray | None,
+    weights: Weights = "none",
+    looks: float = 1.0,
+) -> np.ndarray | None:
+    """Interferogram weights from spatial coherence (docs/science.md 1.2).
+
+    Parameters
+    ----------
+    coherence : ndarray, shape (..., n_pair), 0-1, or None
+        Spatial coherence; NaN is taken as the lower clip (as MintPy does).
+    weights : {"none", "coherence", "fisher"}
+        A name of :data:`WEIGHTINGS`. ``none``: ``w = 1`` (Berardino); ``coherence``:
+        ``w = gamma``; ``fisher``: ``w = 2 L gamma^2 / (1 - gamma^2)`` (the inverse Cramér-Rao
+        phase variance). ``gamma`` is clipped to [0.05, 0.99] first.
+    looks : float
+        Number of looks ``L`` for ``fisher``.
+
+    Returns
+    -------
+    ndarray, shape (..., n_pair), float64, or None for ``none``.
+    """
+    how = weighting(weights, has_coherence=coherence is not None, looks=looks)
+    if not how.needs_coherence:
+        return None
+    gamma = np.array(coherence, dtype=np.float64)  # one float64 copy, then in place
+    _weights_in_place(gamma, how, looks)
+    return gamma
 
 
 # ---------------------------------------------------------------------------------------------
@@ -671,7 +747,7 @@ def _zero_invalid(x: np.ndarray, valid: np.ndarray) -> None:
 
 
 def _weights_into(
-    coherence: np.ndarray, weights: str, looks: float, out: np.ndarray, scratch: _Scratch
+    coherence: np.ndarray, how: Weighting, looks: float, out: np.ndarray, scratch: _Scratch
 ) -> None:
     """:func:`pair_weights` of ``coherence`` (T, n_pair), written transposed into ``out``."""
     if coherence.dtype == np.float64:
@@ -680,13 +756,58 @@ def _weights_into(
         tmp = scratch("tile_coherence", out.shape, coherence.dtype)
         tmp[...] = coherence.T
         np.copyto(out, tmp)
-    # fmax maps NaN (and anything below) to the lower clip. The bounds are given as rows:
-    # numpy's fmax / minimum against a scalar are several times slower than against an array.
-    width = out.shape[1]
-    np.fmax(out, np.full(width, COHERENCE_CLIP[0]), out=out)
-    np.minimum(out, np.full(width, COHERENCE_CLIP[1]), out=out)
-    if weights == "fisher":
-        _fisher_in_place(out, looks)
+    _weights_in_place(out, how, looks)
+
+
+@dataclass(frozen=True, eq=False)
+class _Network:
+    """What :func:`invert_network` fixes once for all blocks: the network, its banded normal
+    equations' layout, the options and the time axis.
+
+    Attributes
+    ----------
+    n_date : int
+    pairs : ndarray of int64, shape (n_pair, 2), (earlier, later) date indices
+    bandwidth : int, the longest pair span in acquisitions (``b``)
+    incidence_t, incidence_abs_t : scipy.sparse matrix, shape (n_date, n_pair)
+        Transposed incidence matrix (-1 reference, +1 secondary) and its absolute value.
+    inner_pairs : ndarray of int, pairs not starting at the first date
+    inner_row, inner_offset : ndarray of int, band slot ``(a, i)`` of each inner pair
+    empty_row, empty_offset : ndarray of int, band slots no pair fills (zero in every matrix)
+    rcond : float
+    method : {"svd", "nsbas"}
+    weighting : Weighting
+    looks : float
+    kappa : float, NSBAS ``kappa``
+    model : ndarray, shape (n_date, q), the NSBAS temporal model (:func:`nsbas_basis`)
+    t : ndarray, shape (n_date,), years since the first date
+    dt : ndarray, shape (n_date - 1,), years
+    to_mm : float, phase (rad) to LOS displacement (mm)
+    tc : ndarray, shape (n_date,), ``t`` less its mean (for the velocity fit)
+    work_dtype : numpy dtype of the phase work arrays (float32 or float64)
+    """
+
+    n_date: int
+    pairs: np.ndarray
+    bandwidth: int
+    incidence_t: scipy.sparse.csr_matrix
+    incidence_abs_t: scipy.sparse.csr_matrix
+    inner_pairs: np.ndarray
+    inner_row: np.ndarray
+    inner_offset: np.ndarray
+    empty_row: np.ndarray
+    empty_offset: np.ndarray
+    rcond: float
+    method: str
+    weighting: Weighting
+    looks: float
+    kappa: float
+    model: np.ndarray
+    t: np.ndarray
+    dt: np.ndarray
+    to_mm: float
+    tc: np.ndarray
+    work_dtype: type
 
 
 def _solve_block(
@@ -694,25 +815,25 @@ def _solve_block(
     valid: np.ndarray,
     coherence: np.ndarray | None,
     count: np.ndarray,
-    ctx: dict,
+    net: _Network,
     scratch: _Scratch,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Phase histories of one block of pixels through banded normal equations.
 
     ``phase`` (n_pair, P) float32 or float64 with zeros where invalid, ``valid`` (n_pair, P),
-    ``coherence`` (P, n_pair) for the weights (``ctx["weights"]``) or None for unit weights,
+    ``coherence`` (P, n_pair) for the weights (``net.weighting``) or None for unit weights,
     ``count`` (P,) valid pairs. Returns ``phi`` (n_date, P) float64 and the number of
     components (P,).
     """
-    n_date, pairs, bw = ctx["n_date"], ctx["pairs"], ctx["bandwidth"]
+    n_date, pairs, bw = net.n_date, net.pairs, net.bandwidth
     n_pair = pairs.shape[0]
     n = n_date - 1
     n_pix = phase.shape[1]
-    nsbas = ctx["method"] == "nsbas"
+    nsbas = net.method == "nsbas"
     all_valid = bool(count.min() == n_pair)
-    inc_abs, inc = ctx["incidence_abs_t"], ctx["incidence_t"]
-    inner, slot_row, slot_off = ctx["inner_pairs"], ctx["inner_row"], ctx["inner_offset"]
-    empty_row, empty_off = ctx["empty_row"], ctx["empty_offset"]
+    inc_abs, inc = net.incidence_abs_t, net.incidence_t
+    inner, slot_row, slot_off = net.inner_pairs, net.inner_row, net.inner_offset
+    empty_row, empty_off = net.empty_row, net.empty_offset
     # normal equations A^T W A phi = A^T W dphi, built tile by tile: band[a, i] = entry
     # (a, a - i) of the weighted graph Laplacian without the first date, rhs its right side
     band = scratch("band", (n, bw + 1, n_pix))
@@ -726,7 +847,7 @@ def _solve_block(
             np.copyto(wv, valid[:, a:b])
             np.copyto(wp, phase[:, a:b])  # zero where invalid: no weighting needed
         else:
-            _weights_into(coherence[a:b], ctx["weights"], ctx["looks"], wv, scratch)
+            _weights_into(coherence[a:b], net.weighting, net.looks, wv, scratch)
             if not all_valid:
                 np.multiply(wv, valid[:, a:b], out=wv)
             np.multiply(wv, phase[:, a:b], out=wp)
@@ -739,27 +860,27 @@ def _solve_block(
         if empty_row.size:
             band[empty_row, empty_off, a:b] = 0.0
     if not nsbas:
-        inv_d, n_zero = _band_ldl(band, ctx["rcond"], rhs)
+        inv_d, n_zero = _band_ldl(band, net.rcond, rhs)
         phi = np.empty((n_date, n_pix))
         phi[0] = 0.0
         phi[1:] = _band_back(band, inv_d, rhs)[:, 0]
         deficient = np.flatnonzero(n_zero > 0)
         if deficient.size:
             labels, _ = network_components(pairs, n_date, valid[:, deficient].T)
-            phi[:, deficient] = _min_norm_offsets(phi[:, deficient], labels, ctx["dt"])
+            phi[:, deficient] = _min_norm_offsets(phi[:, deficient], labels, net.dt)
         return phi, (1 + n_zero).astype(np.int32)
     # NSBAS: append kappa * (phi_k - F_k theta) = 0 for every date (F: the temporal model),
     # kappa relative to the pixel's mean interferogram weight; the bordered system
     # [[L + k2 I, -k2 F1], [-k2 F1^T, k2 F^T F]] is solved through its Schur complement.
     laplacian = band.copy()
-    _, n_zero = _band_ldl(band, ctx["rcond"])  # components of the data network alone
+    _, n_zero = _band_ldl(band, net.rcond)  # components of the data network alone
     band = laplacian
-    model = ctx["model"]
+    model = net.model
     q = model.shape[1]
     mean_w = (
         np.ones(n_pix) if wsum is None else np.where(count > 0, wsum / np.maximum(count, 1), 1.0)
     )
-    k2 = ctx["kappa"] ** 2 * mean_w
+    k2 = net.kappa**2 * mean_w
     band[:, 0] += k2
     x = np.empty((n, 1 + q, n_pix))
     x[:, 0] = rhs[:, 0]
@@ -786,7 +907,7 @@ def _finish_tile(
     d: np.ndarray,
     target,
     res: dict,
-    ctx: dict,
+    net: _Network,
     scratch: _Scratch,
 ) -> None:
     """Quality and velocity of one tile of solved pixels, written to ``res[...][target]``.
@@ -795,9 +916,9 @@ def _finish_tile(
     ``n_valid`` (T,) float, ``phi32`` (n_date, T) the solution in the working dtype and ``d``
     (T, n_date) the same in float64, pixel-major (overwritten).
     """
-    pairs = ctx["pairs"]
+    pairs = net.pairs
     n_pair = pairs.shape[0]
-    n_date = ctx["n_date"]
+    n_date = net.n_date
     width = x.shape[1]
     # residuals on each pixel's valid pairs (float32 is ample for coherence)
     resid = scratch("tile_resid", x.shape, x.dtype)
@@ -818,9 +939,9 @@ def _finish_tile(
     res["rms_residual"][target] = np.sqrt(ssq / n_valid)
 
     # displacement and the OLS velocity, pixel-major (reductions along contiguous rows)
-    tc = ctx["tc"]
+    tc = net.tc
     sxx = float(tc @ tc)
-    d *= ctx["to_mm"]
+    d *= net.to_mm
     res["displacement"][target] = d
     slope = (d @ tc) / sxx
     res["velocity"][target] = slope
@@ -837,7 +958,7 @@ def _invert_complete_tiles(
     flip: np.ndarray | None,
     res: dict,
     p0: int,
-    ctx: dict,
+    net: _Network,
     scratch: _Scratch,
 ) -> int:
     """Fast path for unit weights: invert the leading tiles of ``phase`` (P, n_pair) whose pixels
@@ -849,7 +970,7 @@ def _invert_complete_tiles(
     """
     n_pix, n_pair = phase.shape
     n_date = operator.shape[0]
-    work_dtype = ctx["work_dtype"]
+    work_dtype = net.work_dtype
     n_valid = None
     for a in range(0, n_pix, _FAST_TILE):
         b = min(a + _FAST_TILE, n_pix)
@@ -869,8 +990,65 @@ def _invert_complete_tiles(
         np.copyto(phi32, d.T)
         if n_valid is None or n_valid.size != b - a:
             n_valid = np.full(b - a, float(n_pair))
-        _finish_tile(x, None, n_valid, phi32, d, slice(p0 + a, p0 + b), res, ctx, scratch)
+        _finish_tile(x, None, n_valid, phi32, d, slice(p0 + a, p0 + b), res, net, scratch)
     return n_pix
+
+
+def _network_state(
+    pairs: np.ndarray,
+    t: np.ndarray,
+    *,
+    method: str,
+    weighting: Weighting,
+    looks: float,
+    rcond: float,
+    kappa: float,
+    seasonal: bool,
+    wavelength: float,
+    work_dtype: type,
+) -> _Network:
+    """The :class:`_Network` of a canonical network ``pairs`` (n_pair, 2) at times ``t``."""
+    n_date, n_pair = t.size, pairs.shape[0]
+    s_idx, e_idx = pairs[:, 0], pairs[:, 1]
+    rows = np.arange(n_pair)
+    inc = scipy.sparse.csr_matrix(
+        (
+            np.concatenate([-np.ones(n_pair), np.ones(n_pair)]),
+            (np.r_[s_idx, e_idx], np.r_[rows, rows]),
+        ),
+        shape=(n_date, n_pair),
+    )
+    bw = int(np.max(e_idx - s_idx))
+    inner = np.flatnonzero(s_idx > 0)
+    # band slots (a, i), 1 <= i <= min(a, bw), that no pair fills: zero in every matrix
+    slots = np.zeros((n_date - 1, bw + 1), dtype=bool)
+    slots[e_idx[inner] - 1, e_idx[inner] - s_idx[inner]] = True
+    empty = ~slots & (np.arange(bw + 1)[None, :] <= np.arange(n_date - 1)[:, None])
+    empty[:, 0] = False
+    empty_row, empty_offset = np.nonzero(empty)
+    return _Network(
+        n_date=n_date,
+        pairs=pairs,
+        bandwidth=bw,
+        incidence_t=inc,
+        incidence_abs_t=abs(inc),
+        inner_pairs=inner,
+        inner_row=e_idx[inner] - 1,
+        inner_offset=e_idx[inner] - s_idx[inner],
+        empty_row=empty_row,
+        empty_offset=empty_offset,
+        rcond=rcond,
+        method=method,
+        weighting=weighting,
+        looks=looks,
+        kappa=kappa,
+        model=nsbas_basis(t, seasonal),
+        t=t,
+        dt=np.diff(t),
+        to_mm=-wavelength / (4.0 * np.pi) * 1000.0,
+        tc=t - t.mean(),
+        work_dtype=work_dtype,
+    )
 
 
 def invert_network(
@@ -984,11 +1162,8 @@ def invert_network(
                 f"coherence has shape {coherence.shape} but unw_phase has {unw_phase.shape}; "
                 "they must match"
             )
-    if weights == "none":
-        coherence_used = None
-    else:
-        _check_weight_options(coherence is not None, weights, looks)
-        coherence_used = coherence
+    how = weighting(weights, has_coherence=coherence is not None, looks=looks)
+    coherence_used = coherence if how.needs_coherence else None
     lead = unw_phase.shape[:-1]
     n_pix = int(np.prod(lead, dtype=np.int64))
     phase2d = unw_phase.reshape(n_pix, n_pair)
@@ -1007,43 +1182,20 @@ def invert_network(
                 + (", or nsbas_seasonal=False" if nsbas_seasonal else "")
                 + ", or add acquisitions"
             )
-    dt = np.diff(t)
-    s_idx, e_idx = pairs_c[:, 0], pairs_c[:, 1]
-    rows = np.arange(n_pair)
-    inc = scipy.sparse.csr_matrix(
-        (
-            np.concatenate([-np.ones(n_pair), np.ones(n_pair)]),
-            (np.r_[s_idx, e_idx], np.r_[rows, rows]),
-        ),
-        shape=(n_date, n_pair),
+    # float32 stacks are read as float32 (their residuals too); anything else as float64
+    work_dtype = np.float32 if phase2d.dtype == np.float32 else np.float64
+    net = _network_state(
+        pairs_c,
+        t,
+        method=method,
+        weighting=how,
+        looks=looks,
+        rcond=rcond,
+        kappa=nsbas_kappa,
+        seasonal=nsbas_seasonal,
+        wavelength=wavelength,
+        work_dtype=work_dtype,
     )
-    bw = int(np.max(e_idx - s_idx))
-    inner = np.flatnonzero(s_idx > 0)
-    # band slots (a, i), 1 <= i <= min(a, bw), that no pair fills: zero in every matrix
-    slots = np.zeros((n_date - 1, bw + 1), dtype=bool)
-    slots[e_idx[inner] - 1, e_idx[inner] - s_idx[inner]] = True
-    empty = ~slots & (np.arange(bw + 1)[None, :] <= np.arange(n_date - 1)[:, None])
-    empty[:, 0] = False
-    ctx = {
-        "n_date": n_date,
-        "pairs": pairs_c,
-        "bandwidth": bw,
-        "incidence_t": inc,
-        "incidence_abs_t": abs(inc),
-        "inner_pairs": inner,
-        "inner_row": e_idx[inner] - 1,
-        "inner_offset": e_idx[inner] - s_idx[inner],
-        "empty_row": np.nonzero(empty)[0],
-        "empty_offset": np.nonzero(empty)[1],
-        "rcond": rcond,
-        "method": method,
-        "weights": weights,
-        "looks": looks,
-        "kappa": nsbas_kappa,
-        "model": nsbas_basis(t, nsbas_seasonal),
-        "t": t,
-        "dt": dt,
-    }
     _, full_components = network_components(pairs_c, n_date)
     full_operator = None
     if coh2d is None:
@@ -1061,11 +1213,6 @@ def invert_network(
     n_comp = np.zeros(n_pix, dtype=np.int32)
     scratch = _Scratch()
     flip = sign[:, None] if np.any(sign < 0) else None
-    # float32 stacks are read as float32 (their residuals too); anything else as float64
-    work_dtype = np.float32 if phase2d.dtype == np.float32 else np.float64
-    ctx["to_mm"] = -wavelength / (4.0 * np.pi) * 1000.0
-    ctx["tc"] = t - t.mean()
-    ctx["work_dtype"] = work_dtype
     # unweighted, unscreened stacks start each block with the complete-pixel fast path
     fast = full_operator is not None and closure_threshold is None and n_pair >= min_pairs
 
@@ -1073,7 +1220,7 @@ def invert_network(
         p1 = min(p0 + block_size, n_pix)
         if fast:
             done = _invert_complete_tiles(
-                phase2d[p0:p1], full_operator, flip, res, p0, ctx, scratch
+                phase2d[p0:p1], full_operator, flip, res, p0, net, scratch
             )
             n_used[p0 : p0 + done] = n_pair
             n_comp[p0 : p0 + done] = full_components
@@ -1115,11 +1262,11 @@ def invert_network(
             rest = np.flatnonzero(~complete)
             if rest.size:
                 phi[:, rest], comp[rest] = _solve_block(
-                    phase32[:, rest], valid[:, rest], None, count[rest], ctx, scratch
+                    phase32[:, rest], valid[:, rest], None, count[rest], net, scratch
                 )
         else:
             # mostly incomplete: solve all (no copies), complete pixels are overwritten below
-            phi, comp = _solve_block(phase32, valid, coh_rows, count, ctx, scratch)
+            phi, comp = _solve_block(phase32, valid, coh_rows, count, net, scratch)
         if n_complete:
             phi[:, complete] = full_operator @ phase32[:, complete].astype(np.float64)
             comp[complete] = full_components
@@ -1142,7 +1289,7 @@ def invert_network(
                 d,
                 slice(p0 + a, p0 + b) if solve is None else target[a:b],
                 res,
-                ctx,
+                net,
                 scratch,
             )
 
@@ -1198,7 +1345,7 @@ def closure_phase(unw_phase: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray,
 def unwrapping_error_mask(
     unw_phase: np.ndarray, pairs: np.ndarray, threshold: float = np.pi / 2
 ) -> np.ndarray:
-    """Pairs to drop: median ``|C|`` over the pair's triplets above ``threshold`` (SCIENCE.md 1.3).
+    """Pairs to drop: median ``|C|`` over the pair's triplets above ``threshold`` (docs/science.md 1.3).
 
     Parameters
     ----------
@@ -1244,7 +1391,7 @@ def select_reference(
     min_temporal_coherence: float = 0.95,
     window: int = 3,
 ) -> tuple[int, int]:
-    """Choose the reference pixel (SCIENCE.md 1.2).
+    """Choose the reference pixel (docs/science.md 1.2).
 
     A candidate is the centre of a ``window x window`` box in which every pixel has every
     interferogram, mean spatial coherence >= ``min_coherence`` and (if given) temporal coherence

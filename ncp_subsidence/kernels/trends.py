@@ -11,7 +11,7 @@ other pixels share its chunk (BLAS is deliberately avoided where the batch size 
 summation order).
 
 Time is in decimal years, ``t = year + (day_of_year - 0.5) / days_in_year``; monthly products use
-the mid-month date (SCIENCE.md, global conventions). Slopes are per year.
+the mid-month date (docs/science.md, global conventions). Slopes are per year.
 
 References
 ----------
@@ -70,7 +70,7 @@ def decimal_year(times: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (n,), float64, years
         The day of year counts whole days (1 January is day 1); the time of day is dropped, as in
-        the convention of SCIENCE.md.
+        the convention of docs/science.md.
     """
     times = np.asarray(times, dtype="datetime64[ns]")
     year = times.astype("datetime64[Y]")
@@ -90,7 +90,7 @@ def month_of_year(times: np.ndarray) -> np.ndarray:
 def harmonic_design(t: np.ndarray, t0: float | None = None, n_harmonics: int = 2) -> np.ndarray:
     """Design matrix of a trend plus annual and semi-annual harmonics.
 
-    ``y(t) = a + b (t - t0) + sum_k [c_k cos(2 pi k t) + s_k sin(2 pi k t)]`` (SCIENCE.md 6.2).
+    ``y(t) = a + b (t - t0) + sum_k [c_k cos(2 pi k t) + s_k sin(2 pi k t)]`` (docs/science.md 6.2).
 
     Parameters
     ----------
@@ -166,7 +166,7 @@ def fit_harmonic_trend(
 
     References
     ----------
-    Huang et al. 2025 (seasonal trend); SCIENCE.md 6.2; Newey & West 1987.
+    Huang et al. 2025 (seasonal trend); docs/science.md 6.2; Newey & West 1987.
     """
     y = np.asarray(y, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
@@ -237,7 +237,7 @@ def fit_harmonic_trend(
 
 
 def deseasonalise(y: np.ndarray, month: np.ndarray) -> np.ndarray:
-    """Subtract each series' monthly climatology (NaN-aware), SCIENCE.md 6.2.
+    """Subtract each series' monthly climatology (NaN-aware), docs/science.md 6.2.
 
     Parameters
     ----------
@@ -549,9 +549,9 @@ def trend_statistics(
     hac_lags : int
         Newey-West lags of the OLS slope's standard error (0: classical).
     min_valid : int
-        Series with fewer valid months give NaN everywhere (SCIENCE.md 6.3, ``min_months``).
+        Series with fewer valid months give NaN everywhere (docs/science.md 6.3, ``min_months``).
     deseasonalise_first : bool
-        Subtract the monthly climatology before Sen's slope and Mann-Kendall (SCIENCE.md 6.2).
+        Subtract the monthly climatology before Sen's slope and Mann-Kendall (docs/science.md 6.2).
     hamed_rao : bool
         Hamed-Rao variance correction of Mann-Kendall.
     hamed_rao_max_lag : int or None

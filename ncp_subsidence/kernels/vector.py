@@ -15,7 +15,7 @@ from ncp_subsidence.errors import DataWarning
 
 __all__ = ["line_length_per_cell"]
 
-_EARTH_RADIUS_KM = 6371.0071810  # authalic sphere, as for cell areas (SCIENCE.md 8.2)
+_EARTH_RADIUS_KM = 6371.0071810  # authalic sphere, as for cell areas (docs/science.md 8.2)
 
 
 def line_length_per_cell(

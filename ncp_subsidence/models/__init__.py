@@ -1,7 +1,7 @@
 """Statistical and machine-learning models (numpy + scikit-learn; no dask, xarray or I/O).
 
 :mod:`ncp_subsidence.models.selection` chooses and fits the per-frame long-wavelength
-correction of the GNSS-based InSAR adjustment (SCIENCE.md stage 3).
+correction of the GNSS-based InSAR adjustment (docs/science.md stage 3).
 """
 
 from ncp_subsidence.models.selection import (

@@ -1,4 +1,4 @@
-"""Per-frame adaptive selection of the long-wavelength correction model (SCIENCE.md 3.2-3.4).
+"""Per-frame adaptive selection of the long-wavelength correction model (docs/science.md 3.2-3.4).
 
 A frame's InSAR-minus-GNSS residuals ``r_i`` at its **training** stations are fitted by each
 candidate model, each candidate is scored by weighted cross-validated RMSE, and the simplest
@@ -89,7 +89,7 @@ MIN_STATIONS: dict[str, int] = {
     "GB": 15,
     "SVR": 10,
 }
-"""Minimum number of training stations per model (SCIENCE.md 3.2 step 4)."""
+"""Minimum number of training stations per model (docs/science.md 3.2 step 4)."""
 TREE_MODELS = frozenset({"RF", "GB"})
 """Piecewise-constant models whose surfaces are low-pass filtered."""
 CLAMPED_MODELS = frozenset({"P2", "P3", "GP", "SVR"})
@@ -98,7 +98,7 @@ CLAMPED_MODELS = frozenset({"P2", "P3", "GP", "SVR"})
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """Hyperparameters of the candidates (SCIENCE.md 3.2-3.3 defaults).
+    """Hyperparameters of the candidates (docs/science.md 3.2-3.3 defaults).
 
     Attributes
     ----------
@@ -175,12 +175,20 @@ class _Fitted:
     notes: list[str] = field(default_factory=list)
 
 
-def _poly_predictor(coef: NDArray[np.float64], degree: int, scale: float) -> Predict:
-    def predict(x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
-        shape = np.shape(x)
-        return (polynomial_design(x / scale, y / scale, degree) @ coef).reshape(shape)
+def _on_points(at: Callable[[NDArray[np.float64]], NDArray[np.float64]]) -> Predict:
+    """A :data:`Predict` from ``at``, which maps query points ``q`` (n, 2) = (x_km, y_km) to
+    values (n,); the result takes the shape of ``x``. Each call makes a new function (models
+    attach their details to it as attributes)."""
+
+    def predict(xq: NDArray[np.float64], yq: NDArray[np.float64]) -> NDArray[np.float64]:
+        shape = np.shape(xq)
+        return at(np.column_stack([np.ravel(xq), np.ravel(yq)])).reshape(shape)
 
     return predict
+
+
+def _poly_predictor(coef: NDArray[np.float64], degree: int, scale: float) -> Predict:
+    return _on_points(lambda q: polynomial_design(q[:, 0] / scale, q[:, 1] / scale, degree) @ coef)
 
 
 def _fit_gp(
@@ -214,11 +222,7 @@ def _fit_gp(
         gpr.fit(xy, res)
     notes = [f"GP: {w_.message}" for w_ in caught if issubclass(w_.category, ConvergenceWarning)]
 
-    def predict(xq: NDArray[np.float64], yq: NDArray[np.float64]) -> NDArray[np.float64]:
-        shape = np.shape(xq)
-        q = np.column_stack([np.ravel(xq), np.ravel(yq)])
-        return (gpr.predict(q) + mean(q[:, 0], q[:, 1])).reshape(shape)
-
+    predict = _on_points(lambda q: gpr.predict(q) + mean(q[:, 0], q[:, 1]))
     predict.kernel_ = str(gpr.kernel_)  # type: ignore[attr-defined]
     return predict, notes
 
@@ -255,11 +259,7 @@ def _fit_svr(
     model = SVR(kernel="rbf", C=best[0], epsilon=best[1], gamma=best[2])
     model.fit(xy, z, sample_weight=w / np.mean(w))
 
-    def predict(xq: NDArray[np.float64], yq: NDArray[np.float64]) -> NDArray[np.float64]:
-        shape = np.shape(xq)
-        q = np.column_stack([np.ravel(xq), np.ravel(yq)]) / scale
-        return (model.predict(q) * sd + mu).reshape(shape)
-
+    predict = _on_points(lambda q: model.predict(q / scale) * sd + mu)
     predict.params_ = {"C": best[0], "epsilon": best[1], "gamma": best[2]}  # type: ignore[attr-defined]
     return predict
 
@@ -305,18 +305,12 @@ def _fit_tree(
     smooth = gaussian_smooth_km(raw, sig, dy_km=h, dx_km=h)
     interp = RegularGridInterpolator((gy, gx), smooth, method="linear")
 
-    def predict(xq: NDArray[np.float64], yq: NDArray[np.float64]) -> NDArray[np.float64]:
-        shape = np.shape(xq)
-        q = np.column_stack(
-            [np.clip(np.ravel(yq), gy[0], gy[-1]), np.clip(np.ravel(xq), gx[0], gx[-1])]
+    predict = _on_points(
+        lambda q: interp(
+            np.column_stack([np.clip(q[:, 1], gy[0], gy[-1]), np.clip(q[:, 0], gx[0], gx[-1])])
         )
-        return interp(q).reshape(shape)
-
-    def predict_raw(xq: NDArray[np.float64], yq: NDArray[np.float64]) -> NDArray[np.float64]:
-        shape = np.shape(xq)
-        return est.predict(np.column_stack([np.ravel(xq), np.ravel(yq)])).reshape(shape)
-
-    predict.raw = predict_raw  # type: ignore[attr-defined]
+    )
+    predict.raw = _on_points(est.predict)  # type: ignore[attr-defined]
     return predict
 
 
@@ -445,7 +439,7 @@ def _cv_score(
     seed: int,
     repeats: list[list[tuple[NDArray[np.int64], NDArray[np.int64]]]],
 ) -> tuple[float, float, list[str]]:
-    """Weighted CV RMSE (SCIENCE.md 3.2 step 5) and its standard error (delta method)."""
+    """Weighted CV RMSE (docs/science.md 3.2 step 5) and its standard error (delta method)."""
     n = r.size
     sq = np.zeros((len(repeats), n))
     notes: list[str] = []
@@ -617,7 +611,7 @@ def select_and_fit(
 ) -> FittedCorrection | None:
     """Choose and fit the correction model of one frame from its training stations.
 
-    Steps (SCIENCE.md 3.2 step 5, 3.4): outlier rejection (iterative ``k * 1.4826 * MAD`` about
+    Steps (docs/science.md 3.2 step 5, 3.4): outlier rejection (iterative ``k * 1.4826 * MAD`` about
     a plane, and stations whose InSAR gradient exceeds ``gradient_max``); with 1-2 stations the
     weighted offset P0; otherwise every requested candidate with enough stations is scored by
     weighted CV RMSE (LOO for n <= 30, else 5-fold x 10 with seeds ``seed..seed+9``, spatial

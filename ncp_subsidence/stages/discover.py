@@ -22,6 +22,7 @@ import pystac
 from ..config import Config, redacted_dump
 from ..errors import DataError
 from ..io.stac import discover_items, items_digest, strip_credentials
+from ..pipeline import Stage, StageContext
 from ..sources import HYDRO_SOURCES, resolve_sources
 
 __all__ = ["STAGE", "DiscoverStage"]
@@ -29,7 +30,7 @@ __all__ = ["STAGE", "DiscoverStage"]
 log = logging.getLogger(__name__)
 
 
-class DiscoverStage:
+class DiscoverStage(Stage):
     """Search every source and save the items found (see the module docstring)."""
 
     name = "discover"
@@ -75,7 +76,7 @@ class DiscoverStage:
             "items": {k: items_digest(v) for k, v in sorted(found.items())},
         }
 
-    def run(self, ctx: Any) -> None:
+    def run(self, ctx: StageContext) -> None:
         found = self._discover(ctx.config)
         index, n_stripped = {}, {}
         for name, items in found.items():

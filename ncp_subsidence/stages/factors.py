@@ -1,4 +1,4 @@
-"""Stage ``factors``: every driving factor of the geodetector on one grid (SCIENCE.md 7.1).
+"""Stage ``factors``: every driving factor of the geodetector on one grid (docs/science.md 7.1).
 
 Reads ``ingest/factors`` (DEM, NDVI, evapotranspiration, precipitation, population, GDP, building
 density, fault density, already on the factor grid: ``sources.bbox`` at
@@ -15,7 +15,6 @@ few million cells for the whole plain), so it is resampled in memory with raster
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -24,6 +23,7 @@ from ..choices import FACTOR_NAMES
 from ..errors import DataError
 from ..io.cube import with_crs
 from ..io.readers import factor_grid
+from ..pipeline import Stage, StageContext
 
 __all__ = [
     "FACTOR_ATTRS",
@@ -130,13 +130,13 @@ def resample_to_grid(
     )
 
 
-class FactorsStage:
+class FactorsStage(Stage):
     """Driving factors on the factor grid (see the module docstring)."""
 
     name = "factors"
     reads: tuple[str, ...] = ("ingest", "hydro")
 
-    def run(self, ctx: Any) -> None:
+    def run(self, ctx: StageContext) -> None:
         """Assemble the factors and write dataset ``factors`` in lat regions."""
         opts = ctx.options
         ingested = ctx.open("ingest", "factors")

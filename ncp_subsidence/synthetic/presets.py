@@ -80,6 +80,10 @@ PRESETS: dict[str, Preset] = {
 def twin_settings(preset: str) -> dict[str, float | str]:
     """Config values (dotted keys) that suit a twin preset; a user's own values win.
 
+    Applied by :func:`ncp_subsidence.config.resolve_config` (so by ``load_config``, the CLI and
+    ``run_pipeline`` alike) to the settings of a twin config that were not set; the keys are
+    :data:`ncp_subsidence.config.TWIN_SETTING_KEYS`.
+
     Grids: the defaults of the config are for real data (0.001 deg mosaic, 0.01 deg factors and
     GWSA, 1 km overlap cells); the twin's coarser postings need coarser grids, else the mosaic
     is mostly empty cells and the overlap cells hold no pixel.

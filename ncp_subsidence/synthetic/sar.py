@@ -301,7 +301,7 @@ def los_displacement(
 
 
 def phase_from_los(d_ref_mm: np.ndarray, d_sec_mm: np.ndarray) -> np.ndarray:
-    """Interferometric phase ``-4 pi / lambda * (d_sec - d_ref)``, radians (DESIGN.md 3)."""
+    """Interferometric phase ``-4 pi / lambda * (d_sec - d_ref)``, radians (docs/design.md 3)."""
     return (-4.0 * np.pi / WAVELENGTH_M * 1e-3) * (d_sec_mm.astype(np.float64) - d_ref_mm)
 
 

@@ -42,7 +42,7 @@ over the months of 2002-2022 is exactly 1 (so ``gwsa_trend`` is the 2002-2022 GW
 small seasonal leakage). TWSA = GWSA + SM + SWE + CW, each term an anomaly on the same baseline.
 
 Plate motion: ITRF2014-PMM Eurasia, omega = (-0.085, -0.531, 0.770) mas/yr (Altamimi et al. 2017).
-LOS (SCIENCE.md 2.2): ``u = (-sin(inc) cos(h), sin(inc) sin(h), cos(inc))`` ground -> satellite.
+LOS (docs/science.md 2.2): ``u = (-sin(inc) cos(h), sin(inc) sin(h), cos(inc))`` ground -> satellite.
 """
 
 from __future__ import annotations
@@ -352,7 +352,7 @@ def plate_motion_enu(lon, lat, omega_mas=ITRF2014_EURASIA_MAS):
 
 
 def los_unit_vector(incidence_deg, heading_deg):
-    """Ground -> satellite unit vector (E, N, U) of a right-looking SAR (SCIENCE.md 2.2).
+    """Ground -> satellite unit vector (E, N, U) of a right-looking SAR (docs/science.md 2.2).
 
     Parameters
     ----------

@@ -4,7 +4,7 @@ Provider conventions: dims ``(time, Y, X)`` with coordinates ``Y`` (latitude, so
 and ``X`` (longitude), or ``(time, lat, lon)``; fill -9999; ``time`` days since an epoch with
 ``time_bnds``. Soil moisture ``SoilMoi00_10cm_tavg``, ``SoilMoi10_40cm_tavg``,
 ``SoilMoi40_100cm_tavg``, ``SoilMoi100_200cm_tavg`` are volume fractions (m3 m-3); ``SWE_inst``
-kg m-2; ``Rainf_f_tavg`` and ``Evap_tavg`` kg m-2 s-1 (SCIENCE.md 5.1).
+kg m-2; ``Rainf_f_tavg`` and ``Evap_tavg`` kg m-2 s-1 (docs/science.md 5.1).
 
 Canonical variables:
 

@@ -9,7 +9,7 @@ solution's span) with bounds ``time_bounds`` (``time_bnds`` in some releases); `
 JPL mascons come with two companion files on the same grid: the CLM4 gain factors
 (``CLM4.SCALE_FACTOR.JPL.MSCNv0xCRI.nc``, variable ``scale_factor``, multiply, land only) and the
 land mask (``LAND_MASK.CRI.nc``, variable ``land_mask``, 1 on land). CSR publishes a land/ocean
-mask (variable ``LO_val``, 1 on land) and no gain factors (SCIENCE.md 5.1).
+mask (variable ``LO_val``, 1 on land) and no gain factors (docs/science.md 5.1).
 
 The reader is **lazy**: the file is opened through fsspec (local, ``https://``, ``s3://``; remote
 files: one range request per chunk), only the coordinates and the time axis are read whole, and the
@@ -17,7 +17,7 @@ bbox x time window of ``lwe_thickness`` is read as hyperslabs, never the global 
 
 Canonical output: ``grace_twsa(time, lat, lon)`` in mm (= 10 x cm), ``time`` the mid-month
 instant of the calendar month holding each solution's midpoint (solutions sharing a month are
-averaged, SCIENCE.md 5.2), ``lat`` and ``lon`` ascending, ``lon`` in -180..180.
+averaged, docs/science.md 5.2), ``lat`` and ``lon`` ascending, ``lon`` in -180..180.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def read_grace(
         (e.g. ``("2018-06", "2022-12")``); either side None is open. None keeps every month.
     scale_factor : str, optional
         JPL gain-factor file (variable ``scale_factor``, dimensionless, same grid): the
-        thickness is multiplied by it (SCIENCE.md 5.1: the documented JPL land usage).
+        thickness is multiplied by it (docs/science.md 5.1: the documented JPL land usage).
     land_mask : str, optional
         Land-mask file (variable ``land_mask`` (JPL) or ``LO_val`` (CSR), 1 on land): cells with
         a mask below 0.5 are set to NaN.
