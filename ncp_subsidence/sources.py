@@ -40,29 +40,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-#: Single-source inputs by name (interferograms are per frame: ``interferograms/<frame>``).
-SOURCE_KEYS = (
-    "grace",
-    "gldas",
-    "fldas",
-    "imerg",
-    "dem",
-    "ndvi",
-    "evapotranspiration",
-    "precipitation",
-    "population",
-    "gdp",
-    "building_density",
-    "faults",
-    "gnss",
-    "regions",
-)
-
-#: Optional inputs (:data:`~ncp_subsidence.config.OPTIONAL_SOURCES`): a config that leaves one
-#: unset is still ``real``; the twin fills one in only where it gives the GNSS velocities too
-#: (its series are of its own stations).
-OPTIONAL_SOURCE_KEYS = OPTIONAL_SOURCES
-
 #: Gridded hydrology, searched over ``sources.hydro_datetime``.
 HYDRO_SOURCES = ("grace", "gldas", "fldas", "imerg")
 
@@ -76,6 +53,14 @@ RASTER_FACTORS = (
     "gdp",
     "building_density",
 )
+
+#: Single-source inputs by name (interferograms are per frame: ``interferograms/<frame>``).
+SOURCE_KEYS = (*HYDRO_SOURCES, *RASTER_FACTORS, "faults", "gnss", "regions")
+
+#: Optional inputs (:data:`~ncp_subsidence.config.OPTIONAL_SOURCES`): a config that leaves one
+#: unset is still ``real``; the twin fills one in only where it gives the GNSS velocities too
+#: (its series are of its own stations).
+OPTIONAL_SOURCE_KEYS = OPTIONAL_SOURCES
 
 
 def twin_directory(config: Config) -> Path:

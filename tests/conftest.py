@@ -72,6 +72,18 @@ def tiny_twin(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def providers_twin(tmp_path_factory):
+    """The `tiny` twin (seed 0) in the providers' layouts (a LiCSAR frame folder, HyP3 zips).
+
+    Read-only for the tests that share it (the twin layouts and the README's real-data route).
+    """
+    from ncp_subsidence.synthetic import write_twin
+
+    root = tmp_path_factory.mktemp("twin-providers") / "tiny"
+    return write_twin(root, preset="tiny", seed=0, layouts="providers")
+
+
+@pytest.fixture(scope="session")
 def tiny_twin_noise_free(tmp_path_factory):
     """The `tiny` twin without atmosphere, noise, phase offsets or unwrapping errors."""
     from ncp_subsidence.synthetic import write_twin

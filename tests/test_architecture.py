@@ -19,20 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from ncp_subsidence.config import STAGE_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ncp_subsidence"
-STAGES = (
-    "discover",
-    "ingest",
-    "sbas",
-    "adjust",
-    "mosaic",
-    "hydro",
-    "factors",
-    "geodetector",
-    "analysis",
-    "report",
-)
+STAGES = STAGE_NAMES
 
 
 def _modules(folder: Path) -> list[Path]:

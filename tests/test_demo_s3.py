@@ -37,6 +37,8 @@ def test_demo_runs_every_stage_into_s3(s3_bucket, tiny_twin, tmp_path, monkeypat
             "geodetector.draws=4",
             "--set",
             "geodetector.permutations=49",
+            "--set",  # the model choice is not what this test is about: polynomials only
+            "adjust.candidates=[P0, P1, P2, P3]",
             "-q",
         ]
     )

@@ -58,11 +58,8 @@ MOSAIC = {
 
 
 @pytest.fixture(scope="module")
-def twin(tmp_path_factory):
-    from ncp_subsidence.synthetic import write_twin
-
-    root = tmp_path_factory.mktemp("twin-providers") / "tiny"
-    return write_twin(root, preset="tiny", seed=0, layouts="providers")
+def twin(providers_twin):
+    return providers_twin
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import sklearn
 from numpy.typing import ArrayLike, NDArray
 from scipy.interpolate import RegularGridInterpolator
 from scipy.spatial import cKDTree
@@ -654,8 +655,15 @@ def select_and_fit(
         Mismatched input lengths, non-positive sigma, unknown candidate or CV scheme.
     """
     # Each fit is tiny (n <= a few hundred): multi-threaded BLAS only adds overhead, and on a
-    # loaded machine OpenBLAS threads make the GP marginal-likelihood fits >10x slower.
-    with threadpool_limits(limits=1, user_api="blas"):
+    # loaded machine OpenBLAS threads make the GP marginal-likelihood fits >10x slower. The
+    # inputs reaching scikit-learn are finite (non-finite stations are dropped first), so its
+    # per-call finiteness scans and parameter validation are skipped: with hundreds of trees
+    # per fit they were a quarter of the stage's time (benchmarks/RESULTS.md), and they change
+    # no number.
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
+    ):
         return _select_and_fit(
             x_km,
             y_km,
