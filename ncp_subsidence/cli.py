@@ -22,6 +22,9 @@ from .config import STAGE_NAMES
 __all__ = ["build_parser", "main"]
 
 STAGES = STAGE_NAMES  # config.py imports only pydantic and yaml: --help stays fast
+#: Products ``export`` writes (:data:`ncp_subsidence.io.export.EXPORTABLE`, kept here so that
+#: ``--help`` imports nothing heavy); the default leaves out ``ingest``.
+EXPORTABLE = ("ingest", "sbas", "adjust", "mosaic", "hydro", "factors", "geodetector", "analysis")
 
 log = logging.getLogger("ncp_subsidence")
 
@@ -144,6 +147,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out", "-o", metavar="DIR", default="validation", help="where the CSV and JSON go"
+    )
+
+    p = sub.add_parser(
+        "export",
+        help="write a run's products as COG, CF NetCDF, CSV and GeoJSON with a STAC catalog",
+    )
+    p.add_argument("--store", metavar="URL", required=True, help="store root of the run")
+    p.add_argument("--out", "-o", metavar="DIR", required=True, help="output directory")
+    p.add_argument(
+        "--stages",
+        metavar="STAGE",
+        nargs="+",
+        choices=EXPORTABLE,
+        help=f"products to export (default: {' '.join(EXPORTABLE[1:])})",
+    )
+    p.add_argument(
+        "--config", "-c", metavar="FILE", help="YAML config whose store.storage_options to use"
     )
 
     p = sub.add_parser(
@@ -325,6 +345,24 @@ def _run(args: argparse.Namespace, stages: Sequence[str] | None) -> int:
         record = store.record("report")
         if record is not None:
             print(f"report: {store.url}/report/{record.version}/index.html")
+            print(f"latest report (stable path): {store.latest_path('report')}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .io.export import export_products
+
+    options = None
+    if args.config:
+        from .config import load_config
+
+        options = dict(load_config(args.config).store.storage_options or {}) or None
+    result = export_products(args.store, args.out, args.stages, storage_options=options)
+    print(
+        f"exported {len(result.files)} file(s) of {len(result.items)} product(s) "
+        f"({', '.join(result.items) or 'none'}) to {args.out}"
+    )
+    print(f"  STAC catalog: {result.catalog}")
     return 0
 
 
@@ -444,6 +482,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_validate(args)
         if args.command == "catalog":
             return _cmd_catalog(args)
+        if args.command == "export":
+            return _cmd_export(args)
         if args.command == "sources":
             return _cmd_sources(args)
         if args.command == "demo":

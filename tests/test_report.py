@@ -80,8 +80,15 @@ class Browser:
                 return msg.get("result", {})
             self.events.append(msg)
 
-    def load(self, url: str) -> dict:
+    def load(self, url: str, offline: bool = False) -> dict:
         self.events.clear()
+        self.call(
+            "Network.emulateNetworkConditions",
+            offline=offline,
+            latency=0,
+            downloadThroughput=-1,
+            uploadThroughput=-1,
+        )
         self.call("Page.navigate", url=url)
         deadline = time.monotonic() + 30
         while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
@@ -120,6 +127,15 @@ class Browser:
         )
         return {"images": json.loads(images), "errors": errors, "requests": requests, "png": shot}
 
+    def evaluate(self, expression: str):
+        """The value of a JS expression (awaited when it is a promise); raises on exceptions."""
+        out = self.call(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
+        if "exceptionDetails" in out:
+            raise RuntimeError(out["exceptionDetails"])
+        return out["result"].get("value")
+
     def close(self) -> None:
         if getattr(self, "ws", None) is not None:
             self.ws.close()
@@ -155,6 +171,11 @@ def test_report_renders_offline_in_headless_chromium(report_dir, tmp_path):
     assert expected <= set(summary["figures"])
     assert "mm/yr" in text and "subsidence is negative" in text
     assert summary["wide_area"]["peak_year"] == 2018
+    # per frame: LOS velocity, temporal coherence and uncertainty of each sbas frame
+    assert {"frame_A040.png", "frame_A142.png"} <= set(summary["figures"])
+    assert '<h2 id="per-frame">Per frame</h2>' in text
+    # figures full width and clickable
+    assert '<a href="map_vertical_velocity.png"><img src="map_vertical_velocity.png"' in text
 
     broken = tmp_path / "broken.html"
     broken.write_text(
@@ -164,7 +185,7 @@ def test_report_renders_offline_in_headless_chromium(report_dir, tmp_path):
     browser = Browser(tmp_path / "profile")
     try:
         bad = browser.load(broken.as_uri())
-        good = browser.load(index.as_uri())
+        good = browser.load(index.as_uri(), offline=True)
     finally:
         browser.close()
     # the checks catch a missing image and a console error ...
@@ -200,12 +221,199 @@ def test_index_html_template_escapes_and_groups_sections():
     assert text.startswith("<!DOCTYPE html>\n") and text.endswith("</body></html>")
     assert "<title>NCP &lt;twin&gt;</title>" in text and "<h1>NCP &lt;twin&gt;</h1>" in text
     assert (
-        '<figure><img src="a.png" alt="velocity &lt;mm/yr&gt; &amp; sign">'
+        '<figure><a href="a.png"><img src="a.png" alt="velocity &lt;mm/yr&gt; &amp; sign"></a>'
         "<figcaption>velocity &lt;mm/yr&gt; &amp; sign</figcaption></figure>"
     ) in text
-    assert text.count("<h2>Maps</h2>") == 1
+    assert text.count('<h2 id="maps">Maps</h2>') == 1
     assert (
-        text.index("<h2>Maps</h2>") < text.index('src="b.png"') < text.index("<h2>Geodetector</h2>")
+        text.index('<h2 id="maps">Maps</h2>')
+        < text.index('src="b.png"')
+        < text.index('<h2 id="geodetector">Geodetector</h2>')
     )
     assert "<h3>Volumes &amp; loss</h3><table><tr><td>1</td></tr></table>" in text
     assert "subsidence is negative" in text and "http" not in text
+
+
+# ------------------------------------------------------------------------------------------
+# the header, numbers for people, per-frame/adjustment/validation sections, interactive page
+# ------------------------------------------------------------------------------------------
+
+
+def test_report_header_names_the_run_and_bans_exponents(report_dir):
+    from html.parser import HTMLParser
+
+    text = (report_dir / "index.html").read_text()
+    # a twin run: the banner, the input kind, the config digest, version and inputs with counts
+    assert 'id="synthetic-banner"' in text and "Synthetic inputs" in text
+    assert '<dd id="input-kind">twin</dd>' in text
+    digest = text.split('<dd id="config-digest">')[1].split("<")[0]
+    assert len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
+    assert "ncp_subsidence 0.1.0" in text and "run started" in text
+    assert '<td>interferograms/A040</td><td class="num">49</td>' in text
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.cells, self._in = [], False
+
+        def handle_starttag(self, tag, attrs):
+            self._in = tag in ("td", "th")
+
+        def handle_data(self, data):
+            if self._in:
+                self.cells.append(data)
+
+    parser = Cells()
+    parser.feed(text)
+    cells = parser.cells
+
+    # numbers written for people: no exponent anywhere, thousands separators, p < 0.001
+    def exponent(cell: str) -> bool:
+        try:
+            float(cell)
+        except ValueError:
+            return False
+        return "e" in cell.lower()
+
+    assert not [c for c in cells if exponent(c.strip())]
+    assert "e+0" not in text  # (a version hash may hold "e-0": cells checked above)
+    assert any("," in c and c.replace(",", "").replace(".", "").isdigit() for c in cells)
+    assert "&lt; 0.001" in text
+    # the percentile named; "reliable" replaced by what it measures, significance shown
+    assert "99.9th percentile of cumulative subsidence" in text
+    assert ">reliable<" not in text and "lag found, at most 20 % months missing" in text
+    assert "significant (p &lt; 0.05)" in text
+    # no validation next to this store: a note says where it looked
+    assert '<h2 id="validation">Validation</h2>' in text and "No validation table" in text
+    summary = json.loads((report_dir / "summary.json").read_text())
+    assert summary["run"]["input_kind"] == "twin" and summary["run"]["config_digest"] == digest
+
+
+def test_number_formatting_rules():
+    import numpy as np
+
+    from ncp_subsidence.stages._report_format import fmt_number, fmt_p, fmt_value
+
+    assert fmt_number(7.305e4) == "73,050" and fmt_number(np.int64(1234567)) == "1,234,567"
+    assert fmt_number(963.07) == "963.1" and fmt_number(35.648) == "35.65"
+    assert fmt_number(0.92693) == "0.927" and fmt_number(-0.000123) == "-0.000123"
+    assert fmt_number(float("nan")) == "–" and fmt_number(None) == "–"
+    assert fmt_p(1.7e-11) == "< 0.001" and fmt_p(0.29) == "0.290"
+    assert fmt_value(2018, "year") == "2018" and fmt_value(np.bool_(False)) == "no"
+
+
+def _adjust_attrs():
+    cv = {
+        "P0": {"cv_rmse": 2.5, "se": 0.3, "n": 20, "min_n": 3, "status": "ok", "n_notes": 0},
+        "P1": {"cv_rmse": 1.21, "se": 0.2, "n": 20, "min_n": 6, "status": "ok", "n_notes": 0},
+        "GP": {"cv_rmse": None, "se": None, "n": 20, "min_n": 30, "status": "insufficient"},
+    }
+    return {
+        "A040": {
+            "selected_model": "P1",
+            "cv_scheme": "kfold",
+            "cv_table": json.dumps(cv),
+            "correction_cv_rmse": 1.21,
+            "n_gnss_train": 20,
+            "n_gnss_holdout": 5,
+            "n_gnss_rejected": 1,
+            "holdout_rmse_vertical_before": 12345.678,
+            "holdout_rmse_vertical_after": 1.5e-4,
+            "holdout_rmse_los_before": None,
+            "holdout_rmse_los_after": None,
+        }
+    }
+
+
+def test_adjustment_section_tables_scatter_and_validation(tmp_path):
+    import pandas as pd
+
+    from ncp_subsidence.stages._report_frames import adjustment_tables, residual_scatter
+    from ncp_subsidence.stages._report_html import render_html, validation_table
+    from ncp_subsidence.stages._report_inputs import read_validation
+
+    tables = adjustment_tables(_adjust_attrs())
+    assert [c.split(":")[0] for c, _ in tables] == ["Adjustment", "Adjustment"]
+    summary_html, cv_html = tables[0][1], tables[1][1]
+    assert "<td>P1</td>" in summary_html and '<td class="num">12,346</td>' in summary_html
+    assert '<td class="num">0.000150</td>' in summary_html and "e-0" not in summary_html
+    # every candidate, the chosen one marked, a missing CV RMSE as a dash
+    assert cv_html.count("<tr>") == 1 + 3 and "<td>yes</td>" in cv_html and "–" in cv_html
+    stations = pd.DataFrame(
+        {
+            "frame": ["A040"] * 4,
+            "station": ["a", "b", "c", "d"],
+            "role": ["train", "train", "holdout", "rejected"],
+            "lon": [115.0, 115.5, 116.0, 116.5],
+            "lat": [38.0, 38.5, 39.0, 39.5],
+            "residual_before": [3.0, -2.0, 4.0, 9.0],
+            "residual_after": [0.2, -0.1, 0.8, 7.0],
+        }
+    )
+    fig = residual_scatter(stations, dpi=30)
+    assert fig.section == "Adjustment" and fig.png[:8] == b"\x89PNG\r\n\x1a\n"
+
+    class Store:  # a store root holding validation/validation.json
+        url = str(tmp_path)
+
+        def read_file(self, path):
+            return (tmp_path / path).read_bytes()
+
+    assert read_validation(Store()) == (None, None)
+    (tmp_path / "validation").mkdir()
+    metrics = [
+        {"metric": "sbas velocity RMSE [A040]", "value": 1.234e-5, "tolerance": 2.0, "op": "<=",
+         "pass": True, "unit": "mm/yr", "note": "n"},
+        {"metric": "area above tau", "value": 72882.2, "tolerance": 0.1, "op": "<=",
+         "pass": False, "unit": "km2", "note": "m"},
+    ]  # fmt: skip
+    (tmp_path / "validation" / "validation.json").write_text(
+        json.dumps({"all_pass": False, "metrics": metrics})
+    )
+    data, where = read_validation(Store())
+    assert where == "validation/validation.json"
+    caption, vhtml = validation_table(data, where)
+    assert "1 of 2 metrics within tolerance" in caption
+    assert "72,882" in vhtml and "0.0000123" in vhtml and "<td>no</td>" in vhtml
+    page = render_html(
+        "t",
+        [fig],
+        [],
+        section_tables={"Adjustment": tables, "Validation": [(caption, vhtml)]},
+    )
+    assert page.index('<h2 id="adjustment">') < page.index("adjust_residuals.png")
+    assert page.index("adjust_residuals.png") < page.index("chosen correction model")
+    assert '<h2 id="validation">Validation</h2>' in page and "e+0" not in page
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium package (apt-get install chromium)"
+)
+def test_interactive_map_loads_offline_and_shows_a_cell(report_dir, tmp_path):
+    page = report_dir / "interactive.html"
+    assert 'href="interactive.html"' in (report_dir / "index.html").read_text()
+    assert 10_000 < page.stat().st_size < 8_000_000  # BokehJS inline, the cube coarsened
+    browser = Browser(tmp_path / "profile")
+    try:
+        out = browser.load(page.as_uri(), offline=True)
+        shown = browser.evaluate(
+            """(async () => {
+              const doc = Bokeh.documents[0];
+              const map = doc.get_model_by_name('map');
+              const x = (map.x_range.start + map.x_range.end) / 2;
+              const y = (map.y_range.start + map.y_range.end) / 2;
+              await doc.get_model_by_name('tap_callback').execute({x: x, y: y});
+              const d = doc.get_model_by_name('disp_series').data.v;
+              const g = doc.get_model_by_name('gwsa_series').data.v;
+              return [d.length, d.filter(Number.isFinite).length,
+                      g.length, g.filter(Number.isFinite).length];
+            })()"""
+        )
+        after = [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"]
+    finally:
+        browser.close()
+    assert out["errors"] == [] and after == []
+    assert all(u.startswith(("file:", "data:", "blob:")) for u in out["requests"]), out["requests"]
+    n_d, finite_d, n_g, finite_g = shown
+    assert n_d > 10 and finite_d > 10, shown  # the cell's vertical displacement series
+    assert n_g > 10 and finite_g > 10, shown  # and the GWSA series of its cell

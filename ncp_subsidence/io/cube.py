@@ -23,9 +23,12 @@ from ..errors import DataError, StoreError
 from .stores import ProductStore
 
 __all__ = [
+    "CONVENTIONS",
+    "FLAG_MEANINGS",
     "SCHEMAS",
     "CubeSchema",
     "VarSpec",
+    "cf_conform",
     "region_slices",
     "with_crs",
     "write_cube",
@@ -201,6 +204,7 @@ def with_crs(ds: xr.Dataset, crs: Any = None) -> xr.Dataset:
         out.attrs["crs"] = f"EPSG:{code}" if code is not None else crs.to_wkt()
     for name in out.data_vars:
         if xdim in out[name].dims and ydim in out[name].dims:
+            out[name].encoding.pop("grid_mapping", None)  # as read back: attrs only, not both
             out[name].attrs["grid_mapping"] = "spatial_ref"
     if xdim in out.coords:
         out[xdim].attrs.update(
@@ -218,6 +222,84 @@ def with_crs(ds: xr.Dataset, crs: Any = None) -> xr.Dataset:
         )
         if ydim == "y" and not crs.is_geographic:
             out[ydim].attrs.update({"units": "m", "standard_name": "projection_y_coordinate"})
+    return out
+
+
+#: The CF version every product declares in its global ``Conventions`` attribute.
+CONVENTIONS = "CF-1.8"
+
+#: ``flag_meanings`` of flag variables (``flag_values`` set) that do not state their own, by name.
+FLAG_MEANINGS: dict[str, str] = {
+    "extrapolated": "inside_training_station_hull outside_training_station_hull",
+}
+
+_COORDINATE_NAMES = {
+    "latitude",
+    "longitude",
+    "projection_x_coordinate",
+    "projection_y_coordinate",
+    "grid_latitude",
+    "grid_longitude",
+}
+
+
+def _is_gridded(ds: xr.Dataset) -> bool:
+    return {"lat", "lon"} <= set(ds.dims) or {"y", "x"} <= set(ds.dims)
+
+
+def cf_conform(ds: xr.Dataset, stage: str, dataset: str | None = None) -> xr.Dataset:
+    """The CF-1.8 attributes every product carries, set on the write path (:func:`write_cube`).
+
+    - global ``Conventions`` (:data:`CONVENTIONS`), and, where the stage set none, ``title``,
+      ``source`` and ``history``; these are deterministic (no time stamp, no version name: a
+      resumed or repeated run writes identical attributes; the version and its completion time
+      are in the product record);
+    - ``time`` (a dimension coordinate): ``standard_name: time``, ``axis: T`` and a
+      ``long_name``;
+    - ``flag_meanings`` wherever ``flag_values`` is set without one (:data:`FLAG_MEANINGS` by
+      variable name, else ``flag_<value>``);
+    - data variables lose coordinate-only attributes (``axis``, a latitude/longitude or
+      projection-coordinate ``standard_name``) that arithmetic with a coordinate carried over;
+    - a gridded dataset (``lat``/``lon`` or ``y``/``x`` dims) without a ``spatial_ref`` grid
+      mapping on every spatial variable gets one (:func:`with_crs`: ``attrs["crs"]``, else the
+      existing ``spatial_ref``, else EPSG:4326), so rioxarray finds its CRS.
+    """
+    from .. import __version__
+
+    out = ds.copy()
+    for name in out.data_vars:
+        attrs = out[name].attrs
+        attrs.pop("axis", None)
+        if attrs.get("standard_name") in _COORDINATE_NAMES:
+            attrs.pop("standard_name")
+        if "flag_values" in attrs and "flag_meanings" not in attrs:
+            values = np.atleast_1d(attrs["flag_values"])
+            attrs["flag_meanings"] = FLAG_MEANINGS.get(
+                str(name), " ".join(f"flag_{v}" for v in values)
+            )
+    if "time" in out.dims and "time" in out.coords:
+        out["time"].attrs.setdefault("standard_name", "time")
+        out["time"].attrs.setdefault("axis", "T")
+        out["time"].attrs.setdefault("long_name", "time")
+    if _is_gridded(out):
+        xdim, ydim = ("lon", "lat") if {"lat", "lon"} <= set(out.dims) else ("x", "y")
+        spatial = [n for n in out.data_vars if {xdim, ydim} <= set(out[n].dims)]
+        linked = all(
+            (out[n].attrs.get("grid_mapping") or out[n].encoding.get("grid_mapping"))
+            == "spatial_ref"
+            for n in spatial
+        )
+        if "spatial_ref" not in out.coords or not linked:
+            out = with_crs(out)
+    what = f"product {stage!r}" + ("" if dataset in (None, "", ".") else f", dataset {dataset!r}")
+    out.attrs["Conventions"] = CONVENTIONS
+    out.attrs.setdefault("title", f"North China Plain land subsidence (ncp_subsidence): {what}")
+    out.attrs.setdefault("source", f"ncp_subsidence {__version__}, stage {stage!r}")
+    out.attrs.setdefault(
+        "history",
+        f"written by ncp_subsidence {__version__}, stage {stage!r} (configuration in the store's "
+        "root attributes; version and completion time in the product record)",
+    )
     return out
 
 
@@ -274,7 +356,8 @@ def write_cube(
     ds : xarray.Dataset
         Lazy (dask-backed) or in-memory dataset with Zarr-compatible chunks. In-memory variables
         are written with the template, in the chunks of their ``encoding["chunks"]`` if set;
-        small products need no dask graph at all.
+        small products need no dask graph at all. Written with the CF-1.8 attributes of
+        :func:`cf_conform`.
     region_dim : str, optional
         Dimension along which data are written in regions, each recorded when done so a rerun
         resumes. None writes all data at once (small products).
@@ -291,6 +374,7 @@ def write_cube(
     """
     path = store.path(stage, version, dataset_name)
     key = dataset_name or "."
+    ds = cf_conform(ds, stage, dataset_name)
     # coordinates are small: hold them in memory so the template writes them at once
     lazy_coords = {c: ds[c].compute() for c in ds.coords if ds[c].chunks is not None}
     if lazy_coords:

@@ -11,8 +11,10 @@ follow: ``current`` names the last *complete* version and its fingerprint; ``pen
 version being written. A version becomes ``current`` only after every byte of it is written, and
 the record is a single object written atomically (an S3 PUT, an atomic rename on local disk), so a
 failed or killed run leaves the previous complete product readable and unchanged. Plain Zarr
-readers open ``<root>/<stage>/<version>/<dataset>`` directly; :meth:`ProductStore.open` resolves
-the version for you.
+readers open ``<root>/<stage>/<version>/<dataset>`` directly (``decode_coords="all"`` for the
+CRS); :meth:`ProductStore.open` and :func:`open_product` (``ncp_subsidence.open_product``)
+resolve the version for you. A published version holding an ``index.html`` (the report) is
+copied to ``<root>/<stage>/latest/``: ``<root>/report/latest/index.html`` is a stable path.
 
 Appended datasets. An incremental run (scheduled reprocessing) does not rewrite what it already
 has: a dataset that only gained pairs or months is written as a new *part* holding just the new
@@ -49,6 +51,8 @@ __all__ = [
     "S3_RETRY_DEFAULTS",
     "ProductRecord",
     "ProductStore",
+    "LATEST",
+    "open_product",
     "open_store",
     "with_retry_defaults",
 ]
@@ -57,6 +61,10 @@ log = logging.getLogger(__name__)
 
 #: Attribute key under which a stage group keeps its product record.
 RECORD_KEY = "ncp_subsidence"
+
+#: Folder (``<stage>/latest/``) holding a copy of the files of a stage's current version when it
+#: has an ``index.html`` (the report): a stable path to the latest report.
+LATEST = "latest"
 
 
 @dataclass(frozen=True)
@@ -295,9 +303,44 @@ class ProductStore:
         stale = [v for v in stale if v not in referenced]
         state["history"] = history
         self._write_state(stage, state)
+        self._update_latest(stage, record.version)
         for version in stale:
             self.delete(f"{stage}/{version}")
         log.info("published %s version %s", stage, record.version)
+
+    def latest_path(self, stage: str = "report") -> str:
+        """Path (or URL) of ``<stage>/latest/index.html``: the latest published page, stable
+        across runs (see :meth:`publish`)."""
+        path = f"{self.root.rstrip('/')}/{stage}/{LATEST}/index.html"
+        return path if _is_local(self.url) else f"{self.url.split('://')[0]}://{path}"
+
+    def _update_latest(self, stage: str, version: str) -> None:
+        """Copy the files of a just-published version holding an ``index.html`` (the report) to
+        ``<stage>/latest/`` (sub-folders kept), ``index.html`` last; files of an older version
+        not in the new one are removed. A failure is logged, never raised: the record is
+        already published."""
+        base = f"{self.root.rstrip('/')}/{stage}"
+        try:
+            if not self.fs.exists(f"{base}/{version}/index.html"):
+                return
+            source, latest = f"{base}/{version}", f"{base}/{LATEST}"
+
+            def tree(folder: str) -> dict[str, str]:  # relative name -> full path, files only
+                return {
+                    p[len(folder) + 1 :]: p
+                    for p in self.fs.find(folder)
+                    if p.startswith(f"{folder}/") and not p.endswith("zarr.json")
+                }
+
+            files = tree(source)
+            for name in sorted(files, key=lambda n: n == "index.html"):
+                self.write_file(f"{stage}/{LATEST}/{name}", self.fs.cat_file(files[name]))
+            for name, full in tree(latest).items():
+                if name not in files:
+                    self.fs.rm(full)
+        except Exception as err:  # noqa: BLE001 - the record is published; the copy is a courtesy
+            log.warning("could not update %s/%s: %s", stage, LATEST, err)
+        self.invalidate()
 
     def delete(self, path: str) -> None:
         """Delete a subtree (an old or abandoned version)."""
@@ -419,6 +462,73 @@ def with_retry_defaults(url: str, storage_options: Mapping[str, Any] | None) -> 
         config.setdefault(key, value)
     options["config_kwargs"] = config
     return options
+
+
+def open_product(
+    store: str | os.PathLike[str] | ProductStore,
+    stage: str,
+    dataset: str | None = None,
+    *,
+    chunks: Any = None,
+    version: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Open a product of a store lazily, as a CF-1.8 xarray Dataset with its CRS.
+
+    Follows the stage's product record to its current complete version (or ``version``),
+    concatenates the parts of an appended dataset, and decodes the ``spatial_ref`` grid mapping
+    as a coordinate, so ``ds.rio.crs`` (rioxarray) is the grid's CRS.
+
+    Parameters
+    ----------
+    store : str, path or ProductStore
+        The store root a run wrote (local path, ``s3://bucket/prefix``, any fsspec URL).
+    stage : str
+        The product: ``sbas``, ``adjust``, ``mosaic``, ``hydro``, ``factors``, ``geodetector``,
+        ``analysis``, ``ingest``...
+    dataset : str, optional
+        The dataset within the product (``"A040"`` for a frame of ``sbas``/``adjust``,
+        ``"mass_diagnostic"``, ``"ifg/A040"``...). None opens the product's only dataset, or its
+        root dataset (``mosaic``, ``hydro``); a product of several named datasets raises a
+        :class:`StoreError` listing them.
+    chunks : optional
+        Dask chunks (default: the stored chunks).
+    version : str, optional
+        A version other than the current one (its own group only).
+    storage_options : mapping, optional
+        fsspec options of a remote store (``endpoint_url``, ``anon``...), when ``store`` is a URL.
+
+    Raises
+    ------
+    StoreError
+        No store there, the product has no complete version, or the dataset does not exist.
+
+    Examples
+    --------
+    >>> import ncp_subsidence
+    >>> ds = ncp_subsidence.open_product("ncp-store", "mosaic")  # doctest: +SKIP
+    >>> ds["vertical_velocity"].rio.crs  # doctest: +SKIP
+    CRS.from_epsg(4326)
+    """
+    if not isinstance(store, ProductStore):
+        store = ProductStore(str(store), storage_options, must_exist=True)
+    if dataset is None and version is None:
+        record = store.record(stage)
+        if record is None:
+            raise StoreError(
+                f"product {stage!r} has no complete version in store {store.url!r}; "
+                f"run the pipeline up to stage {stage!r} first"
+            )
+        if "." not in record.datasets:
+            if len(record.datasets) != 1:
+                raise StoreError(
+                    f"product {stage!r} holds the datasets {list(record.datasets)}; name one, "
+                    f"e.g. open_product(store, {stage!r}, {record.datasets[0]!r})"
+                    if record.datasets
+                    else f"product {stage!r} holds no dataset (only files, e.g. CSV or HTML)"
+                )
+            dataset = record.datasets[0]
+    return store.open(stage, dataset, chunks=chunks, version=version)
 
 
 def open_store(options: Any, *, must_exist: bool = False) -> ProductStore:

@@ -16,10 +16,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._report_format import fmt_p
 from ._report_inputs import _read_csv
 from ._report_maps import Figure, _png
 
-__all__ = ["geodetector_figures", "gnss_figures", "region_figures", "yearly_figures"]
+__all__ = [
+    "SIGNIFICANCE",
+    "geodetector_figures",
+    "gnss_figures",
+    "region_figures",
+    "yearly_figures",
+]
+
+#: significance level of the chosen lag's correlation marked in the lag plot and tables
+SIGNIFICANCE = 0.05
 
 #: held-out stations drawn per frame in the GNSS series figure
 _SERIES_STATIONS_PER_FRAME = 2
@@ -103,24 +113,44 @@ def region_figures(store: Any, dpi: int) -> Iterator[Figure]:
         "(mm/month).",
     )
     pair = "gwsa->vertical_displacement"
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = plt.subplots(figsize=(10.0, 5.0))
     method = lags["detrend"].values[0]
     for region in lags["region"].values:
-        ax.plot(
-            lags["lag"].values,
-            lags["r"].sel(region=region, pair=pair, detrend=method).values,
-            marker=".",
-            label=str(region),
-        )
+        sel = {"region": region, "pair": pair, "detrend": method}
+        (line,) = ax.plot(lags["lag"].values, lags["r"].sel(sel).values, lw=1.0)
+        k = float(lags["lag_months"].sel(sel)) if "lag_months" in lags else np.nan
+        r_k = float(lags["r_lag"].sel(sel)) if "r_lag" in lags else np.nan
+        p = float(lags["p_value"].sel(sel)) if "p_value" in lags else np.nan
+        label = str(region)
+        if np.isfinite(k) and np.isfinite(r_k):
+            significant = np.isfinite(p) and p < SIGNIFICANCE
+            ax.plot(
+                [k],
+                [r_k],
+                marker="o",
+                ms=7,
+                color=line.get_color(),
+                markerfacecolor=line.get_color() if significant else "white",
+            )
+            p_text = fmt_p(p)
+            p_text = p_text if p_text.startswith("<") else f"= {p_text}"
+            label = f"{region}: k* = {int(k)} mo, r = {r_k:.2f}, p {p_text}"
+        line.set_label(label)
     ax.set_xlabel("lag k, months (deformation after GWSA)")
     ax.set_ylabel("r(k), dimensionless")
-    ax.set_title(f"corr(GWSA(t), D(t + k)), detrend = {method}")
-    ax.legend(fontsize=6, ncol=2)
+    ax.set_title(
+        f"corr(GWSA(t), D(t + k)), detrend = {method}; circle: chosen lag k*, filled when "
+        f"p < {SIGNIFICANCE:g}",
+        fontsize=9,
+    )
+    ax.legend(fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
     yield Figure(
         "Region time series",
         "lag_correlation.png",
         _png(fig, dpi),
-        "Lagged correlation of GWSA and vertical displacement per region.",
+        "Lagged correlation of GWSA and vertical displacement per region; the circle marks the "
+        f"chosen lag k*, filled where its correlation is significant (p < {SIGNIFICANCE:g}, "
+        "two-sided t test with the effective sample size).",
     )
 
 
