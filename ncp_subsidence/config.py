@@ -34,7 +34,30 @@ from pydantic import (
     model_validator,
 )
 
-from .choices import DISCRETIZATIONS, SBAS_WEIGHTS
+from .choices import (
+    AGGREGATIONS,
+    COMMON_MODE_FILTERS,
+    CORRECTION_MODELS,
+    CV_SCHEMES,
+    DETRENDS,
+    DISCRETIZATIONS,
+    DOWNSCALING_MODES,
+    FRAME_GRIDS,
+    FRAME_MODELS,
+    GAP_FILLS,
+    GEODETECTOR_CONVENTIONS,
+    GWSA_RESAMPLINGS,
+    IFG_FORMATS,
+    INTERACTION_CONVENTIONS,
+    INTERPOLATIONS,
+    ON_ERROR,
+    PHASE_RESAMPLINGS,
+    PLATE_MODELS,
+    SBAS_METHODS,
+    SBAS_WEIGHTS,
+    SOURCE_KINDS,
+    VOLUME_MODES,
+)
 from .errors import ConfigError
 from .redaction import redact_text
 
@@ -332,7 +355,7 @@ class ClusterOptions(_Options):
 class SourceOptions(_Options):
     """One input: a STAC API, a static STAC catalog, or a plain file/URL."""
 
-    kind: Literal["stac_api", "static_catalog", "file"] = Field(
+    kind: Literal[SOURCE_KINDS] = Field(
         "static_catalog",
         description="stac_api (pystac-client search), static_catalog (walked), or file.",
     )
@@ -364,7 +387,7 @@ class SourceOptions(_Options):
         default_factory=dict,
         description="HTTP headers (e.g. Authorization for Earthdata); never logged.",
     )
-    format: Literal["auto", "cog", "hyp3", "licsar"] = Field(
+    format: Literal[IFG_FORMATS] = Field(
         "auto",
         description="Interferogram provider whose conventions ingest applies: cog (plain COGs, "
         "the twin), hyp3 (ASF HyP3), licsar (COMET LiCSAR); auto takes the items' ncp:format "
@@ -561,7 +584,7 @@ class IngestOptions(_Options):
     hydro_time_chunk: int = Field(
         -1, ge=-1, le=10000, description="Time chunk of hydrology cubes; -1 keeps the whole axis."
     )
-    on_error: Literal["fail", "nan"] = Field(
+    on_error: Literal[ON_ERROR] = Field(
         "fail",
         description="Unreadable asset: fail, or fill NaN, count it, log it and record it in attrs.",
     )
@@ -576,7 +599,7 @@ class IngestOptions(_Options):
         le=1000,
         description="Parts an appended dataset may have; one more rewrites it whole (compaction).",
     )
-    frame_grid: Literal["union", "intersection"] = Field(
+    frame_grid: Literal[FRAME_GRIDS] = Field(
         "union",
         description="Grid of a frame whose pairs cover different extents: union (every pixel "
         "any pair covers, NaN where a pair does not) or intersection (pixels every pair covers).",
@@ -586,7 +609,7 @@ class IngestOptions(_Options):
         description="Resample pairs off the frame grid's pixel lattice (other CRS, pixel size or "
         "a fractional offset) and count them; false makes such a pair an error.",
     )
-    phase_resampling: Literal["nearest", "bilinear", "cubic"] = Field(
+    phase_resampling: Literal[PHASE_RESAMPLINGS] = Field(
         "nearest",
         description="Resampling of unwrapped phase for pairs off the lattice (ingest.resample); "
         "coherence is bilinear, connected components nearest.",
@@ -596,7 +619,7 @@ class IngestOptions(_Options):
 class SBASOptions(_Options):
     """Stage ``sbas``: per-pixel network inversion (Berardino 2002; docs/science.md stage 1)."""
 
-    method: Literal["svd", "nsbas"] = Field(
+    method: Literal[SBAS_METHODS] = Field(
         "svd",
         description="svd: minimum norm (the paper's); nsbas: temporal constraint across gaps.",
     )
@@ -644,12 +667,12 @@ class AdjustOptions(_Options):
     min_pixels: int = Field(
         5, ge=1, le=1000, description="Valid pixels needed in a station window."
     )
-    candidates: list[Literal["P0", "P1", "P2", "P3", "GP", "RF", "GB", "SVR"]] = Field(
+    candidates: list[Literal[CORRECTION_MODELS]] = Field(
         default_factory=lambda: ["P0", "P1", "P2", "P3", "GP", "RF", "GB", "SVR"],
         min_length=1,
         description="Candidate correction models.",
     )
-    cv: Literal["auto", "loo", "kfold", "spatial_block"] = Field(
+    cv: Literal[CV_SCHEMES] = Field(
         "auto",
         description="Cross-validation: auto is LOO for n<=30 else 5-fold x10, spatial blocks for clustered stations.",
     )
@@ -668,9 +691,7 @@ class AdjustOptions(_Options):
     holdout_fraction: float = Field(
         0.25, ge=0.0, lt=1.0, description="Stations held out for validation, never fitted."
     )
-    plate_model: Literal["ITRF2014_EURA", "GNSS_regional"] = Field(
-        "ITRF2014_EURA", description="Plate-motion model."
-    )
+    plate_model: Literal[PLATE_MODELS] = Field("ITRF2014_EURA", description="Plate-motion model.")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of CV splits and tree models.")
     holdout_stations: list[str] | None = Field(
         None,
@@ -695,7 +716,7 @@ class AdjustOptions(_Options):
         description="GNSS_regional: stations with |vertical velocity| above this (mm/yr, in "
         "subsidence zones) are left out of the Euler-pole fit.",
     )
-    common_mode_filter: Literal["median", "none"] = Field(
+    common_mode_filter: Literal[COMMON_MODE_FILTERS] = Field(
         "median",
         description="Time-series common-mode filter: 'median' re-references the non-linear part "
         "of every displacement series to the frame's median pixel (removes the reference "
@@ -750,7 +771,7 @@ class MosaicOptions(_Options):
         le=8192,
         description="Output chunk size along lat and lon, cells (a block holds every month: ~50 MB at 256).",
     )
-    adjusted_frame_model: Literal["offset", "plane", "along_track"] = Field(
+    adjusted_frame_model: Literal[FRAME_MODELS] = Field(
         "along_track",
         description="Overlap correction of frames GNSS-adjusted in stage adjust (frames without "
         "GNSS always get a plane + offset): along_track, a cubic spline of the north coordinate "
@@ -772,10 +793,10 @@ class MosaicOptions(_Options):
 class HydroOptions(_Options):
     """Stage ``hydro``: GRACE downscaling to 0.01 deg and GWSA (Huang et al. 2025, Eq. 6-10)."""
 
-    mode: Literal["paper", "ratio", "remove_restore"] = Field(
+    mode: Literal[DOWNSCALING_MODES] = Field(
         "paper", description="Downscaling form: Eq. 6-9 (paper), ratio or remove_restore."
     )
-    interpolation: Literal["cubic", "bilinear", "nearest"] = Field(
+    interpolation: Literal[INTERPOLATIONS] = Field(
         "cubic", description="Interpolation of the coarse field."
     )
     resolution_deg: float = Field(
@@ -785,7 +806,7 @@ class HydroOptions(_Options):
         "study",
         description="Anomaly baseline: 'study' (study-period mean) or a range like 2004-01/2009-12.",
     )
-    gap_fill: Literal["none", "harmonic"] = Field(
+    gap_fill: Literal[GAP_FILLS] = Field(
         "none", description="GRACE gaps: NaN, or trend+annual+semi-annual fill (flagged)."
     )
     chunk_cells: int = Field(
@@ -803,7 +824,7 @@ class FactorsOptions(_Options):
     resolution_deg: float = Field(
         0.01, ge=0.001, le=0.25, description="Factor grid spacing, degrees."
     )
-    gwsa_resampling: Literal["auto", "average", "bilinear", "nearest"] = Field(
+    gwsa_resampling: Literal[GWSA_RESAMPLINGS] = Field(
         "auto",
         description="GWSA trend to the factor grid: auto = cell average from a finer grid, "
         "bilinear from a coarser one.",
@@ -840,7 +861,7 @@ class GeodetectorOptions(_Options):
     )
     permutations: int = Field(199, ge=0, le=10000, description="Permutations for the null of q.")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of sampling and permutations.")
-    aggregation: Literal["median", "mean", "centre"] = Field(
+    aggregation: Literal[AGGREGATIONS] = Field(
         "median",
         description="Vertical velocity to the factor grid: median or mean of the mosaic pixels "
         "in each factor cell, or the pixel nearest the cell centre.",
@@ -856,10 +877,10 @@ class GeodetectorOptions(_Options):
     min_stratum_size: int = Field(
         2, ge=1, le=100, description="Strata with fewer samples merge into a neighbour."
     )
-    convention: Literal["R", "pypi"] = Field(
+    convention: Literal[GEODETECTOR_CONVENTIONS] = Field(
         "R", description="Factor-detector convention (singletons, lambda variance)."
     )
-    interaction_convention: Literal["wang2010", "R", "pypi"] = Field(
+    interaction_convention: Literal[INTERACTION_CONVENTIONS] = Field(
         "wang2010", description="Interaction classification (docs/science.md 7.4 table: wang2010)."
     )
     sensitivity_thresholds: list[float] = Field(
@@ -912,7 +933,7 @@ class AnalysisOptions(_Options):
     max_lag_months: int = Field(
         12, ge=1, le=36, description="Largest lag of the cross-correlation, months."
     )
-    detrend: Literal["none", "linear", "moving_average", "seasonal", "diff"] = Field(
+    detrend: Literal[DETRENDS] = Field(
         "moving_average",
         description="Pre-processing of both series before the headline lag: moving_average "
         "removes the 2 x 12-month trend-cycle, so the lag is that of the seasonal coupling and "
@@ -932,7 +953,7 @@ class AnalysisOptions(_Options):
         description="First and last epoch (YYYY-MM) of the cumulative subsidence map and its "
         "max / percentile; clamped to the common window of the mosaic (and reported).",
     )
-    volume_mode: Literal["subsidence_only", "net"] = Field(
+    volume_mode: Literal[VOLUME_MODES] = Field(
         "subsidence_only",
         description="Headline volume: subsidence only, or net with uplift counted negatively "
         "(both are always written).",

@@ -194,7 +194,7 @@ def test_cv_scheme_follows_network_size_and_clustering():
     sx, sy = _stations(rng, 6)
     xc, yc = np.concatenate([cx, sx]), np.concatenate([cy, sy])
     fit_c = select_and_fit(xc, yc, rng.normal(0, 1, 36), np.ones(36), candidates=["P0", "P1"])
-    assert fit_c.cv_scheme == "block"
+    assert fit_c.cv_scheme == "spatial_block"
     fit_l = select_and_fit(
         xc, yc, rng.normal(0, 1, 36), np.ones(36), candidates=["P0", "P1"], cv="loo"
     )

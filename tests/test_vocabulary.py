@@ -27,3 +27,24 @@ def test_sbas_weight_choices_match_the_kernel_registry():
     assert all(w.name == name for name, w in WEIGHTINGS.items())
     with pytest.raises(ConfigError, match="not known"):
         weighting("nope", has_coherence=True)
+
+
+def test_every_processing_option_takes_its_choices_from_the_vocabulary():
+    """Each ``Literal`` option of the processing sections is one tuple of ``choices``."""
+    from ncp_subsidence import choices, config
+    from ncp_subsidence.models.selection import MODEL_ORDER
+
+    vocabulary = {getattr(choices, n) for n in choices.__all__}
+    sections = (
+        config.SourceOptions, config.IngestOptions, config.SBASOptions, config.AdjustOptions,
+        config.MosaicOptions, config.HydroOptions, config.FactorsOptions,
+        config.GeodetectorOptions, config.AnalysisOptions,
+    )  # fmt: skip
+    for section in sections:
+        for name, field in section.model_fields.items():
+            annotation = field.annotation
+            if typing.get_origin(annotation) is list:
+                (annotation,) = typing.get_args(annotation)
+            if typing.get_origin(annotation) is typing.Literal:
+                assert typing.get_args(annotation) in vocabulary, (section.__name__, name)
+    assert set(MODEL_ORDER) == set(choices.CORRECTION_MODELS)

@@ -53,6 +53,7 @@ from sklearn.model_selection import KFold
 from sklearn.svm import SVR
 from threadpoolctl import threadpool_limits
 
+from ncp_subsidence.choices import CV_SCHEMES
 from ncp_subsidence.errors import DataError
 from ncp_subsidence.kernels.adjust import (
     ConvexHull2D,
@@ -404,17 +405,17 @@ def _cv_splits(
     idx = np.arange(n)
     if cv == "auto":
         if _is_clustered(x, y, s):
-            cv = "block"
+            cv = "spatial_block"
         else:
             cv = "loo" if n <= s.loo_max_n else "kfold"
-    if cv == "block":
+    if cv == "spatial_block":
         bx = np.floor((x - x.min()) / s.block_km).astype(np.int64)
         by = np.floor((y - y.min()) / s.block_km).astype(np.int64)
         _, block = np.unique(np.column_stack([bx, by]), axis=0, return_inverse=True)
         block = np.ravel(block)
         if np.unique(block).size >= 3:
             folds = [(idx[block != b], idx[block == b]) for b in np.unique(block)]
-            return "block", [folds]
+            return "spatial_block", [folds]
         logger.info("spatial-block CV needs >= 3 blocks of %.0f km; using LOO", s.block_km)
         cv = "loo"
     if cv == "loo":
@@ -426,7 +427,7 @@ def _cv_splits(
             kf = KFold(n_splits=k, shuffle=True, random_state=seed + rep)
             reps.append([(tr, te) for tr, te in kf.split(x)])
         return f"kfold{k}x{s.kfold_repeats}", reps
-    raise DataError(f"unknown cv scheme {cv!r}; use 'auto', 'loo', 'kfold' or 'block'")
+    raise DataError(f"unknown cv scheme {cv!r}; use one of {list(CV_SCHEMES)}")
 
 
 def _cv_score(
@@ -481,7 +482,7 @@ class FittedCorrection:
         Per candidate: ``cv_rmse`` and ``se`` (mm/yr, None when not evaluated), ``n`` (training
         stations), ``min_n`` and ``status`` ('ok', 'insufficient stations ...',
         'not requested', 'error: ...'), ``notes`` (e.g. recorded GP ConvergenceWarnings).
-    cv_scheme : str, 'loo' | 'kfold5x10' | 'block' | 'none'
+    cv_scheme : str, 'loo' | 'kfold5x10' | 'spatial_block' | 'none'
     n_train : int, stations used in the fit (after outlier rejection)
     keep : ndarray of bool, shape (n_input,), False for rejected stations
     origin : (lon0, lat0) or None, centre of the local km coordinates, degrees
@@ -630,7 +631,8 @@ def select_and_fit(
     candidates : sequence of str
         Subset of :data:`MODEL_ORDER`; P0 is always evaluated.
     cv : str
-        'auto' (default), 'loo', 'kfold' or 'block'.
+        One of :data:`ncp_subsidence.choices.CV_SCHEMES`: 'auto' (default), 'loo', 'kfold' or
+        'spatial_block'.
     seed : int
         Seeds every random choice (folds, trees, GP restarts, SVR inner folds).
     origin : (lon0, lat0), degrees, optional

@@ -200,7 +200,7 @@ def fit_frame(
             resid[train],
             rsig[train],
             candidates=opts.candidates,
-            cv={"spatial_block": "block"}.get(opts.cv, opts.cv),
+            cv=opts.cv,
             seed=opts.seed,
             origin=(lon0, lat0),
             outlier_k=opts.outlier_k,
