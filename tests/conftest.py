@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 
@@ -11,20 +10,43 @@ import pytest
 
 @pytest.fixture(scope="session")
 def moto_server():
-    """An S3 API (moto server) on 127.0.0.1; yields its endpoint URL."""
-    from moto.server import ThreadedMotoServer
+    """An S3 API (moto server) on 127.0.0.1, in its own process; yields its endpoint URL.
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    A separate process, not moto's threaded server: in the test process it would share the GIL
+    with the client it serves, and every S3 test would run at the speed of the slower of the two.
+    """
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing-key-id")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://{host}:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the moto S3 server did not start") from None
+                time.sleep(0.2)
+        yield url
     finally:
-        server.stop()
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 @pytest.fixture
