@@ -150,8 +150,22 @@ Truth store (``OUT/truth/truth.zarr``, Zarr v3, float32; full list in ``OUT/trut
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ncp_subsidence.synthetic.manifest import TwinManifest, load_manifest
 from ncp_subsidence.synthetic.presets import PRESETS, Preset
-from ncp_subsidence.synthetic.writer import write_twin
+
+if TYPE_CHECKING:
+    from ncp_subsidence.synthetic.writer import write_twin
 
 __all__ = ["PRESETS", "Preset", "TwinManifest", "load_manifest", "write_twin"]
+
+
+def __getattr__(name: str) -> Any:
+    # the writer (rasterio, the truth model) loads on first use: reading a preset or a manifest,
+    # which every config resolution of a twin run does, stays cheap
+    if name == "write_twin":
+        from ncp_subsidence.synthetic.writer import write_twin
+
+        return write_twin
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
