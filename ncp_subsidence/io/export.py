@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ..config import STAGE_NAMES
 from ..errors import ConfigError, StoreError
 from .stores import ProductStore
 
@@ -55,16 +56,7 @@ log = logging.getLogger(__name__)
 
 #: Products ``export`` can write, in pipeline order (``discover`` holds input catalogs and
 #: ``report`` a web page: see ``<store>/report/latest/index.html``).
-EXPORTABLE: tuple[str, ...] = (
-    "ingest",
-    "sbas",
-    "adjust",
-    "mosaic",
-    "hydro",
-    "factors",
-    "geodetector",
-    "analysis",
-)
+EXPORTABLE: tuple[str, ...] = tuple(s for s in STAGE_NAMES if s not in ("discover", "report"))
 #: What ``export`` writes without ``--stages``: the outputs (``ingest``'s input cubes are large).
 DEFAULT_STAGES: tuple[str, ...] = EXPORTABLE[1:]
 

@@ -13,6 +13,8 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 
+from ..config import STAGE_NAMES
+
 __all__ = [
     "OPTIONAL_STAGES",
     "frame_footprints",
@@ -23,16 +25,7 @@ __all__ = [
 ]
 
 #: the upstream products the report draws on when the store holds them
-OPTIONAL_STAGES = (
-    "discover",
-    "ingest",
-    "sbas",
-    "adjust",
-    "mosaic",
-    "hydro",
-    "factors",
-    "geodetector",
-)
+OPTIONAL_STAGES = STAGE_NAMES[: STAGE_NAMES.index("analysis")]
 
 
 def _open_optional(store: Any, stage: str, variable: str) -> xr.Dataset | None:
