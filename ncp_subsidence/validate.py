@@ -505,7 +505,7 @@ def overlap_residuals(store: Any, mosaic: xr.Dataset) -> list[dict[str, Any]]:
         evaluate_correction,
         local_coordinates_km,
     )
-    from ncp_subsidence.kernels.aggregate import cell_reduce
+    from ncp_subsidence.kernels.aggregate import cell_reduce, snap_bounds_out
 
     opts = _options(mosaic)
     names = list(mosaic.attrs["frames"])
@@ -516,13 +516,7 @@ def overlap_residuals(store: Any, mosaic: xr.Dataset) -> list[dict[str, Any]]:
     frames = [_frame_for_overlap(store, n) for n in names]
     for f in frames:  # a projected frame's box is snapped out to the product cells
         if f["crs"] is not None and res:
-            w, so, e, n = f["bounds"]
-            f["bounds"] = (
-                math.floor(w / res + 1e-9) * res,
-                math.floor(so / res + 1e-9) * res,
-                math.ceil(e / res - 1e-9) * res,
-                math.ceil(n / res - 1e-9) * res,
-            )
+            f["bounds"] = snap_bounds_out(f["bounds"], res)
     km_per_deg = EARTH_RADIUS_KM * math.pi / 180.0
     min_coh = float(opts.get("min_coherence", 0.7))
     edges = []

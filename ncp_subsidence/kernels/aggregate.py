@@ -16,7 +16,24 @@ from numpy.typing import ArrayLike, NDArray
 
 from ncp_subsidence.errors import DataError
 
-__all__ = ["cell_of", "cell_reduce"]
+__all__ = ["cell_of", "cell_reduce", "snap_bounds_out"]
+
+
+def snap_bounds_out(
+    bounds: tuple[float, float, float, float], res: float
+) -> tuple[float, float, float, float]:
+    """``(west, south, east, north)`` grown outward to the nearest multiples of ``res``.
+
+    A 1e-9-cell tolerance keeps a bound already on a cell edge (up to rounding) where it is.
+    Degrees in, degrees out (any unit, as long as both agree).
+    """
+    w, s, e, n = bounds
+    return (
+        float(np.floor(w / res + 1e-9) * res),
+        float(np.floor(s / res + 1e-9) * res),
+        float(np.ceil(e / res - 1e-9) * res),
+        float(np.ceil(n / res - 1e-9) * res),
+    )
 
 
 def cell_of(coord: ArrayLike, edge0: float, step: float, n_cells: int) -> NDArray[np.int64]:

@@ -29,6 +29,7 @@ from ..kernels.adjust import (
     local_coordinates_km,
     projected_spacing_km,
 )
+from ..kernels.aggregate import snap_bounds_out
 from ..kernels.geometry import plate_velocity_enu
 from ..kernels.trends import decimal_year
 from ..shared import sample_frame_stations, station_window
@@ -127,13 +128,7 @@ def product_grid(
     (its ``bounds`` updated)."""
     for f in frames:  # a projected frame's lon/lat box, snapped out to the product cells
         if f["crs"] is not None:
-            w, so, e, n = f["bounds"]
-            f["bounds"] = (
-                math.floor(w / res + 1e-9) * res,
-                math.floor(so / res + 1e-9) * res,
-                math.ceil(e / res - 1e-9) * res,
-                math.ceil(n / res - 1e-9) * res,
-            )
+            f["bounds"] = snap_bounds_out(f["bounds"], res)
     west = min(f["bounds"][0] for f in frames)
     east = max(f["bounds"][2] for f in frames)
     south = min(f["bounds"][1] for f in frames)
