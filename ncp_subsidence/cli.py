@@ -302,10 +302,15 @@ def _load(args: argparse.Namespace) -> Any:
     return load_config(args.config, overrides)
 
 
-def _compute_with_progress(client: Any, show: bool) -> Any:
-    """A compute hook for region writes: on a terminal, a Dask progress bar per region."""
-    if client is None or not show:
+def _compute_with_progress(client: Any, show: bool, quiet: bool = False) -> Any:
+    """A compute hook for region writes: on a terminal, a Dask progress bar per region; off a
+    terminal (a log file, CI, a pod), a log line of finished tasks every progress interval."""
+    if client is None or quiet:
         return None
+    if not show:
+        from .progress import logged_compute
+
+        return logged_compute(client, logging.getLogger("ncp_subsidence.progress"))
     from distributed import progress, wait
 
     def compute(delayed: Any) -> None:
@@ -335,7 +340,7 @@ def _run(args: argparse.Namespace, stages: Sequence[str] | None) -> int:
             plan,
             force=args.force,
             client=client,
-            compute=_compute_with_progress(client, show),
+            compute=_compute_with_progress(client, show, args.quiet),
         )
     print(report.summary())
     if "report" in {r.stage for r in report.results}:
@@ -346,6 +351,13 @@ def _run(args: argparse.Namespace, stages: Sequence[str] | None) -> int:
         if record is not None:
             print(f"report: {store.url}/report/{record.version}/index.html")
             print(f"latest report (stable path): {store.latest_path('report')}")
+    if args.command == "demo":
+        from .sources import twin_directory
+
+        print("check the run against the twin's truth:")
+        print(
+            f"  ncp-subsidence validate --truth {twin_directory(config)} --store {config.store.url}"
+        )
     return 0
 
 

@@ -39,6 +39,7 @@ from .config import Config, redacted_dump, resolve_config
 from .errors import ConfigError, DataError, NcpError, StoreError
 from .io.cube import write_cube
 from .io.stores import ProductRecord, ProductStore, open_store
+from .progress import labelled
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -415,7 +416,9 @@ def run_pipeline(
             "last_run": {"started": _now(), "stages": names, "completed": None},
         }
     )
-    for stage in plan:
+    run_start = time.perf_counter()
+    for k, stage in enumerate(plan, start=1):
+        step = f"stage {k}/{len(plan)} {stage.name}"
         inputs: dict[str, str] = {}
         for upstream in stage.reads:
             record = store.record(upstream)
@@ -428,19 +431,19 @@ def run_pipeline(
         fp = fingerprint(stage, config, inputs)
         current = store.record(stage.name)
         if current is not None and current.fingerprint == fp and stage.name not in forced:
-            log.info("stage %s: up to date (version %s), skipped", stage.name, current.version)
+            log.info("%s: up to date (version %s), skipped", step, current.version)
             report.results.append(StageResult(stage.name, "skipped", current.version, fp, 0.0))
             continue
         pending = store.pending(stage.name)
         if pending and pending.get("fingerprint") == fp and stage.name not in forced:
             version, action = pending["version"], "resumed"
-            log.info("stage %s: resuming interrupted version %s", stage.name, version)
+            log.info("%s: resuming interrupted version %s", step, version)
         else:
             if pending:
                 store.delete(f"{stage.name}/{pending['version']}")
             version, action = _new_version(fp), "ran"
             store.begin(stage.name, version, fp)
-            log.info("stage %s: running (version %s)", stage.name, version)
+            log.info("%s: running (version %s)", step, version)
         t0 = time.perf_counter()
         ctx = StageContext(
             config,
@@ -452,7 +455,8 @@ def run_pipeline(
             previous=None if stage.name in forced else current,
         )
         try:
-            stage.run(ctx)
+            with labelled(step):
+                stage.run(ctx)
             record = ProductRecord(
                 version=version,
                 fingerprint=fp,
@@ -467,7 +471,12 @@ def run_pipeline(
             _raise_if_store_failed(err, store, stage.name)
             raise
         seconds = time.perf_counter() - t0
-        log.info("stage %s: done in %.1f s", stage.name, seconds)
+        log.info(
+            "%s: done in %.1f s (%.0f s since the run started)",
+            step,
+            seconds,
+            time.perf_counter() - run_start,
+        )
         report.results.append(StageResult(stage.name, action, version, fp, seconds))
     last_run = store.root_attrs().get("last_run", {})
     store.update_root_attrs({"last_run": {**last_run, "completed": _now()}})

@@ -8,6 +8,7 @@ bucket; the endpoint reaches the store through ``--set store.storage_options.end
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import s3fs
@@ -19,6 +20,8 @@ from ncp_subsidence.cli import main
 def test_demo_runs_every_stage_into_s3(s3_bucket, tiny_twin, tmp_path, monkeypatch, capsys):
     url, options = s3_bucket
     monkeypatch.chdir(tmp_path)
+    # stderr is not a terminal here (captured): progress comes as log lines, one a second
+    monkeypatch.setenv("NCP_SUBSIDENCE_PROGRESS_INTERVAL", "1")
     store = f"{url}/ncp"
     code = main(
         [
@@ -39,11 +42,22 @@ def test_demo_runs_every_stage_into_s3(s3_bucket, tiny_twin, tmp_path, monkeypat
             "geodetector.permutations=49",
             "--set",  # the model choice is not what this test is about: polynomials only
             "adjust.candidates=[P0, P1, P2, P3]",
-            "-q",
         ]
     )
-    out = capsys.readouterr().out
-    assert code == 0, out
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err
+    assert code == 0, out + err
+    # "stage k/10" lines with times, and periodic task counts during the long computes
+    for k, stage in enumerate(("discover", "ingest", "sbas", "adjust", "mosaic"), start=1):
+        assert re.search(rf"stage {k}/10 {stage}: running \(version ", err), (stage, err[-3000:])
+        assert re.search(rf"stage {k}/10 {stage}: done in [0-9.]+ s \([0-9]+ s since", err), stage
+    assert re.search(r"stage \d+/10 \w+: [\d,]+/[\d,]+ tasks \(\d+%\), \d+ s", err), err[-3000:]
+    # numbers in log lines are rounded: no 16-digit floats, no Python dicts
+    assert not re.search(r"\d\.\d{6,}", err), re.findall(r".*\d\.\d{6,}.*", err)[:5]
+    assert "{'" not in err
+    # the demo ends with the command that validates it and the stable report path
+    assert out.splitlines()[-1].strip().startswith("ncp-subsidence validate --truth ")
+    assert any(s.startswith("latest report (stable path): ") for s in out.splitlines())
     line = next(s for s in out.splitlines() if s.startswith("report: "))
     assert line.startswith(f"report: {store}/report/") and line.endswith("/index.html")
     fs = s3fs.S3FileSystem(

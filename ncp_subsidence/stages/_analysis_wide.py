@@ -21,6 +21,7 @@ import xarray as xr
 
 from ..kernels import analysis as kan
 from ..kernels import trends as ktr
+from ..progress import readable
 from ._analysis_regions import _mid_month, _months, _north_up
 
 __all__ = ["wide_area_graph", "wide_area_tables"]
@@ -241,6 +242,6 @@ def wide_area_tables(
         wide["area_above_threshold_km2"],
         opts.area_threshold_mm_yr,
         wide["peak_year"],
-        wide["volumes_km3"],
+        readable(wide["volumes_km3"]),
     )
     return wide, ds, yearly_df, volume_df

@@ -19,6 +19,7 @@ import xarray as xr
 from ncp_subsidence.errors import DataError
 from ncp_subsidence.kernels import downscale as kds
 from ncp_subsidence.kernels import trends as ktr
+from ncp_subsidence.progress import readable
 
 from ._hydro_grids import (
     _SPATIAL,
@@ -159,7 +160,8 @@ def downscale_twsa(
     lon_chunks = _spatial_chunks(model_fine.sizes["lon"], chunk_cells)
     log.info(
         "hydro: downscaling %s -> %s (ratio %d, mode=%s, %s), chunks time=-1, lat=%s, lon=%s",
-        dict(twsa_coarse.sizes), dict(model_fine.sizes), ratio, mode, interpolation,
+        readable(dict(twsa_coarse.sizes)), readable(dict(model_fine.sizes)), ratio, mode,
+        interpolation,
         lat_chunks[0], lon_chunks[0],
     )  # fmt: skip
 

@@ -16,6 +16,7 @@ import xarray as xr
 from ncp_subsidence.errors import DataError
 from ncp_subsidence.io.projection import GEOGRAPHIC, is_geographic, lonlat_to_xy
 from ncp_subsidence.kernels import sbas as ksbas
+from ncp_subsidence.progress import readable
 
 __all__ = ["choose_reference", "frame_reference"]
 
@@ -79,7 +80,10 @@ def choose_reference(
         if any_valid_v[box].any(axis=(-1, -2)).all():
             y, x = ds["y"].values[row], ds["x"].values[col]
             log.info(
-                "reference point at the GNSS station at y=%s x=%s (|v_up| %.1f mm/yr)", y, x, speed
+                "reference point at the GNSS station at y=%s x=%s (|v_up| %.1f mm/yr)",
+                readable(y, 8),
+                readable(x, 8),
+                speed,
             )
             return y, x
     try:
@@ -98,7 +102,10 @@ def choose_reference(
         )
     y, x = ds["y"].values[row], ds["x"].values[col]
     log.info(
-        "reference point chosen at y=%s x=%s (mean coherence %.3f)", y, x, mean_coh_v[row, col]
+        "reference point chosen at y=%s x=%s (mean coherence %.3f)",
+        readable(y, 8),
+        readable(x, 8),
+        mean_coh_v[row, col],
     )
     return y, x
 

@@ -36,6 +36,7 @@ import xarray as xr
 from ncp_subsidence.errors import DataError
 
 from ..pipeline import Stage, StageContext
+from ..progress import readable
 from ._hydro_balance import gwsa_water_balance, trend_dataset
 from ._hydro_downscale import coarse_mass_diagnostic, downscale_twsa
 from ._hydro_grids import (
@@ -185,7 +186,7 @@ def _mass_diagnostic(
     scalars = {k: float(v) for k, v in diagnostic.data_vars.items() if v.ndim == 0}
     diagnostic = diagnostic.drop_vars(list(scalars)).astype("float32")
     diagnostic.attrs.update(scalars)
-    log.info("hydro mass diagnostic (%s mode): %s", opts.mode, scalars)
+    log.info("hydro mass diagnostic (%s mode): %s", opts.mode, readable(scalars))
     return diagnostic
 
 

@@ -61,6 +61,7 @@ from ..errors import DataError
 from ..kernels.adjust import adjust_overlaps, bilinear_regrid
 from ..kernels.trends import decimal_year
 from ..pipeline import Stage, StageContext
+from ..progress import readable
 from ._mosaic_blend import blend, common_months, mosaic_attrs
 from ._mosaic_frames import frame_extents_km, gnss_ties, open_frame, product_grid
 from ._mosaic_overlaps import overlap_samples
@@ -103,9 +104,9 @@ class MosaicStage(Stage):
         log.info(
             "mosaic: %d frames, corrections %s, overlap RMS %s -> %s mm/yr",
             len(frames),
-            result.models,
-            ds.attrs["overlap_rms_before"],
-            ds.attrs["overlap_rms_after"],
+            readable(result.models),
+            readable(ds.attrs["overlap_rms_before"]),
+            readable(ds.attrs["overlap_rms_after"]),
         )
         ctx.write(None, ds, region_dim="lat")
 
