@@ -23,7 +23,7 @@ from ..config import Config, redacted_dump
 from ..errors import DataError
 from ..io.stac import discover_items, items_digest, strip_credentials
 from ..pipeline import Stage, StageContext
-from ..sources import HYDRO_SOURCES, resolve_sources
+from ..sources import HYDRO_SOURCES, resolve_sources, twin_directory
 
 __all__ = ["STAGE", "DiscoverStage"]
 
@@ -71,8 +71,12 @@ class DiscoverStage(Stage):
         # once per run, before run(): always a fresh search (catalogs grow between runs), which
         # run() then reuses
         found = self._discover(config, fresh=True)
+        sources = redacted_dump(config.sources)
+        # the twin's place, not how it was spelled: "../ncp-twin-demo-0" from notebooks/ is the
+        # twin the demo wrote at the top level (its items' hrefs carry the place too)
+        sources["twin"]["directory"] = str(twin_directory(config))
         return {
-            "sources": redacted_dump(config.sources),
+            "sources": sources,
             "items": {k: items_digest(v) for k, v in sorted(found.items())},
         }
 
