@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ncp_subsidence.testing.stages import truth_analysis_config, truth_analysis_store
@@ -389,31 +390,89 @@ def test_adjustment_section_tables_scatter_and_validation(tmp_path):
 @pytest.mark.skipif(
     CHROMIUM is None, reason="needs Debian's chromium package (apt-get install chromium)"
 )
-def test_interactive_map_loads_offline_and_shows_a_cell(report_dir, tmp_path):
+def test_interactive_map_loads_offline_and_a_click_shows_the_cells_series(report_dir, tmp_path):
     page = report_dir / "interactive.html"
     assert 'href="interactive.html"' in (report_dir / "index.html").read_text()
     assert 10_000 < page.stat().st_size < 8_000_000  # BokehJS inline, the cube coarsened
     browser = Browser(tmp_path / "profile")
+    series = """(() => { const doc = Bokeh.documents[0];
+        return [Array.from(doc.get_model_by_name('disp_series').data.v),
+                Array.from(doc.get_model_by_name('gwsa_series').data.v)]; })()"""
     try:
-        out = browser.load(page.as_uri(), offline=True)
-        shown = browser.evaluate(
-            """(async () => {
-              const doc = Bokeh.documents[0];
-              const map = doc.get_model_by_name('map');
-              const x = (map.x_range.start + map.x_range.end) / 2;
-              const y = (map.y_range.start + map.y_range.end) / 2;
-              await doc.get_model_by_name('tap_callback').execute({x: x, y: y});
-              const d = doc.get_model_by_name('disp_series').data.v;
-              const g = doc.get_model_by_name('gwsa_series').data.v;
-              return [d.length, d.filter(Number.isFinite).length,
-                      g.length, g.filter(Number.isFinite).length];
-            })()"""
+        browser.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=1400,
+            height=1000,
+            deviceScaleFactor=1,
+            mobile=False,
         )
+        out = browser.load(page.as_uri(), offline=True)
+        # the map's plotting frame on the screen (CSS pixels): left, top, width, height
+        left, top, width, height = browser.evaluate(
+            """(() => { const doc = Bokeh.documents[0];
+              const map = doc.get_model_by_name('map');
+              const view = Object.values(Bokeh.index)[0].owner.get_one(map);
+              const r = view.canvas_view.el.getBoundingClientRect(), f = view.frame.bbox;
+              return [r.left + f.left, r.top + f.top, f.width, f.height]; })()"""
+        )
+        shown = [browser.evaluate(series)]
+        for fx, fy in ((0.45, 0.5), (0.6, 0.35)):  # two cells of the plain, clicked as a user does
+            x, y = left + fx * width, top + fy * height
+            for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+                browser.call(
+                    "Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1
+                )
+            deadline = time.monotonic() + 10
+            while browser.evaluate(series) == shown[-1] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            shown.append(browser.evaluate(series))
+            time.sleep(0.6)  # two clicks closer in time are one double tap, not two taps
         after = [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"]
     finally:
         browser.close()
     assert out["errors"] == [] and after == []
     assert all(u.startswith(("file:", "data:", "blob:")) for u in out["requests"]), out["requests"]
-    n_d, finite_d, n_g, finite_g = shown
-    assert n_d > 10 and finite_d > 10, shown  # the cell's vertical displacement series
-    assert n_g > 10 and finite_g > 10, shown  # and the GWSA series of its cell
+    for disp, gwsa in shown[1:]:
+        finite_d = [v for v in disp if v is not None and np.isfinite(v)]
+        finite_g = [v for v in gwsa if v is not None and np.isfinite(v)]
+        assert len(finite_d) > 10, disp  # the clicked cell's vertical displacement series
+        assert len(finite_g) > 10, gwsa  # and the GWSA series of its cell
+    # each click changed the plotted series: nothing before the first, another cell after it
+    assert shown[0] != shown[1] and shown[1][0] != shown[2][0], shown
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium package (apt-get install chromium)"
+)
+def test_synthetic_banner_shown_on_twin_inputs_and_absent_on_real_ones(report_dir, tmp_path):
+    """In the browser: the twin run's report shows the banner; the header of a run whose config
+    names every source (input kind ``real``, recorded by ``run_pipeline`` in the store's root
+    attrs) renders without it."""
+    from ncp_subsidence.config import Config
+    from ncp_subsidence.io.stores import open_store
+    from ncp_subsidence.sources import SOURCE_KEYS, input_kind
+    from ncp_subsidence.stages._report_html import render_html
+    from ncp_subsidence.stages._report_inputs import run_info
+
+    sources = {k: {"kind": "static_catalog", "url": f"/data/{k}/catalog.json"} for k in SOURCE_KEYS}
+    sources["interferograms"] = {"A040": {"kind": "static_catalog", "url": "/data/A040.json"}}
+    real = Config(sources=sources, store={"url": str(tmp_path / "real-store")})
+    assert input_kind(real) == "real"
+    store = open_store(real.store)
+    store.update_root_attrs({"input_kind": input_kind(real), "ncp_subsidence_version": "0.1.0"})
+    page = tmp_path / "real.html"
+    page.write_text(render_html("NCP subsidence", [], [], info=run_info(store)))
+    banner = """(() => { const b = document.getElementById('synthetic-banner');
+        return [b !== null && b.getBoundingClientRect().height > 0,
+                document.getElementById('input-kind').textContent]; })()"""
+    browser = Browser(tmp_path / "profile")
+    try:
+        twin_page = browser.load((report_dir / "index.html").as_uri(), offline=True)
+        on_twin = browser.evaluate(banner)
+        real_page = browser.load(page.as_uri(), offline=True)
+        on_real = browser.evaluate(banner)
+    finally:
+        browser.close()
+    assert twin_page["errors"] == [] and real_page["errors"] == []
+    assert on_twin == [True, "twin"]
+    assert on_real == [False, "real"]
