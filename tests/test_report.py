@@ -476,3 +476,17 @@ def test_synthetic_banner_shown_on_twin_inputs_and_absent_on_real_ones(report_di
     assert twin_page["errors"] == [] and real_page["errors"] == []
     assert on_twin == [True, "twin"]
     assert on_real == [False, "real"]
+
+
+def test_coastline_from_the_packaged_land_mask():
+    """The coast of the Bohai Sea where it is (Tanggu, Tianjin: about 117.7 E, 39.0 N), none
+    inland (Beijing)."""
+    from ncp_subsidence.io.coast import coastline
+
+    lines = coastline((113.5, 34.5, 119.5, 40.5))
+    assert lines and all(line.ndim == 2 and line.shape[1] == 2 for line in lines)
+    vertices = np.concatenate(lines)
+    assert vertices[:, 0].min() > 117.0  # the plain west of Tianjin has no coast
+    near_tanggu = np.hypot(vertices[:, 0] - 117.72, vertices[:, 1] - 39.0)
+    assert near_tanggu.min() < 0.1
+    assert coastline((115.5, 39.5, 116.5, 40.5)) == []  # Beijing: inland

@@ -160,6 +160,13 @@ def interactive_page(
     )
     fmap.add_layout(ColorBar(color_mapper=mapper, title="mm/yr"), "right")
     if overlays is not None:
+        if overlays.coast:
+            fmap.multi_line(
+                [[float(v) for v in c[:, 0]] for c in overlays.coast],
+                [[float(v) for v in c[:, 1]] for c in overlays.coast],
+                line_color="steelblue",
+                line_width=1,
+            )
         xs = [list(r[:, 0]) for _, rings in overlays.regions for r in rings]
         ys = [list(r[:, 1]) for _, rings in overlays.regions for r in rings]
         if xs:

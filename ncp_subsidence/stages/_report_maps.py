@@ -62,12 +62,14 @@ def _coarsen(arr: xr.DataArray, max_cells: int) -> xr.DataArray:
 @dataclass(frozen=True)
 class Overlays:
     """What every lon/lat map draws on top: region outlines (``(name, [rings])``), frame
-    footprints (``{frame: (lon, lat)}``) and GNSS stations (a table with ``lon``, ``lat`` and
-    ``residual_after``, mm/yr LOS, or None)."""
+    footprints (``{frame: (lon, lat)}``), GNSS stations (a table with ``lon``, ``lat`` and
+    ``residual_after``, mm/yr LOS, or None) and the coastline (polylines of shape (n, 2),
+    lon/lat degrees; :func:`ncp_subsidence.io.coast.coastline`)."""
 
     regions: list[Any] = field(default_factory=list)
     footprints: dict[str, Any] = field(default_factory=dict)
     stations: Any = None
+    coast: list[Any] = field(default_factory=list)
 
 
 def is_signed(values: np.ndarray) -> bool:
@@ -90,6 +92,8 @@ def geo_aspect(lat: np.ndarray) -> float:
 def _draw_overlays(ax: Any, fig: Any, overlays: Overlays | None, extent: tuple) -> None:
     if overlays is None:
         return
+    for line in overlays.coast:
+        ax.plot(line[:, 0], line[:, 1], color="tab:blue", lw=0.8, alpha=0.8)
     for name, rings in overlays.regions:
         for ring in rings:
             ax.plot(ring[:, 0], ring[:, 1], color="0.15", lw=0.7)

@@ -42,6 +42,7 @@ import logging
 from typing import Any
 
 from ..errors import StoreError
+from ..io.coast import coastline
 from ..pipeline import Stage, StageContext
 from ._report_frames import adjust_attrs, adjustment_tables, frame_figures, residual_scatter
 from ._report_html import render_html, report_tables, validation_table
@@ -136,6 +137,7 @@ def render_report(store: Any, options: Any, *, title: str, config: Any = None) -
         regions=region_outlines(store, name_property, config),
         footprints=frame_footprints(store),
         stations=stations,
+        coast=coastline(config.sources.bbox) if config is not None else [],
     )
     figures = [
         *map_figures(store, wide, dpi, cells, overlays),
