@@ -19,6 +19,7 @@ every product equals an uninterrupted run.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -148,7 +149,9 @@ def test_sigkill_in_each_stage_keeps_earlier_products_and_resumes(tmp_path, tiny
         store.invalidate()
         if previous_pending is not None:  # the stage killed last time resumed its own version
             stage, version = previous_pending
-            assert f"stage {stage}: resuming interrupted version {version}" in log, log[-2000:]
+            assert re.search(
+                rf"stage \d+/\d+ {stage}: resuming interrupted version {version}", log
+            ), log[-2000:]
             published[stage] = _snapshot(store, stage)
             assert published[stage][0].version == version
             _assert_same(published[stage][1], reference[stage][1])
