@@ -376,9 +376,9 @@ def write_cube(
     key = dataset_name or "."
     ds = cf_conform(ds, stage, dataset_name)
     # coordinates are small: hold them in memory so the template writes them at once
-    lazy_coords = {c: ds[c].compute() for c in ds.coords if ds[c].chunks is not None}
-    if lazy_coords:
-        ds = ds.assign_coords(lazy_coords)
+    lazy = [c for c in ds.coords if ds[c].chunks is not None]
+    if lazy:  # one computation for all of them (one round trip to a cluster, not one each)
+        ds = ds.assign_coords(dict(zip(lazy, dask.compute(*(ds[c] for c in lazy)), strict=True)))
     chunks = _check_chunks(ds)
     encoding = {
         name: {"chunks": tuple(c[0] for c in var.chunks)}

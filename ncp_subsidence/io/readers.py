@@ -84,10 +84,12 @@ def _open_env(href: str, headers: Any, retries: int, *, single_try: bool = True)
     With ``single_try`` GDAL does not retry itself and does not cache a failed answer, so the
     caller's :func:`~ncp_subsidence.io.remote.retrying` owns the policy (and counts the tries).
     """
+    import contextlib
+
     import rasterio
 
-    if not _is_remote(href):
-        return rasterio.Env()
+    if not _is_remote(href):  # rasterio.open sets up the default environment itself
+        return contextlib.nullcontext()
     options = gdal_options(href, headers, retries=0 if single_try else retries)
     if single_try:
         options["CPL_VSIL_CURL_NON_CACHED"] = _rasterio_path(href)
@@ -390,18 +392,39 @@ def _check_assets(
     *,
     retries: int = 4,
     headers: Any = None,
-) -> list[pystac.Item]:
+) -> tuple[list[pystac.Item], list[dict[str, _Header]]]:
     """Open each asset's header and check its CRS, transform and shape against the item.
 
-    Under ``nan`` unreadable assets are removed (stackstac fills NaN); a file whose
+    Returns the items (under ``nan`` without their unreadable assets) and, for each, the
+    headers of its assets (key -> :class:`_Header`), which place the files on the frame grid.
+
+    Under ``nan`` unreadable assets are removed (read as NaN); a file whose
     georeferencing disagrees with its item is a :class:`DataError` under either policy. Remote
     opens send ``headers`` and are retried (``retries``) while the server fails transiently; a
     server that stays down is a :class:`~ncp_subsidence.errors.NetworkError` under ``fail``.
     """
-    import rasterio
+    import os
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
 
-    out = []
-    for item in items:
+    todo = [(item, key) for item in items for key in keys if key in item.assets]
+    # the headers are opened on a few threads (GDAL releases the GIL while it opens and reads);
+    # each thread checks a contiguous run of files in one GDAL environment
+    n_threads = max(1, min(4, os.cpu_count() or 1, len(todo) // 8))
+    runs = [todo[k::n_threads] for k in range(n_threads)]
+    # under "fail" the first error stops the other threads (a server that is down is not
+    # retried file after file); a header they left unopened is opened below if still needed
+    stop = threading.Event() if on_error == "fail" else None
+    with ThreadPoolExecutor(n_threads) as pool:
+        done = list(pool.map(lambda run: _headers(run, retries, headers, stop), runs))
+    results: dict[tuple[int, str], _Header | BaseException] = {}
+    for run, answers in zip(runs, done, strict=False):
+        for (item, key), answer in zip(run, answers, strict=False):
+            results[id(item), key] = answer
+    out, found = [], []
+    for item in items:  # the verdicts in item order, as a sequential check gives them
+        checked: dict[str, _Header] = {}
+        original = id(item)
         for key in keys:
             if key not in item.assets:
                 if on_error == "fail":
@@ -411,26 +434,13 @@ def _check_assets(
                 failures.add(f"{item.id}:{key}", "asset missing from the item")
                 continue
             href = _href(item.assets[key])
-
-            def header_of(href: str = href) -> _Header:
-                with (
-                    _open_env(href, headers, retries),
-                    rasterio.open(_rasterio_path(href)) as src,
-                ):
-                    _check_complete(src)
-                    return _Header(src.crs, src.transform, src.height, src.width)
-
-            try:
-                header = retrying(
-                    header_of,
-                    url=href,
-                    what=f"asset {key!r} of item {item.id!r}",
-                    retries=retries,
-                    headers=headers,
-                )
-            except Exception as err:
+            answer = results.get((original, key))
+            if answer is None:
+                answer = _headers([(item, key)], retries, headers)[0]
+            if isinstance(answer, BaseException):
+                err = answer
                 if on_error == "fail" and isinstance(err, NetworkError):
-                    raise
+                    raise err
                 if on_error == "fail":
                     raise DataError(
                         f"cannot read asset {key!r} of item {item.id!r} at {href}: {err}; "
@@ -440,9 +450,50 @@ def _check_assets(
                 item = item.clone()
                 del item.assets[key]
                 continue
-            _check_georef(item, key, href, header)
+            _check_georef(item, key, href, answer)
+            checked[key] = answer
         out.append(item)
-    return out
+        found.append(checked)
+    return out, found
+
+
+def _headers(
+    run: Sequence[tuple[pystac.Item, str]], retries: int, headers: Any, stop: Any = None
+) -> list[_Header | BaseException]:
+    """The header (or the error) of each ``(item, asset key)`` of ``run``, opened in turn; with
+    ``stop`` (a :class:`threading.Event`), set on an error and ending the run early when set."""
+    import contextlib
+
+    import rasterio
+
+    def header_of(href: str) -> _Header:
+        with _open_env(href, headers, retries), rasterio.open(_rasterio_path(href)) as src:
+            _check_complete(src)
+            return _Header(src.crs, src.transform, src.height, src.width)
+
+    answers: list[_Header | BaseException] = []
+    # one GDAL environment for the local opens (rasterio would set one up per file otherwise)
+    local = not any(_is_remote(_href(item.assets[key])) for item, key in run)
+    with rasterio.Env() if local else contextlib.nullcontext():
+        for item, key in run:
+            if stop is not None and stop.is_set():
+                break
+            href = _href(item.assets[key])
+            try:
+                answers.append(
+                    retrying(
+                        lambda href=href: header_of(href),
+                        url=href,
+                        what=f"asset {key!r} of item {item.id!r}",
+                        retries=retries,
+                        headers=headers,
+                    )
+                )
+            except Exception as err:  # noqa: BLE001 -- judged by the caller, in item order
+                answers.append(err)
+                if stop is not None:
+                    stop.set()
+    return answers
 
 
 def _check_complete(src: Any) -> None:
@@ -572,15 +623,174 @@ def _stack_assets(
     return stack.data
 
 
-def _canonical_block(adapter: Any, block: np.ndarray, has_coherence: bool) -> np.ndarray:
-    """The adapter's ``canonical_block`` on one ``(pair, asset, y, x)`` block (assets phase,
-    coherence?); returns ``(pair, 2, y, x)`` float32: canonical phase and coherence."""
-    phase = block[:, 0]
-    coherence = block[:, 1] if has_coherence else np.full_like(phase, np.nan)
-    phase, coherence = adapter.canonical_block(phase, coherence)
-    return np.stack(
-        [np.asarray(phase, dtype=np.float32), np.asarray(coherence, dtype=np.float32)], axis=1
+#: GDAL settings of the lattice reads (:func:`_read_lattice_block`) besides
+#: :data:`GDAL_READ_OPTIONS`: no directory listing on open (no sidecar requests), merged HTTP
+#: ranges. Each task opens a file, reads its window and closes it, so nothing is cached per handle.
+_LATTICE_ENV = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_HTTP_MULTIRANGE": "YES",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+}
+
+#: Bytes of one read task of :func:`_lattice_stack`: the pair axis of a spatial chunk is split
+#: into blocks of about this size, so a chunk's reads spread over the workers (a small frame
+#: is one chunk) while a task stays large next to its overhead.
+LATTICE_READ_BYTES = 32 * 2**20
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """One file on the frame grid's lattice: its GDAL path and its pixel box on the grid."""
+
+    path: str
+    row: int  # grid row of the file's first row (may be negative or past the grid)
+    col: int
+    height: int
+    width: int
+
+
+def _place(header: _Header, href: str, grid: Grid) -> _Placed | None:
+    """Where an opened file's pixels fall on ``grid``; None when they are off its lattice."""
+    t = header.transform
+    if header.crs is None or header.crs.to_epsg() != grid.epsg or t.b or t.d:
+        return None
+    res = grid.resolution
+    if abs(t.a - res) > _RESOLUTION_RTOL * res or abs(-t.e - res) > _RESOLUTION_RTOL * res:
+        return None
+    col = (t.c - grid.bounds[0]) / res
+    row = (grid.bounds[3] - t.f) / res
+    if max(abs(col - round(col)), abs(row - round(row))) > LATTICE_TOLERANCE_PX:
+        return None
+    return _Placed(_rasterio_path(href), round(row), round(col), header.height, header.width)
+
+
+def _read_lattice_block(
+    files: Sequence[Sequence[_Placed | None]],
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    env: dict[str, Any],
+    on_error: OnError,
+) -> np.ndarray:
+    """Read one window of the frame grid from files on its lattice (one dask task).
+
+    Parameters
+    ----------
+    files : sequence (pair) of sequence (asset) of _Placed or None
+        The files of a block of pairs; None is an asset not read (NaN).
+    rows, cols : (int, int)
+        The window, grid pixels ``[start, stop)``.
+    env : dict
+        GDAL configuration (:data:`GDAL_READ_OPTIONS`, remote options).
+    on_error : {"fail", "nan"}
+        A file that cannot be read: raise a :class:`DataError` naming it, or NaN.
+
+    Returns
+    -------
+    ndarray, shape (asset, pair, rows, cols), float32
+        The files' values as read (their no data, and everything outside their extent, NaN):
+        pixel for pixel, since the files' pixels coincide with the grid's.
+    """
+    import rasterio
+    from rasterio.errors import RasterioIOError
+    from rasterio.windows import Window
+
+    n_asset = max((len(f) for f in files), default=0)
+    out = np.full((n_asset, len(files), rows[1] - rows[0], cols[1] - cols[0]), np.nan, np.float32)
+    with rasterio.Env(**env):
+        for p, pair_files in enumerate(files):
+            for a, f in enumerate(pair_files):
+                if f is None:
+                    continue
+                r0, r1 = max(rows[0], f.row), min(rows[1], f.row + f.height)
+                c0, c1 = max(cols[0], f.col), min(cols[1], f.col + f.width)
+                if r1 <= r0 or c1 <= c0:
+                    continue
+                window = Window(c0 - f.col, r0 - f.row, c1 - c0, r1 - r0)
+                try:
+                    with rasterio.open(f.path) as src:
+                        data = src.read(1, window=window, out_dtype=np.float32, masked=True)
+                except RasterioIOError as err:
+                    if on_error == "nan":
+                        log.warning("unreadable window of %s turned into NaN: %s", f.path, err)
+                        continue
+                    raise DataError(
+                        f"cannot read {f.path} (rows {r0 - f.row}:{r1 - f.row}, columns "
+                        f"{c0 - f.col}:{c1 - f.col}): {err}; fix the file or set "
+                        "ingest.on_error: nan to turn it into NaN"
+                    ) from err
+                out[a, p, r0 - rows[0] : r1 - rows[0], c0 - cols[0] : c1 - cols[0]] = data.filled(
+                    np.float32(np.nan)
+                )
+    return out
+
+
+def _lattice_stack(
+    files: Sequence[Sequence[_Placed | None]],
+    grid: Grid,
+    chunks: tuple[int, int],
+    on_error: OnError,
+    env: dict[str, Any],
+) -> Any:
+    """A lazy ``(asset, pair, y, x)`` float32 dask array of files on ``grid``'s lattice.
+
+    One task reads one spatial window (``chunks``) of a block of pairs (about
+    :data:`LATTICE_READ_BYTES`), opening each file once and reading only its window: memory
+    follows the chunk, not the scene.
+    """
+    import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
+    from dask.tokenize import tokenize
+
+    n_pair = len(files)
+    n_asset = max(len(f) for f in files)
+    ny, nx = grid.shape
+    ychunks = tuple(min(chunks[0], ny - y) for y in range(0, ny, chunks[0]))
+    xchunks = tuple(min(chunks[1], nx - x) for x in range(0, nx, chunks[1]))
+    per_pair = n_asset * chunks[0] * chunks[1] * 4
+    n_blocks = -(-n_pair // max(1, LATTICE_READ_BYTES // per_pair))
+    size = -(-n_pair // n_blocks)
+    pchunks = tuple(min(size, n_pair - p) for p in range(0, n_pair, size))
+    name = "read-lattice-" + tokenize(files, grid, chunks, on_error, env)
+    dsk: dict[Any, Any] = {}
+    p0 = 0
+    for ip, np_ in enumerate(pchunks):
+        block = tuple(tuple(f) for f in files[p0 : p0 + np_])
+        y0 = 0
+        for iy, cy in enumerate(ychunks):
+            x0 = 0
+            for ix, cx in enumerate(xchunks):
+                dsk[(name, 0, ip, iy, ix)] = (
+                    _read_lattice_block,
+                    block,
+                    (y0, y0 + cy),
+                    (x0, x0 + cx),
+                    env,
+                    on_error,
+                )
+                x0 += cx
+            y0 += cy
+        p0 += np_
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    return da.Array(
+        graph,
+        name,
+        chunks=((n_asset,), pchunks, ychunks, xchunks),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0, 0), dtype=np.float32),
     )
+
+
+def _canonical_block(adapter: Any, block: np.ndarray, has_coherence: bool) -> np.ndarray:
+    """The adapter's ``canonical_block`` on one ``(asset, pair, y, x)`` block (assets phase,
+    coherence?); returns ``(2, pair, y, x)`` float32: canonical phase and coherence (each
+    contiguous, so a variable's chunk is a view)."""
+    phase = block[0]
+    coherence = block[1] if has_coherence else np.full_like(phase, np.nan)
+    phase, coherence = adapter.canonical_block(phase, coherence)
+    out = np.empty((2, *block.shape[1:]), dtype=np.float32)
+    out[0] = phase
+    out[1] = coherence
+    return out
 
 
 def read_ifg_stack(
@@ -680,7 +890,7 @@ def read_ifg_stack(
     target = grid if isinstance(grid, Grid) else frame_grid(items, grid)
     keys = [k for k in (phase_asset, coherence_asset, conncomp_asset) if k]
     failures = AssetFailures()
-    items = _check_assets(items, keys, on_error, failures, retries=retries, headers=headers)
+    items, found = _check_assets(items, keys, on_error, failures, retries=retries, headers=headers)
     intervals = [
         (
             _dt64(i.common_metadata.start_datetime or i.datetime),
@@ -716,11 +926,27 @@ def read_ifg_stack(
     resampling = {phase_asset: phase_resampling, coherence_asset: "bilinear"}
     if conncomp_asset:
         resampling[conncomp_asset] = "nearest"
-    parts = []  # (pair, asset, y, x) stacks: the aligned pairs, then the resampled ones
-    if aligned:
+    # aligned pairs whose every file lies on the lattice are read window by window directly;
+    # the others (an asset's own georeferencing off the lattice) go through stackstac (nearest)
+    placed: dict[int, list[_Placed | None]] = {}
+    for k in aligned:
+        spots = [
+            _place(found[k][key], _href(items[k].assets[key]), target) if key in found[k] else None
+            for key in keys
+        ]
+        if all(s is not None or key not in found[k] for s, key in zip(spots, keys)):
+            placed[k] = spots
+    stacked = [k for k in aligned if k not in placed]
+    remote = next((_href(a) for i in items for a in i.assets.values() if _is_remote(_href(a))), "")
+    auth = gdal_options(remote, headers, retries=retries) if remote else {}
+    parts = []  # (asset, pair, y, x) stacks: the lattice reads, stackstac's, the resampled ones
+    if placed:
+        env = {**GDAL_READ_OPTIONS, **_LATTICE_ENV, **auth}
+        parts.append(_lattice_stack(list(placed.values()), target, chunks, on_error, env))
+    if stacked:
         parts.append(
             _stack_assets(
-                [items[k] for k in aligned],
+                [items[k] for k in stacked],
                 keys,
                 target,
                 "nearest",
@@ -728,7 +954,7 @@ def read_ifg_stack(
                 on_error,
                 retries=retries,
                 headers=headers,
-            )
+            ).transpose(1, 0, 2, 3)
         )
     if off:  # stackstac takes one resampling per call: one call per asset
         per_asset = [
@@ -744,26 +970,31 @@ def read_ifg_stack(
             )
             for key in keys
         ]
-        parts.append(da.concatenate(per_asset, axis=1))
-    raw = parts[0] if len(parts) == 1 else da.concatenate(parts, axis=0)
-    if aligned and off:
-        raw = raw[np.argsort(np.array(aligned + off))]
-    raw = raw.rechunk((-1, -1, chunks[0], chunks[1]))  # merges within each window only
+        parts.append(da.concatenate(per_asset, axis=1).transpose(1, 0, 2, 3))
+    raw = parts[0] if len(parts) == 1 else da.concatenate(parts, axis=1)
+    order = [*placed, *stacked, *off]
+    if order != list(range(len(items))):
+        raw = raw[:, np.argsort(np.array(order))]
+    raw = raw.rechunk({0: -1, 2: chunks[0], 3: chunks[1]})  # each window stays one chunk
     has_coherence = bool(coherence_asset)
     canonical = da.map_blocks(
         _canonical_block,
         adapter,
         raw,
         has_coherence,
-        chunks=(raw.chunks[0], (2,), *raw.chunks[2:]),
+        chunks=((2,), *raw.chunks[1:]),
         dtype=np.float32,
         meta=np.empty((0, 0, 0, 0), dtype=np.float32),
     )
-    data = {"unw_phase": (("pair", "y", "x"), canonical[:, 0])}
+    # the pair blocks of each window merge here, after the canonical values (within the
+    # window), one variable at a time: the two merges (and their writes) run on two workers
+    whole = (-1, chunks[0], chunks[1])
+    data = {"unw_phase": (("pair", "y", "x"), canonical[0].rechunk(whole))}
     if has_coherence:
-        data["coherence"] = (("pair", "y", "x"), canonical[:, 1])
+        data["coherence"] = (("pair", "y", "x"), canonical[1].rechunk(whole))
     if conncomp_asset:
-        data["connected_components"] = (("pair", "y", "x"), raw[:, keys.index(conncomp_asset)])
+        comps = raw[keys.index(conncomp_asset)].rechunk((-1, chunks[0], chunks[1]))
+        data["connected_components"] = (("pair", "y", "x"), comps)
     y, x = target.coords()
     ds = xr.Dataset(
         data,

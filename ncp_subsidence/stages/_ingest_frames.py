@@ -106,6 +106,18 @@ def _read_frame(
     return ds, failures
 
 
+def _chunk_data(ds: xr.Dataset, chunks: tuple[int, int]) -> xr.Dataset:
+    """The data variables in Zarr chunks (pair whole, ``chunks`` in y, x); the coordinates stay
+    in memory (lazy ones would each cost a computation before the template is written)."""
+    sizes = {"pair": -1, "y": chunks[0], "x": chunks[1]}
+    return ds.assign(
+        {
+            name: var.chunk({d: sizes[d] for d in var.dims if d in sizes})
+            for name, var in ds.data_vars.items()
+        }
+    )
+
+
 def write_frame(
     ctx: Any,
     frame: str,
@@ -139,7 +151,7 @@ def write_frame(
             ds.attrs[key.replace(":", "_")] = items[0].properties[key]
     ds = with_crs(ds, grid.crs)
     ds.attrs["crs"] = grid.crs  # rioxarray's write_crs drops a "crs" attribute
-    ds = ds.chunk({"pair": -1, "y": chunks[0], "x": chunks[1]})
+    ds = _chunk_data(ds, chunks)
     ctx.write(f"ifg/{frame}", ds, region_dim="y")
     log.info(
         "ingested frame %s (%s): %d pairs on a %s grid of %d x %d pixels (%s), %d resampled, "
@@ -210,7 +222,7 @@ def append_frame(
         "source_item_ids": json.dumps([*old_ids, *(i.id for i in added)]),
         "source_items_digest": items_digest(items),
     }
-    ds = with_crs(ds, grid.crs).chunk({"pair": -1, "y": chunks[0], "x": chunks[1]})
+    ds = _chunk_data(with_crs(ds, grid.crs), chunks)
     ds.attrs["crs"] = grid.crs  # rioxarray's write_crs drops a "crs" attribute
     ctx.write(f"ifg/{frame}", ds, region_dim="y", append_dim="pair")
     log.info(
