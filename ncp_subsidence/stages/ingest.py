@@ -13,8 +13,9 @@ Datasets written (``ingest/<version>/...``):
     recorded. Pairs on different extents share one frame grid (``ingest.frame_grid``: union or
     intersection) on their pixel lattice; a pair off it is an error unless ``ingest.resample``
     (then counted: ``n_resampled_pairs``). A pair listed twice is kept once
-    (``n_duplicate_pairs``). Read lazily through stackstac, so each task reads only its window
-    of each file: memory is bounded by the chunk size.
+    (``n_duplicate_pairs``). Read lazily window by window (pairs on the lattice directly with
+    rasterio, resampled ones through stackstac), so each task reads only its window of each file:
+    memory is bounded by the chunk size.
 ``hydro/grace``, ``hydro/gldas``, ``hydro/fldas``, ``hydro/imerg``
     Monthly ``(time, lat, lon)`` on each product's native grid, in mm of water (docs/science.md 5.2):
     ``grace_twsa`` (GRACE cm x 10), ``canopy_water`` (GLDAS kg m-2), ``soil_moisture`` (FLDAS
