@@ -43,6 +43,47 @@ def slow_mk(y):
     return s, var
 
 
+def pairwise_reference(y, t):
+    """Sen's slope (np.median of every pairwise slope), S and the tie sum of one series, formed
+    densely with numpy: the definition, independent of the kernels' counting."""
+    keep = np.isfinite(y)
+    yc, tc = y[keep], t[keep]
+    i, j = np.triu_indices(yc.size, 1)
+    d = yc[j] - yc[i]
+    sen = float(np.median(d / (tc[j] - tc[i]))) if d.size else np.nan
+    counts = np.unique(yc, return_counts=True)[1]
+    ties = int(np.sum(counts * (counts - 1) * (2 * counts + 5)))
+    return sen, int(np.sign(d).sum()), ties
+
+
+def rank_hamed_rao_factor(y, t, slope, alpha=0.05, max_lag=3):
+    """Hamed-Rao factor with scipy's average ranks, vectorised over lags (one series)."""
+    x = y - slope * t
+    x = x[~np.isnan(x)]
+    n = x.size
+    if n < 3:
+        return np.nan
+    c = stats.rankdata(x) - (n + 1) / 2
+    lags = np.arange(1, min(max_lag, n - 1) + 1)
+    rho = np.array([np.sum(c[k:] * c[:-k]) for k in lags]) / np.sum(c * c)
+    use = np.abs(rho) > stats.norm.ppf(1 - alpha / 2) / np.sqrt(n)
+    terms = np.where(use, (n - lags) * (n - lags - 1.0) * (n - lags - 2) * rho, 0.0)
+    return 1 + 2 / (n * (n - 1) * (n - 2)) * np.sum(terms)
+
+
+def grace_like(n_series, seed, n=245):
+    """Deseasonalised-GWSA-like monthly series (trend + AR(1) + noise) with the GRACE gap."""
+    rng = np.random.default_rng(seed)
+    t = 2002.29 + np.arange(n) / 12.0
+    e = rng.normal(size=(n_series, n)) * 8
+    ar = np.zeros_like(e)
+    for k in range(1, n):
+        ar[:, k] = 0.7 * ar[:, k - 1] + e[:, k]
+    y = rng.normal(-15, 10, size=(n_series, 1)) * (t - 2012) + ar + rng.normal(size=(n_series, n))
+    y[:, 183:194] = np.nan  # 2017-07 .. 2018-05
+    return y, t
+
+
 def slow_hamed_rao_factor(y, t, alpha=0.05):
     """Hamed & Rao (1998) Eq. 15-18, written from the paper with explicit loops."""
     slope = slow_sen(y, t)
@@ -156,6 +197,99 @@ def test_sen_slope_matches_slow_reference_and_scipy():
     np.testing.assert_allclose(got, ref, rtol=1e-12, equal_nan=True)
     full = 1
     np.testing.assert_allclose(got[full], stats.theilslopes(y[full], t).slope, rtol=1e-12)
+
+
+def test_sen_and_mk_exact_on_grace_like_series_with_gaps():
+    y, t = grace_like(120, 11)
+    rng = np.random.default_rng(12)
+    y[rng.random(y.shape) < 0.05] = np.nan  # scattered missing months too
+    for row, m in zip(range(6), [0, 1, 2, 3, 64, 65]):  # around the sampled path's threshold
+        y[row, np.flatnonzero(np.isfinite(y[row]))[m:]] = np.nan
+    y[6] = np.round(y[6])  # tied values
+    y[7] = -3.0 * t  # a line: every slope equal
+    y[8] = 4.0  # flat: every slope zero
+    sen = trends.sens_slope(y, t)
+    mk = trends.mann_kendall(y, t, hamed_rao=False)
+    for k in range(len(y)):
+        ref_sen, ref_s, ref_ties = pairwise_reference(y[k], t)
+        np.testing.assert_array_equal(sen[k], ref_sen)
+        assert mk["s"][k] == ref_s
+        m = np.isfinite(y[k]).sum()
+        np.testing.assert_array_equal(mk["var_s"][k], (m * (m - 1) * (2 * m + 5) - ref_ties) / 18)
+    np.testing.assert_array_equal(sen[7], -3.0)
+    keep = np.isfinite(y[20])
+    assert stats.theilslopes(y[20][keep], t[keep]).slope == sen[20]
+
+
+def test_sen_exact_on_heavily_tied_slopes_and_float32():
+    rng = np.random.default_rng(13)
+    n = 150
+    t = np.arange(n) / 12.0  # regular steps: many slopes coincide exactly
+    y = np.round(rng.normal(size=(60, n)) * 1.5 + rng.normal(size=(60, 1)) * np.arange(n) / 40)
+    y[::4, 50:60] = np.nan
+    y32 = (rng.normal(size=(20, n)) * 10 + np.arange(n)).astype(np.float32)
+    got = trends.sens_slope(y, t)
+    got32 = trends.sens_slope(y32, t)
+    np.testing.assert_array_equal(got, [pairwise_reference(row, t)[0] for row in y])
+    ref32 = [pairwise_reference(row.astype(np.float64), t)[0] for row in y32]
+    np.testing.assert_array_equal(got32, ref32)
+    scores = trends.mann_kendall(y32, hamed_rao=False)["s"]
+    np.testing.assert_array_equal(scores, [pairwise_reference(row, t)[1] for row in y32])
+
+
+def test_sen_counting_path_is_taken_and_fallback_stays_exact():
+    # The kernel certifies its bracket or forms every slope; both paths must give the reference.
+    y, t = grace_like(200, 14)
+    slope, _, _, _, n_fallback = trends._rank_rows(y, t, True, False, 1.96, 3)
+    assert n_fallback <= 2  # the counting path did the work here
+    np.testing.assert_array_equal(slope, [pairwise_reference(row, t)[0] for row in y])
+    flat = np.tile(np.where(np.arange(245) % 2, 1.0, 2.0), (3, 1))  # median slope 0, tied
+    flat[1] = 5.0  # constant: every sampled slope is 0, no threshold to bracket with
+    flat[2, ::3] = -2.0
+    slope, _, _, _, n_fallback = trends._rank_rows(flat, t, True, False, 1.96, 3)
+    assert n_fallback == 1
+    np.testing.assert_array_equal(slope, [pairwise_reference(row, t)[0] for row in flat])
+
+
+def test_sen_exact_when_slopes_differ_only_by_rounding():
+    # Every slope within a few ulps of 3 (or of each other): thresholds and the median sit
+    # inside the rounding band of the counting, which must then fall back, never guess.
+    rng = np.random.default_rng(18)
+    t = 2002.29 + np.arange(245) / 12.0
+    y = np.concatenate(
+        [
+            3.0 * t + rng.normal(size=(20, 245)) * 1e-12 * 6000,
+            1e6 + 3.0 * t + rng.normal(size=(20, 245)) * 1e-9,
+        ]
+    )
+    np.testing.assert_array_equal(
+        trends.sens_slope(y, t), [pairwise_reference(row, t)[0] for row in y]
+    )
+
+
+def test_sen_of_each_series_does_not_depend_on_the_batch():
+    y, t = grace_like(30, 15)
+    batch = trends.sens_slope(y, t)
+    alone = [trends.sens_slope(y[k : k + 1], t)[0] for k in range(len(y))]
+    np.testing.assert_array_equal(batch, alone)
+    np.testing.assert_array_equal(trends.sens_slope(y[::-1], t), batch[::-1])
+
+
+def test_hamed_rao_fused_and_standalone_equal_the_rank_reference():
+    y, t = grace_like(40, 16)
+    y[3, ::5] = np.nan
+    y[4] = np.round(y[4] / 10)  # tied ranks
+    y[5, 2:] = np.nan  # too few values
+    y[6, [10, 50]], y[7, 100] = np.inf, -np.inf  # missing for S and Sen, ranked by Hamed-Rao
+    fused = trends.mann_kendall(y, t, hamed_rao=True)  # slope and factor from one pass
+    slope = trends.sens_slope(y, t)
+    factor = trends.hamed_rao_variance_factor(y, t, slope, max_lag=3)
+    ref = np.array([rank_hamed_rao_factor(y[k], t, slope[k]) for k in range(len(y))])
+    np.testing.assert_array_equal(factor, ref)
+    plain = trends.mann_kendall(y, t, hamed_rao=False)
+    np.testing.assert_array_equal(fused["var_s"], plain["var_s"] * ref)
+    given = trends.mann_kendall(y, t, hamed_rao=True, slope=slope)
+    np.testing.assert_array_equal(given["z"], fused["z"])
 
 
 # ---------------------------------------------------------------- Mann-Kendall
@@ -287,3 +421,16 @@ def test_trend_statistics_are_identical_whatever_the_batching(cuts):
     edges = [0, *sorted(cuts), 40]
     parts = [trends.trend_statistics(y[a:b], T, MONTH) for a, b in itertools.pairwise(edges)]
     np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_trend_statistics_do_not_depend_on_the_row_blocks(monkeypatch):
+    y, t = grace_like(50, 17)
+    y[:, :30] += 40 * np.cos(2 * np.pi * t[:30])
+    month = np.arange(245) % 12 + 1
+    whole = trends.trend_statistics(y, t, month)
+    monkeypatch.setattr(trends, "_ROW_BLOCK", 7)
+    np.testing.assert_array_equal(trends.trend_statistics(y, t, month), whole)
+    names = list(trends.TREND_STATISTICS)
+    deseasonalised = trends.deseasonalise(y, month)
+    sen_ref = [pairwise_reference(row, t)[0] for row in deseasonalised]
+    np.testing.assert_array_equal(whole[:, names.index("sen_slope")], sen_ref)
