@@ -9,10 +9,18 @@ the 9 factors) on a random subsample of ``--peer-n`` samples; its time is extrap
 10 million (its cost is linear in n: boolean masks per stratum, string keys per crossed sample)
 and the report says so. The q of the subsample is checked against ours on the same subsample.
 
+With ``--design`` (issue 22) it also times the stage's sampling design on a synthetic
+``--grid`` x ``--grid`` factor grid: natural breaks of 9 factors, 20 draws with every detector,
+the 3 x 3 sensitivity sweep and 199 permutation nulls, as the stage runs them (one
+``DrawFrame``, batched statistics, shared shuffles), and the 20 draws and the nulls one at a
+time from the public pieces (``draw_sample``, ``sample_codes``, ``geodetector_batch``,
+``permutation_null``), checking that both give the same q.
+
 Usage::
 
     .venv/bin/python benchmarks/geodetector.py                 # full run
     .venv/bin/python benchmarks/geodetector.py --n 1000000 --peer-n 20000   # quick
+    .venv/bin/python benchmarks/geodetector.py --n 1000000 --skip-peer --design   # + design
 """
 
 from __future__ import annotations
@@ -88,6 +96,85 @@ def run_natural_breaks(n, repeat, seed):
     return _best_of(lambda: discretize(x, "natural", 20), repeat)
 
 
+def run_design(grid: int, seed: int) -> dict:
+    """The stage's design (batched) and its draw-by-draw form on a synthetic factor grid."""
+    import warnings
+
+    from ncp_subsidence.errors import DataWarning
+    from ncp_subsidence.kernels.discretize import factor_breaks, sample_codes
+    from ncp_subsidence.kernels.geodetector import geodetector_batch
+    from ncp_subsidence.kernels.sampling import (
+        DrawFrame,
+        cell_index,
+        draw_sample,
+        permutation_null,
+        permutation_nulls,
+        run_draws,
+        sweep_draws,
+    )
+
+    rng = np.random.default_rng(seed + 3)
+    lat, lon = np.meshgrid(
+        40.0 - 0.01 * (np.arange(grid) + 0.5), 114.0 + 0.01 * (np.arange(grid) + 0.5), indexing="ij"
+    )
+    lat, lon = lat.ravel(), lon.ravel()
+    x = rng.gamma(2.0, 1.0, (9, grid * grid)) + np.linspace(0, 3, 9)[:, None] * rng.random(
+        (1, grid * grid)
+    )
+    y = -18.0 * (x[0] - x[0].mean()) - 6.0 * x[1] * (x[2] > 2) + rng.normal(0, 4.0, x.shape[1])
+    y[rng.random(y.size) < 0.3] = np.nan
+    valid = np.isfinite(y)
+    kw = dict(min_spacing=0.01, cap=20000, n_draws=20, seed=seed, n_strata=20)
+    kw |= dict(sample_size=5000, min_stratum_size=2, method="natural_breaks")
+    times = {}
+    t0 = time.perf_counter()
+    edges = factor_breaks(y[valid], x[:, valid], n_strata=20, sample_size=5000, seed=seed)
+    times["design_breaks_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    frame = DrawFrame(y, lat, lon, x, edges, min_spacing=0.01)
+    draws, _ = run_draws(y, lat, lon, x, edges, threshold=-15.0, ratio=0.5, detail_first=True,
+                         frame=frame, **kw)  # fmt: skip
+    times["design_draws_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for t in (-20.0, -15.0, -10.0):
+        for r in (2.0, 1.0, 0.5):
+            if (t, r) != (-15.0, 0.5):
+                sweep_draws(y, lat, lon, x, edges, threshold=t, ratio=r, frame=frame, **kw)
+    times["design_sweep_s"] = time.perf_counter() - t0
+    first = draws[0]
+    t0 = time.perf_counter()
+    nulls, _ = permutation_nulls(y[first.draw.index], first.codes, first.n_codes,
+                                 first.result.pairs, n_perm=199, seed=seed)  # fmt: skip
+    times["design_permutations_s"] = time.perf_counter() - t0
+    # the same design one draw at a time
+    t0 = time.perf_counter()
+    cells = cell_index(lat, lon, 0.01)
+    ok = valid & np.all(np.isfinite(x), axis=0)
+    q_ref = []
+    for s in range(seed, seed + 20):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)
+            d = draw_sample(y, lat, lon, threshold=-15.0, ratio=0.5, min_spacing=0.01, cap=20000,
+                            seed=s, valid=ok, cells=cells)  # fmt: skip
+        coded = [sample_codes(y[d.index], xi[d.index], e, method="natural_breaks", n_strata=20,
+                              sample_size=5000, seed=s, min_stratum_size=2)
+                 for xi, e in zip(x, edges)]  # fmt: skip
+        res = geodetector_batch(y[d.index], [c for c, _, _ in coded], [n for _, n, _ in coded])
+        q_ref.append([f.q for f in res.factors])
+    times["design_draws_one_by_one_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ref_nulls = [permutation_null(y[first.draw.index], c, n, n_perm=199, seed=seed)
+                 for c, n in zip(first.codes, first.n_codes)]  # fmt: skip
+    times["design_factor_nulls_one_by_one_s"] = time.perf_counter() - t0
+    q = np.array([[f.q for f in d.result.factors] for d in draws])
+    times["design_draws_max_abs_dq"] = float(np.max(np.abs(q - np.array(q_ref))))
+    times["design_nulls_equal"] = all(
+        np.array_equal(a.q_null, b.q_null) for a, b in zip(nulls, ref_nulls)
+    )
+    times["design_grid"] = grid
+    return times
+
+
 def run_peer(y, codes, m, seed):
     import pandas as pd
     from geodetector import FactorDetector, InteractionDetector
@@ -120,6 +207,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-peer", action="store_true")
     p.add_argument("--json", default=None, help="write the numbers to this file")
+    p.add_argument("--design", action="store_true", help="also time the sampling design")
+    p.add_argument("--grid", type=int, default=600, help="factor grid side of --design")
     a = p.parse_args(argv)
 
     from ncp_subsidence.kernels.geodetector import geodetector_batch
@@ -171,6 +260,8 @@ def main(argv=None) -> int:
                 "peer_max_abs_dq": max(dq_peer, dq12_peer),
             }
         )
+    if a.design:
+        out.update(run_design(a.grid, a.seed))
     out.update(
         {
             "loadavg_before": load_before,

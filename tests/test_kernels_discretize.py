@@ -208,3 +208,74 @@ def test_factor_breaks_follow_the_registry():
         np.testing.assert_array_equal(edges[1], expected.edges)
     with pytest.raises(DataError, match="unknown discretization"):
         factor_breaks(y, x, method="jenks")
+
+
+def _plain_fisher_jenks(values, weights, k_max):
+    """Fisher's programme one value at a time over every start (no pruning, no blocks)."""
+    n = values.size
+    mu = np.average(values, weights=weights)
+    scale = np.sqrt(np.average((values - mu) ** 2, weights=weights)) or 1.0
+    v = (values - mu) / scale
+    w = weights.astype(np.float64)
+    cw = np.concatenate([[0.0], np.cumsum(w)])
+    cwx = np.concatenate([[0.0], np.cumsum(w * v)])
+    cwx2 = np.concatenate([[0.0], np.cumsum(w * v * v)])
+    cost = np.full((k_max, n), np.inf)
+    start = np.zeros((k_max, n), dtype=np.intp)
+    for i in range(n):
+        sw = cw[i + 1] - cw[: i + 1]
+        sx = cwx[i + 1] - cwx[: i + 1]
+        sx2 = cwx2[i + 1] - cwx2[: i + 1]
+        ssd = np.maximum(sx2 - sx * sx / sw, 0.0)
+        cost[0, i] = ssd[0]
+        if k_max > 1 and i > 0:
+            cand = cost[:-1, :i] + ssd[1:]
+            best = np.argmin(cand, axis=1)
+            cost[1:, i] = cand[np.arange(k_max - 1), best]
+            start[1:, i] = best + 1
+    return cost * scale * scale, start
+
+
+def test_pruned_fisher_jenks_table_is_the_plain_programme_bit_for_bit():
+    from ncp_subsidence.kernels.discretize import _fisher_jenks_table
+
+    rng = np.random.default_rng(26)
+    makers = [
+        lambda n: rng.gamma(1.5, 2.0, n),
+        lambda n: np.round(rng.normal(0, 1, n), 1),  # ties: weights > 1
+        lambda n: np.r_[rng.normal(0, 1, n), 1e6 + rng.normal(0, 1, 4)],  # far outliers
+        lambda n: 1e4 + rng.normal(0, 1e-3, n),  # large offset, tiny spread
+        lambda n: rng.integers(0, 7, n).astype(float),  # few distinct values
+    ]
+    for trial in range(60):
+        x = makers[trial % len(makers)](int(rng.integers(2, 400)))
+        values, counts = np.unique(x, return_counts=True)
+        k = int(min(rng.integers(1, 21), values.size))
+        block = int(rng.choice([0, 1, 3, 16]))
+        got = _fisher_jenks_table(values, counts.astype(np.float64), k, block=block)
+        ref = _plain_fisher_jenks(values, counts.astype(np.float64), k)
+        np.testing.assert_array_equal(got[1], ref[1], err_msg=f"start, trial {trial}")
+        np.testing.assert_array_equal(got[0], ref[0], err_msg=f"cost, trial {trial}")
+
+
+def test_sample_codes_from_looked_up_codes_equal_classifying_again():
+    from ncp_subsidence.kernels.discretize import sample_codes
+
+    rng = np.random.default_rng(27)
+    x_all = rng.gamma(0.7, 2.0, 4000)
+    edges = discretize(x_all, "natural_breaks", 12, sample_size=800).edges
+    kw = dict(method="natural_breaks", n_strata=12, sample_size=800, seed=0)
+    merged = 0
+    for size in (15, 40, 300, 2000):
+        x = x_all[rng.choice(x_all.size, size, replace=False)]
+        for least in (1, 2, 5):
+            ref = sample_codes(None, x, edges, min_stratum_size=least, **kw)
+            got = sample_codes(
+                None, x, edges, min_stratum_size=least, codes=apply_breaks(x, edges), **kw
+            )
+            np.testing.assert_array_equal(got[0], ref[0])
+            assert got[0].dtype == ref[0].dtype == np.int32
+            assert got[1] == ref[1]
+            np.testing.assert_array_equal(got[2], ref[2])
+            merged += ref[1] < edges.size - 1
+    assert merged >= 3  # small classes were merged on the small samples

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ncp_subsidence.errors import DataWarning
+from ncp_subsidence.errors import DataError, DataWarning
 from ncp_subsidence.kernels.geodetector import (
     INTERACTION_LABELS,
     classify_interaction,
@@ -387,3 +387,115 @@ def test_crossing_with_a_constant_factor_ties_exactly():
     ir = res.interactions[0]
     assert ir.q12 == ir.q1
     assert ir.interaction_type == 2  # R: q12 == max -> "Enhance, bi-variable"
+
+
+def _same(a, b, where="result"):
+    """Equal field by field, arrays and floats exactly (NaN equal to NaN)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(a):
+        assert type(a) is type(b), where
+        for f in dataclasses.fields(a):
+            _same(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _same(a[key], b[key], f"{where}[{key}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, z) in enumerate(zip(a, b)):
+            _same(x, z, f"{where}[{i}]")
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    elif isinstance(a, float):
+        assert (np.isnan(a) and np.isnan(b)) or a == b, f"{where}: {a!r} != {b!r}"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _sets(seed=21):
+    """Sample sets with one layout: ordinary, with missing values, a constant factor, a set
+    with as many strata as samples (no F test), and a set with singletons."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in (400, 250, 5, 60):
+        codes = [rng.integers(0, 5, n), rng.integers(0, 3, n), rng.integers(0, 4, n)]
+        y = 1.5 * codes[0] - codes[1] * codes[2] + rng.normal(size=n) + 1e3
+        if n == 250:
+            y[rng.random(n) < 0.05] = np.nan
+            codes[2][rng.random(n) < 0.05] = -1
+        if n == 5:
+            codes[0] = np.arange(5)
+        if n == 60:
+            codes[1] = np.zeros(n, dtype=int)  # constant: one stratum
+        out.append((y, codes))
+    return out
+
+
+@pytest.mark.parametrize("convention", ["R", "pypi"])
+def test_finalize_batches_equal_one_set_and_one_tail_at_a_time(convention):
+    from ncp_subsidence.kernels.geodetector import (
+        batch_stats,
+        finalize_batch,
+        finalize_batches,
+        noncentral_f_pvalue,
+    )
+
+    sets = _sets()
+    batches = [batch_stats(y, c, [5, 3, 4]) for y, c in sets]
+    flags = [True, False, True, False]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        many = finalize_batches(batches, risk=flags, ecological=flags, convention=convention)
+        one = [
+            finalize_batch(bs, risk=f, ecological=f, convention=convention)
+            for bs, f in zip(batches, flags)
+        ]
+    _same(many, one)
+    # the vectorised tails are those of one scipy call per detector
+    checked = 0
+    for res in many:
+        for r in [*res.factors, *(i.factor12 for i in res.interactions)]:
+            dfn, dfd = r.n_strata - 1, r.n_samples - r.n_strata
+            if not np.isfinite(r.f_stat):
+                continue
+            if not (convention == "pypi" and (r.q <= 0.0 or r.q >= 1.0)):
+                assert r.p_value == noncentral_f_pvalue(r.f_stat, dfn, dfd, r.noncentrality)
+            assert r.p_value_central == float(stats.f.sf(r.f_stat, dfn, dfd))
+            checked += 1
+    assert checked >= 15
+    assert any(np.isnan(r.p_value) for r in many[2].factors)  # as many strata as samples
+
+
+def test_batch_stats_many_equals_batch_stats_set_by_set():
+    from ncp_subsidence.kernels.geodetector import batch_stats, batch_stats_many
+
+    sets = _sets(22)
+    ys, codes = [y for y, _ in sets], [c for _, c in sets]
+    for kw in ({}, {"pairs": []}, {"with_m2": False}, {"pairs": [(2, 0)], "with_m2": False}):
+        many = batch_stats_many(ys, codes, [5, 3, 4], **kw)
+        _same(many, [batch_stats(y, c, [5, 3, 4], **kw) for y, c in sets])
+    nom2 = batch_stats_many(ys, codes, [5, 3, 4], with_m2=False)
+    assert all(st.m2 is None for bs in nom2 for st in bs.factor_stats)
+    # SST single-threaded: the same sum up to its last bits
+    one = batch_stats_many(ys, codes, [5, 3, 4], blas_sst=False)
+    for a, b in zip(one, batch_stats_many(ys, codes, [5, 3, 4])):
+        assert a.sst == pytest.approx(b.sst, rel=1e-13)
+        _same(a.factor_stats, b.factor_stats)
+    with pytest.raises(DataError):
+        batch_stats_many(ys, codes[:2], [5, 3, 4])
+
+
+@pytest.mark.parametrize("convention", ["R", "pypi"])
+def test_factor_q_is_the_q_of_the_full_detector(convention):
+    from ncp_subsidence.kernels.geodetector import batch_stats, factor_q, q_needs_m2
+
+    for y, codes in _sets(23):
+        bs = batch_stats(y, codes, [5, 3, 4], with_m2=q_needs_m2(convention))
+        full = batch_stats(y, codes, [5, 3, 4])
+        for st, st_full in zip(bs.factor_stats, full.factor_stats):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DataWarning)
+                ref = factor_from_stats(st_full, sst=full.sst, convention=convention).q
+            _same(factor_q(st, sst=bs.sst, convention=convention), ref)
+    assert q_needs_m2("pypi") and not q_needs_m2("R") and q_needs_m2("R", "drop")

@@ -244,3 +244,231 @@ def test_tables_and_dataset():
     assert ds["interaction_q"].dims == ("factor_1", "factor_2")
     np.testing.assert_allclose(ds["q"].to_numpy(), [r.q for r in res.factors])
     assert isinstance(ds.to_dataframe(), pd.DataFrame)
+
+
+# --------------------------------------------------------------------------------------------
+# The batched design against the straightforward one (one draw at a time, public pieces only)
+# --------------------------------------------------------------------------------------------
+
+
+def _assert_same(a, b, where="result"):
+    """Equal field by field, arrays and floats exactly (NaN equal to NaN)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(a):
+        assert type(a) is type(b), where
+        for f in dataclasses.fields(a):
+            _assert_same(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_same(a[key], b[key], f"{where}[{key}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, z) in enumerate(zip(a, b)):
+            _assert_same(x, z, f"{where}[{i}]")
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype, where
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    elif isinstance(a, float):
+        assert (np.isnan(a) and np.isnan(b)) or a == b, f"{where}: {a!r} != {b!r}"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _reference_draws(y, lat, lon, factors, edges, *, seed, n_draws, interactions=True, **kw):
+    """The design one draw at a time, as run_draws did it before it was batched: every draw
+    thins all candidates again (draw_sample), classifies its points (sample_codes) and runs
+    the detectors with their own F tests (geodetector_batch)."""
+    from ncp_subsidence.kernels.discretize import sample_codes
+
+    design = {n: kw.pop(n) for n in ("threshold", "ratio", "min_spacing", "cap")}
+    disc = {n: kw.pop(n) for n in ("method", "n_strata", "sample_size", "min_stratum_size")}
+    detail_first = kw.pop("detail_first", False)
+    valid = np.isfinite(y) & np.all(np.isfinite(factors), axis=0)
+    cells = cell_index(lat, lon, design["min_spacing"])
+    out, n_short = [], 0
+    for s in range(seed, seed + n_draws):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataWarning)
+            d = draw_sample(y, lat, lon, seed=s, valid=valid, cells=cells, **design)
+        n_short += sum(issubclass(w.category, DataWarning) for w in caught)
+        if d.index.size < 3:
+            continue
+        ys = y[d.index]
+        coded = [
+            sample_codes(ys, x[d.index], None if edges is None else e, seed=s, **disc)
+            for x, e in zip(factors, edges if edges is not None else [None] * len(factors))
+        ]
+        res = geodetector_batch(
+            ys,
+            [c for c, _, _ in coded],
+            [n for _, n, _ in coded],
+            pairs=None if interactions else [],
+            risk=detail_first and not out,
+            ecological=detail_first and not out,
+            **kw,
+        )
+        out.append((d, coded, res))
+    return out, n_short
+
+
+def _design_problem():
+    """Cells of 5 x 5 pixels, a capped subsidence set, factors with a missing value, a factor
+    whose classes are small on a sample (merged), and a skewed one."""
+    from ncp_subsidence.kernels.discretize import factor_breaks
+
+    y, lat, lon, rng = _grid()
+    x = np.stack(
+        [
+            -y + rng.normal(0, 3.0, y.size),  # informative
+            rng.normal(size=y.size),  # noise
+            np.where(rng.random(y.size) < 0.003, 50.0, 0.0) + rng.normal(0, 0.1, y.size),
+            rng.gamma(0.5, 2.0, y.size),
+        ]
+    )
+    x[1, rng.random(y.size) < 0.05] = np.nan
+    valid = np.all(np.isfinite(x), axis=0) & np.isfinite(y)
+    edges = factor_breaks(y[valid], x[:, valid], n_strata=8, sample_size=400, seed=3)
+    return y, lat, lon, x, edges
+
+
+@pytest.mark.parametrize("convention", ["R", "pypi"])
+def test_run_draws_equals_the_draw_by_draw_design(convention):
+    from ncp_subsidence.kernels.sampling import DrawFrame, run_draws
+
+    y, lat, lon, x, edges = _design_problem()
+    kw = dict(min_spacing=0.01, cap=60, method="natural_breaks", n_strata=8, sample_size=400)
+    kw |= dict(min_stratum_size=3, convention=convention, interaction_convention="wang2010")
+    frame = DrawFrame(y, lat, lon, x, edges, min_spacing=0.01)
+    settings = [(-15.0, 0.5, True), (-20.0, 2.0, False), (-10.0, 40.0, False)]  # 40: short
+    seen_merge = seen_short = False
+    for threshold, ratio, first in settings:
+        both = dict(threshold=threshold, ratio=ratio, n_draws=6, seed=7, detail_first=first, **kw)
+        ticks = []
+        got, got_short = run_draws(y, lat, lon, x, edges, frame=frame, on_draw=ticks.append, **both)
+        ref, ref_short = _reference_draws(y, lat, lon, x, edges, **both)
+        assert sum(ticks) == 6 and got_short == ref_short and len(got) == len(ref)
+        seen_short |= got_short > 0
+        for g, (d, coded, res) in zip(got, ref):
+            _assert_same(g.draw, d, "draw")
+            _assert_same(g.codes, [c for c, _, _ in coded], "codes")
+            _assert_same(g.n_codes, [n for _, n, _ in coded], "n_codes")
+            _assert_same(g.edges, [e for _, _, e in coded], "edges")
+            _assert_same(g.result, res)
+            seen_merge |= g.n_codes != [e.size - 1 for e in edges]
+        assert (got[0].result.risk != ()) == first
+    assert seen_merge and seen_short  # both fallbacks were exercised
+
+
+def test_run_draws_with_breaks_per_draw_equals_the_draw_by_draw_design():
+    from ncp_subsidence.kernels.sampling import run_draws
+
+    y, lat, lon, x, _ = _design_problem()
+    both = dict(threshold=-15.0, ratio=1.0, min_spacing=0.01, cap=80, n_draws=3, seed=2)
+    both |= dict(method="quantile", n_strata=6, sample_size=300, min_stratum_size=2)
+    got, _ = run_draws(y, lat, lon, x, None, **both)
+    ref, _ = _reference_draws(y, lat, lon, x, None, **both)
+    for g, (d, coded, res) in zip(got, ref, strict=True):
+        _assert_same(g.draw, d, "draw")
+        _assert_same(g.edges, [e for _, _, e in coded], "edges")
+        _assert_same(g.result, res)
+
+
+@pytest.mark.parametrize("convention", ["R", "pypi"])
+def test_sweep_draws_give_the_q_of_the_full_draws(convention):
+    from ncp_subsidence.kernels.sampling import DrawFrame, SweepDraws, run_draws, sweep_draws
+
+    y, lat, lon, x, edges = _design_problem()
+    frame = DrawFrame(y, lat, lon, x, edges, min_spacing=0.01)
+    kw = dict(min_spacing=0.01, cap=60, n_draws=5, seed=4, n_strata=8, min_stratum_size=3)
+    for threshold, ratio in [(-20.0, 2.0), (-10.0, 40.0)]:
+        full, n_short = run_draws(
+            y,
+            lat,
+            lon,
+            x,
+            edges,
+            threshold=threshold,
+            ratio=ratio,
+            interactions=False,
+            convention=convention,
+            frame=frame,
+            **kw,
+        )
+        ticks = []
+        fast = sweep_draws(
+            y,
+            lat,
+            lon,
+            x,
+            edges,
+            threshold=threshold,
+            ratio=ratio,
+            convention=convention,
+            interaction_convention="wang2010",
+            frame=frame,
+            on_draw=ticks.append,
+            **kw,
+        )
+        ref = SweepDraws.from_draws(full, n_short, x.shape[0])
+        assert sum(ticks) == 5
+        np.testing.assert_array_equal(fast.n_subsidence, ref.n_subsidence)
+        np.testing.assert_array_equal(fast.n_nonsubsidence, ref.n_nonsubsidence)
+        assert fast.n_short == ref.n_short
+        # SST summed single-threaded: equal up to the last bits
+        np.testing.assert_allclose(fast.q, ref.q, rtol=1e-13, atol=1e-15)
+
+
+def test_a_frame_for_other_limits_is_refused():
+    from ncp_subsidence.errors import DataError
+    from ncp_subsidence.kernels.sampling import DrawFrame, run_draws
+
+    y, lat, lon, x, edges = _design_problem()
+    frame = DrawFrame(y, lat, lon, x, edges, min_spacing=0.01)
+    other = [e * 1.01 for e in edges]
+    with pytest.raises(DataError, match="frame"):
+        run_draws(
+            y,
+            lat,
+            lon,
+            x,
+            other,
+            threshold=-15.0,
+            ratio=0.5,
+            min_spacing=0.01,
+            cap=None,
+            n_draws=1,
+            seed=0,
+            frame=frame,
+        )
+
+
+def test_permutation_nulls_equal_one_null_at_a_time():
+    from ncp_subsidence.kernels.sampling import permutation_nulls
+
+    rng = np.random.default_rng(8)
+    n = 700
+    codes = [rng.integers(0, 6, n), rng.integers(0, 4, n), rng.integers(0, 5, n)]
+    codes[2][rng.random(n) < 0.02] = -1  # a missing stratum: its own set of samples
+    y = 0.8 * codes[0] + rng.normal(size=n)
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    ticks = []
+    fac, inter = permutation_nulls(
+        y, codes, [6, 4, 5], pairs, n_perm=59, seed=3, on_perm=ticks.append
+    )
+    assert sum(ticks) == 59
+    ref_f = [permutation_null(y, c, n_c, n_perm=59, seed=3) for c, n_c in zip(codes, [6, 4, 5])]
+    n_codes = [6, 4, 5]
+    ref_i = [
+        permutation_null(
+            y,
+            codes[i].astype(np.int64) * n_codes[j] + codes[j],
+            n_codes[i] * n_codes[j],
+            n_perm=59,
+            seed=3,
+        )
+        for i, j in pairs
+    ]
+    _assert_same(fac, ref_f, "factor nulls")
+    _assert_same(inter, ref_i, "pair nulls")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 
 import dask
 import dask.array as da
@@ -14,6 +15,7 @@ import xarray as xr
 
 from ncp_subsidence.choices import FACTOR_NAMES
 from ncp_subsidence.config import GeodetectorOptions
+from ncp_subsidence.errors import DataWarning
 from ncp_subsidence.kernels.discretize import apply_breaks, factor_breaks
 from ncp_subsidence.kernels.geodetector import geodetector_batch
 from ncp_subsidence.kernels.sampling import run_draws
@@ -218,3 +220,114 @@ def test_config_bounds_of_the_new_fields():
         GeodetectorOptions(sensitivity_thresholds=[5.0])
     with pytest.raises(ValueError):
         GeodetectorOptions(aggregation="max")
+
+
+def _reference_sweep_and_draws(cfg, store):
+    """The design of the stage rebuilt from its inputs, one draw at a time from the public
+    pieces (draw_sample, sample_codes, geodetector_batch): the straightforward path."""
+    from ncp_subsidence.kernels.discretize import sample_codes
+    from ncp_subsidence.kernels.sampling import cell_index, draw_sample, mean_sd
+    from ncp_subsidence.stages.geodetector import north_up
+
+    opts = cfg.geodetector
+    names = list(FACTOR_NAMES)
+    fds = north_up(store.open("factors", "factors"))
+    resp = store.open("geodetector", "response")["vertical_velocity"]
+    y = np.asarray(resp.values, dtype=np.float64).ravel()
+    glat, glon = np.meshgrid(fds["lat"].values, fds["lon"].values, indexing="ij")
+    lat, lon = glat.ravel(), glon.ravel()
+    x = np.stack([np.asarray(fds[n].values, dtype=np.float64).ravel() for n in names])
+    breaks = _csv(store, "breaks.csv")
+    edges = []
+    for n in names:
+        b = breaks[breaks["factor"] == n]
+        edges.append(np.r_[b["lower"].to_numpy()[:1], b["upper"].to_numpy()])
+    valid = np.isfinite(y) & np.all(np.isfinite(x), axis=0)
+    cells = cell_index(lat, lon, opts.min_spacing_deg)
+
+    def draws(threshold, ratio):
+        q, p, n_s, n_n = [], [], [], []
+        for s in range(opts.seed, opts.seed + opts.draws):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DataWarning)
+                d = draw_sample(
+                    y,
+                    lat,
+                    lon,
+                    threshold=threshold,
+                    ratio=ratio,
+                    min_spacing=opts.min_spacing_deg,
+                    cap=opts.max_subsidence_samples,
+                    seed=s,
+                    valid=valid,
+                    cells=cells,
+                )
+            coded = [
+                sample_codes(
+                    y[d.index],
+                    xi[d.index],
+                    e,
+                    method=opts.discretization,
+                    n_strata=opts.n_strata,
+                    sample_size=opts.breaks_sample_size,
+                    seed=s,
+                    min_stratum_size=opts.min_stratum_size,
+                )
+                for xi, e in zip(x, edges)
+            ]
+            res = geodetector_batch(
+                y[d.index],
+                [c for c, _, _ in coded],
+                [n for _, n, _ in coded],
+                pairs=[],
+                convention=opts.convention,
+            )
+            q.append([f.q for f in res.factors])
+            p.append([f.p_value for f in res.factors])
+            n_s.append(d.n_subsidence)
+            n_n.append(d.n_nonsubsidence)
+        return np.array(q), np.array(p), np.mean(n_s), np.mean(n_n)
+
+    sweep = {
+        (t, r): draws(t, r) for t in opts.sensitivity_thresholds for r in opts.sensitivity_ratios
+    }
+    q, p, _, _ = draws(opts.threshold_mm_yr, opts.ratio)
+    return names, sweep, (*mean_sd(q), q, p), mean_sd
+
+
+def test_tables_equal_the_draw_by_draw_design(truth_pipeline):
+    cfg, store = truth_pipeline
+    names, sweep, (qm, qs, q, p), mean_sd = _reference_sweep_and_draws(cfg, store)
+    sens = _csv(store, "sensitivity.csv")
+    for (t, r), (qd, _, n_s, n_n) in sweep.items():
+        rows = sens[(sens["threshold"] == t) & (sens["ratio"] == r)].set_index("factor")
+        m, sd = mean_sd(qd)
+        np.testing.assert_allclose(rows.loc[names, "q_mean"], m, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(rows.loc[names, "q_sd"], sd, rtol=1e-8, atol=1e-12)
+        assert rows["n_subsidence"].iloc[0] == pytest.approx(n_s)
+        assert rows["n_nonsubsidence"].iloc[0] == pytest.approx(n_n)
+    fac = _csv(store, "factor.csv").set_index("factor").loc[names]
+    np.testing.assert_allclose(fac["q_mean"], qm, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fac["q_sd"], qs, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(fac["q_first_draw"], q[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fac["p_value"], p[0], rtol=1e-8, atol=1e-300)
+    np.testing.assert_allclose(fac["significant_draws"], np.mean(p < 0.05, axis=0))
+    # the sweep's setting of the design is the design's own draws
+    own = sens[(sens["threshold"] == cfg.geodetector.threshold_mm_yr)]
+    own = own[own["ratio"] == cfg.geodetector.ratio].set_index("factor").loc[names]
+    np.testing.assert_array_equal(own["q_mean"], fac["q_mean"])
+
+
+def test_long_loops_log_progress_lines(truth_pipeline, monkeypatch, caplog):
+    import logging
+
+    cfg, _store = truth_pipeline
+    monkeypatch.setenv("NCP_SUBSIDENCE_PROGRESS_INTERVAL", "1e-9")
+    with caplog.at_level(logging.INFO, logger="ncp_subsidence.stages.geodetector"):
+        run_pipeline(cfg, ["geodetector"], force=["geodetector"])
+    lines = [r.getMessage() for r in caplog.records]
+    n_runs = 1 + 3 * 3 - 1  # the design, and the sweep's other settings
+    assert any(m.startswith("geodetector: sampling draws 1/") for m in lines)
+    done = f"geodetector: sampling draws {4 * n_runs}/{4 * n_runs} draws (100%), done in"
+    assert any(m.startswith(done) for m in lines)
+    assert any(m.startswith("geodetector: permutation nulls 49/49 permutations") for m in lines)

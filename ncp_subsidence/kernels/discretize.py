@@ -96,14 +96,25 @@ class Discretization:
 
 
 def _fisher_jenks_table(
-    values: NDArray[np.float64], weights: NDArray[np.float64], k_max: int
+    values: NDArray[np.float64], weights: NDArray[np.float64], k_max: int, *, block: int = 0
 ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
     """Fisher's dynamic programme on sorted distinct values with weights.
 
     ``cost[j, i]`` is the least within-class sum of squares of ``values[:i + 1]`` in ``j + 1``
-    classes; ``start[j, i]`` the index where the last of those classes starts. One Python
-    iteration per value, vectorised over the start index and over all class counts at once:
-    O(k_max n^2) arithmetic, O(k_max n) memory.
+    classes; ``start[j, i]`` the index where the last of those classes starts (the first, i.e.
+    smallest, of the best starts). O(k_max n^2) arithmetic at most, O(k_max n) memory.
+
+    The values ``i`` are taken ``block`` at a time (at most 64): class count ``j`` after class
+    count, the candidates of every ``i`` of the block are one array operation. Candidates that
+    cannot be best are skipped without changing any result, against a cost some candidate
+    achieves (``bound``): a candidate costs at least the sum of squares of its last class, which
+    (exactly) does not decrease when that class gains a value at its start, so once the computed
+    sum of squares of a class exceeds the bound by more than twice the rounding bound ``delta``
+    (of the prefix-sum formula, from the data's sums), every longer class is out too; and a
+    candidate costs at least the cost of its first ``j`` classes, so the starts after which that
+    cost stays above the bound are out. The candidates that remain are computed as every
+    candidate would be, so ``cost`` and ``start`` are bit for bit those of the plain programme
+    (one pass per ``i`` over every start; ``tests/test_kernels_discretize.py`` checks it).
     """
     n = values.size
     # Centre and scale: the prefix-sum cost below is then well conditioned.
@@ -111,25 +122,100 @@ def _fisher_jenks_table(
     scale = np.sqrt(np.average((values - mu) ** 2, weights=weights)) or 1.0
     v = (values - mu) / scale
     w = weights.astype(np.float64)
+    wv = w * v
+    wv2 = wv * v
     cw = np.concatenate([[0.0], np.cumsum(w)])
-    cwx = np.concatenate([[0.0], np.cumsum(w * v)])
-    cwx2 = np.concatenate([[0.0], np.cumsum(w * v * v)])
+    cwx = np.concatenate([[0.0], np.cumsum(wv)])
+    cwx2 = np.concatenate([[0.0], np.cumsum(wv2)])
     cost = np.full((k_max, n), np.inf)
     start = np.zeros((k_max, n), dtype=np.intp)
-    for i in range(n):
-        # Cost of one class holding values[m..i] for every m in 0..i.
-        sw = cw[i + 1] - cw[: i + 1]
-        sx = cwx[i + 1] - cwx[: i + 1]
-        sx2 = cwx2[i + 1] - cwx2[: i + 1]
-        ssd = np.maximum(sx2 - sx * sx / sw, 0.0)
-        cost[0, i] = ssd[0]
-        if k_max > 1 and i > 0:
-            # j + 1 classes: the first j classes cover values[:m], the last covers values[m..i].
-            cand = cost[:-1, :i] + ssd[1:]  # shape (k_max - 1, i), index m - 1
+    delta = _ssd_rounding_bound(wv, wv2, n)
+    b = int(block) if block > 0 else max(16, min(64, 2**21 // max(n, 1)))
+    # work arrays of a block, allocated once (fresh large arrays cost page faults every time)
+    buf_w, buf_x, buf_s, buf_c = (np.empty(min(b, n) * n) for _ in range(4))
+
+    def ssd_of(m, i):
+        """Sum of squares of values[m..i]: the table's formula, element by element."""
+        sw = cw[i + 1] - cw[m]
+        sx = cwx[i + 1] - cwx[m]
+        sx2 = cwx2[i + 1] - cwx2[m]
+        return np.maximum(sx2 - sx * sx / sw, 0.0)
+
+    for i0 in range(0, n, b):
+        i1 = min(i0 + b, n)
+        ii = np.arange(i0, i1)
+        rows = np.arange(i1 - i0)
+        cost[0, i0:i1] = ssd_of(0, ii)
+        if k_max < 2 or i1 < 2:
+            continue
+        # an achieved cost per class count j over the block: the candidate m = i, and the best
+        # start of the previous block's last i
+        live = ii[ii >= 1]
+        bound = np.full(k_max, np.inf)
+        for j in range(1, k_max):
+            prev = cost[j - 1]
+            ub = prev[live - 1] + ssd_of(live, live)
+            if i0 >= 1 and start[j, i0 - 1] >= 1:
+                m0 = start[j, i0 - 1]
+                ub = np.minimum(ub, prev[m0 - 1] + ssd_of(m0, live))
+            bound[j] = ub.max()
+        first = np.ones(k_max, dtype=np.intp)  # first start m worth computing, per j
+        if i0 >= 1:
+            # running max from the right of ssd(m, i0), m = 1..i0 (non-increasing in m): the
+            # starts before the first m where it is <= bound + 2 delta are out for every i >= i0
+            neg_run = -np.maximum.accumulate(ssd_of(np.arange(1, i0 + 1), i0)[::-1])[::-1]
+            cut = np.searchsorted(neg_run, -(bound[1:] + 2.0 * delta), side="left") + 1
+            first[1:] = np.where(np.isfinite(bound[1:]), cut, 1)
+        lo = int(first[1:].min())
+        nb, width = i1 - i0, i1 - lo
+        sw, sx, ssd = (buf[: nb * width].reshape(nb, width) for buf in (buf_w, buf_x, buf_s))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.subtract(cw[i0 + 1 : i1 + 1, None], cw[None, lo:i1], out=sw)
+            np.subtract(cwx[i0 + 1 : i1 + 1, None], cwx[None, lo:i1], out=sx)
+            np.subtract(cwx2[i0 + 1 : i1 + 1, None], cwx2[None, lo:i1], out=ssd)
+            np.multiply(sx, sx, out=sx)
+            np.divide(sx, sw, out=sx)
+            np.subtract(ssd, sx, out=ssd)
+            np.maximum(ssd, 0.0, out=ssd)
+        c0 = max(i0 + 1, lo)  # only starts m > i0 can lie beyond a row's i: no such class
+        tail = ssd[:, c0 - lo :]
+        tail[np.arange(c0, i1)[None, :] > ii[:, None]] = np.inf
+        for j in range(1, k_max):
+            # j + 1 classes: the first j cover values[:m], the last covers values[m..i]
+            a = int(first[j])
+            prev = cost[j - 1, a - 1 : i1 - 1]
+            z = i1 - a
+            if np.isfinite(bound[j]):
+                # a start whose first j classes already cost more than the bound is out too:
+                # cut the starts from the first m after which the running min exceeds it
+                run = np.minimum.accumulate(prev[::-1])[::-1]  # non-decreasing
+                z = max(1, int(np.searchsorted(run, bound[j], side="right")))
+            out = buf_c[: nb * z].reshape(nb, z)
+            cand = np.add(prev[:z], ssd[:, a - lo : a - lo + z], out=out)
             best = np.argmin(cand, axis=1)
-            cost[1:, i] = cand[np.arange(k_max - 1), best]
-            start[1:, i] = best + 1
+            cost[j, i0:i1] = cand[rows, best]
+            start[j, i0:i1] = best + a
+    if k_max > 1:  # one value: no second class
+        cost[1:, 0] = np.inf
+        start[1:, 0] = 0
     return cost * scale * scale, start
+
+
+def _ssd_rounding_bound(wv: NDArray[np.float64], wv2: NDArray[np.float64], n: int) -> float:
+    """A bound on |computed - exact| sum of squares of any class, ``sx2 - sx^2 / sw``.
+
+    The prefix sums (recursive summation) err by at most ``(n + 2) u`` times the sum of the
+    magnitudes of their terms (``S1 = sum |w v|``, ``S2 = sum w v^2``), a difference of two by
+    twice that; the class weights are exact integers. Then ``|d(sx^2 / sw)| <= e1 (2 S1 + e1)``
+    (``sw >= 1``) and the last roundings add ``u (S1^2 + S2)`` each. A factor 16 covers the terms
+    dropped here; the bound is still far below the costs that are compared with it.
+    """
+    u = float(np.finfo(np.float64).eps)
+    s1 = float(np.sum(np.abs(wv))) * (1.0 + 1e-6) + 1.0
+    s2 = float(np.sum(wv2)) * (1.0 + 1e-6) + 1.0
+    e1 = 2.0 * (n + 4) * u * s1
+    e2 = 4.0 * (n + 4) * u * s2
+    return 16.0 * (e2 + e1 * (2.0 * s1 + e1) + 4.0 * u * (s1 * s1 + s2))
 
 
 def _backtrack(start: NDArray[np.intp], k: int, n: int) -> list[int]:
@@ -436,6 +522,9 @@ def _merge_on_codes(
         ok = c >= 0
         c, xf = c[ok], xf[ok]
     cnt = np.bincount(c, minlength=L).astype(np.float64)
+    if cnt.size == L and bool(np.all(cnt >= max(min_size, 1))):
+        # nothing to merge (the common case on a draw): the limits stand, no class sums needed
+        return edges.astype(np.float64, copy=True), np.arange(L, dtype=np.intp), 0
     sums = np.bincount(c, weights=xf, minlength=L)
     lut, removed = _merge_classes(cnt, sums, min_size)
     # keep the upper limit of each merged group (its last old class)
@@ -702,8 +791,26 @@ def sample_codes(
     sample_size: int,
     seed: int,
     min_stratum_size: int,
+    codes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, np.ndarray]:
     """Codes of one factor at the drawn points: given limits (merged on the sample) or new ones.
+
+    Parameters
+    ----------
+    y : ndarray of float, shape (m,)
+        Response at the points (used only when ``edges`` is None and the method fits y).
+    x : ndarray of float, shape (m,)
+        Factor values at the points.
+    edges : ndarray of float64, shape (L + 1,), or None
+        Class limits computed once (non-decreasing, as :func:`factor_breaks` gives them), merged
+        again on the sample (:func:`merge_small_strata`); None computes new limits from the
+        sample.
+    method, n_strata, sample_size, seed, min_stratum_size
+        See :func:`factor_breaks`.
+    codes : ndarray of int, shape (m,), optional
+        ``apply_breaks(x, edges)`` when already known (the codes of every cell looked up at the
+        points): the merge then works on them and the merged codes are a lookup, with the same
+        result as recomputing them (a merged class is a run of adjacent old classes).
 
     Returns
     -------
@@ -723,6 +830,18 @@ def sample_codes(
             seed=seed,
             min_stratum_size=min_stratum_size,
         )
+    elif codes is not None and np.asarray(edges).size >= 2:
+        e0 = np.asarray(edges, dtype=np.float64)
+        xv = np.asarray(x, dtype=np.float64).ravel()
+        c = np.asarray(codes).ravel()
+        if not np.isfinite(xv[c >= 0]).any():
+            raise DataError("cannot discretize: no finite values")
+        e, lut, _ = _merge_on_codes(xv, c, e0, min_stratum_size)
+        if e.size == e0.size:  # nothing merged: the codes stand
+            out = c.astype(np.int32, copy=True)
+        else:
+            out = np.where(c >= 0, lut.astype(np.int32)[np.maximum(c, 0)], -1).astype(np.int32)
+        return out.reshape(np.shape(x)), int(e.size - 1), e
     else:
         e, _ = merge_small_strata(x, edges, min_size=min_stratum_size)
     if e.size < 2:

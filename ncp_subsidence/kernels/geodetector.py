@@ -13,6 +13,11 @@ The q-statistic of a stratification h = 1..L of N samples (Wang et al. 2010, Eq.
 computed here as ``SSB / SST``. That needs only counts and sums per stratum once SST (one number per
 sample set) is known, so crossed strata for the interaction detector cost two ``bincount`` passes.
 
+Many sample sets with one layout (the repeated draws of the sampling design) go through
+:func:`batch_stats_many` and :func:`finalize_batches`: each set gets exactly the result of
+:func:`batch_stats` and :func:`finalize_batch`, with the F-test tails of every set and detector
+in one vectorised call (``scipy.stats`` costs much more per call than per value).
+
 Conventions where the reference implementations differ
 -------------------------------------------------------
 ``convention="R"`` (default) reproduces the CRAN R package ``geodetector`` (Xu, Hou, Wang & Yin;
@@ -65,7 +70,7 @@ import itertools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -83,6 +88,7 @@ __all__ = [
     "RiskResult",
     "StratumStats",
     "batch_stats",
+    "batch_stats_many",
     "classify_interaction",
     "combine_batch_stats",
     "combine_stats",
@@ -92,13 +98,16 @@ __all__ = [
     "factor_detector",
     "factor_from_stats",
     "factor_pairs",
+    "factor_q",
     "finalize_batch",
+    "finalize_batches",
     "geodetector_batch",
     "interaction_detector",
     "interaction_from_stats",
     "noncentral_f_pvalue",
     "combine_packed",
     "packed_size",
+    "q_needs_m2",
     "unpack_batch",
     "risk_detector",
     "risk_from_stats",
@@ -415,6 +424,19 @@ def _ssb(count: NDArray, total: NDArray) -> tuple[float, float]:
     return float(np.dot(count[nz], d * d)), float(grand)
 
 
+class _FactorParts(NamedTuple):
+    """A factor detector up to its p-values (filled by :func:`_with_pvalues`, many at once)."""
+
+    q: float
+    f_stat: float
+    dfn: float
+    dfd: float
+    lam: float
+    common: dict
+    p: float | None  # set where the F test is not run (None: non-central F of f_stat)
+    pc: float | None
+
+
 def factor_from_stats(
     stats: StratumStats,
     *,
@@ -446,7 +468,47 @@ def factor_from_stats(
     -------
     FactorResult
     """
-    s_mode, v_mode, label = _resolve(convention, singletons, lambda_variance)
+    modes = _resolve(convention, singletons, lambda_variance)
+    parts = _factor_parts(stats, sst, convention, modes, warn, stacklevel=3)
+    return _with_pvalues([parts])[0]
+
+
+def factor_q(
+    stats: StratumStats,
+    *,
+    sst: float | None = None,
+    convention: Convention = "R",
+    singletons: Literal["keep", "drop"] | None = None,
+    lambda_variance: Literal["sample", "population"] | None = None,
+) -> float:
+    """q of :func:`factor_from_stats` (the same number), without its F test.
+
+    For many q where nothing else is wanted (the sensitivity sweep): the tail probabilities
+    are the costly part of :func:`factor_from_stats`. No warnings.
+    """
+    modes = _resolve(convention, singletons, lambda_variance)
+    return _factor_parts(stats, sst, convention, modes, False).q
+
+
+def q_needs_m2(convention: Convention = "R", singletons: str | None = None) -> bool:
+    """Whether q needs the per-stratum M2 (for :func:`factor_q`).
+
+    Only when singletons are dropped (the PyPI convention): SST is then rebuilt from the SSW and
+    SSB of the strata that stay. Otherwise counts, sums and the samples' SST suffice.
+    """
+    return _resolve(convention, singletons, None)[0] == "drop"
+
+
+def _factor_parts(
+    stats: StratumStats,
+    sst: float | None,
+    convention: str,
+    modes: tuple[str, str, str],
+    warn: bool,
+    stacklevel: int = 2,
+) -> _FactorParts:
+    """Everything of :func:`factor_from_stats` but the F-test tail probabilities."""
+    s_mode, v_mode, label = modes
     count = np.asarray(stats.count, dtype=np.float64)
     total = np.asarray(stats.total, dtype=np.float64)
     n_single = int(np.count_nonzero(count == 1))
@@ -484,9 +546,9 @@ def factor_from_stats(
                 f"factor detector: q is undefined because {why}; returning NaN. "
                 "Check the sample selection and the response variable.",
                 DataWarning,
-                stacklevel=2,
+                stacklevel=stacklevel,
             )
-        return FactorResult(nan, nan, nan, nan, nan, **common)
+        return _FactorParts(nan, nan, nan, nan, nan, common, nan, nan)
     if n_strata < 2:
         if warn:
             warnings.warn(
@@ -494,10 +556,10 @@ def factor_from_stats(
                 f"({'after dropping singletons' if s_mode == 'drop' else 'in the factor'}); "
                 "q = 0 and the F test is undefined. Use more classes or another factor.",
                 DataWarning,
-                stacklevel=2,
+                stacklevel=stacklevel,
             )
         p = 1.0 if s_mode == "drop" else nan
-        return FactorResult(0.0, nan, p, p, nan, **common)
+        return _FactorParts(0.0, nan, nan, nan, nan, common, p, p)
     q = min(max(ssb / sst_u, 0.0), 1.0)
     dfn, dfd = n_strata - 1, n - n_strata
     ssw_u = sst_u - ssb if stats.m2 is None else ssw
@@ -511,19 +573,58 @@ def factor_from_stats(
     var_y = sst_u / (n - 1) if v_mode == "sample" else sst_u / n
     lam_num = float(np.dot(mean_h, mean_h) - np.dot(np.sqrt(count_u), mean_h) ** 2 / n)
     lam = max(lam_num, 0.0) / var_y if var_y > 0 else nan
+    p_fixed = None
     if convention == "pypi" and s_mode == "drop" and q <= 0.0:
-        p = 1.0
+        p_fixed = 1.0
     elif convention == "pypi" and s_mode == "drop" and q >= 1.0:
-        p = 0.0
-    else:
-        p = noncentral_f_pvalue(f_stat, dfn, dfd, lam)
-    if np.isnan(f_stat):
-        pc = nan
-    elif np.isinf(f_stat):
-        pc = 0.0
-    else:
-        pc = float(_sps.f.sf(f_stat, dfn, dfd))
-    return FactorResult(q, float(f_stat), p, pc, float(lam), **common)
+        p_fixed = 0.0
+    return _FactorParts(q, float(f_stat), dfn, dfd, float(lam), common, p_fixed, None)
+
+
+def _with_pvalues(parts: Sequence[_FactorParts]) -> list[FactorResult]:
+    """:class:`FactorResult` of many factor detectors, their F tails in one vectorised call each.
+
+    The tails are those of :func:`noncentral_f_pvalue` (non-central) and ``scipy.stats.f.sf``
+    (central), element by element: one call over many detectors instead of one per detector.
+    """
+    todo = [i for i, pt in enumerate(parts) if pt.pc is None]
+    p_val = [pt.p for pt in parts]
+    pc_val = [pt.pc for pt in parts]
+    if todo:
+        f = np.array([parts[i].f_stat for i in todo], dtype=np.float64)
+        dfn = np.array([parts[i].dfn for i in todo], dtype=np.float64)
+        dfd = np.array([parts[i].dfd for i in todo], dtype=np.float64)
+        lam = np.array([parts[i].lam for i in todo], dtype=np.float64)
+        p = _noncentral_f_pvalues(f, dfn, dfd, lam)
+        pc = np.full(f.shape, np.nan)
+        pc[np.isinf(f)] = 0.0
+        fin = np.isfinite(f)
+        if fin.any():
+            pc[fin] = _sps.f.sf(f[fin], dfn[fin], dfd[fin])
+        for a, i in enumerate(todo):
+            if p_val[i] is None:
+                p_val[i] = float(p[a])
+            pc_val[i] = float(pc[a])
+    return [
+        FactorResult(pt.q, pt.f_stat, p_val[i], pc_val[i], pt.lam, **pt.common)  # type: ignore[arg-type]
+        for i, pt in enumerate(parts)
+    ]
+
+
+def _noncentral_f_pvalues(
+    f_stat: NDArray[np.float64],
+    dfn: NDArray[np.float64],
+    dfd: NDArray[np.float64],
+    noncentrality: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """:func:`noncentral_f_pvalue` element by element, in one call of ``scipy.stats.ncf.sf``."""
+    ok = np.isfinite(dfn) & np.isfinite(dfd) & (dfn > 0) & (dfd > 0) & ~np.isnan(f_stat)
+    p = np.full(f_stat.shape, np.nan)
+    p[ok & np.isinf(f_stat)] = 0.0
+    run = ok & np.isfinite(f_stat)
+    if run.any():
+        p[run] = _sps.ncf.sf(f_stat[run], dfn[run], dfd[run], np.maximum(noncentrality[run], 0.0))
+    return p
 
 
 def encode_strata(x: ArrayLike) -> tuple[NDArray[np.intp], NDArray]:
@@ -1062,7 +1163,7 @@ class BatchStats:
     y_count, y_total, y_m2 : float
         Statistics of all used samples (``y_m2`` is SST).
     factor_stats : tuple of StratumStats
-        Per factor, with m2.
+        Per factor, with m2 (unless computed with ``with_m2=False``).
     pair_count, pair_total : tuple of ndarray, shape (n_codes[i] * n_codes[j],)
         Per pair, counts and sums only.
     n_dropped : int
@@ -1215,6 +1316,8 @@ def batch_stats(
     *,
     pairs: Sequence[tuple[int, int]] | None = None,
     shift: float | None = None,
+    with_m2: bool = True,
+    blas_sst: bool = True,
 ) -> BatchStats:
     """Statistics for several factors and their crossed pairs in one pass over the samples.
 
@@ -1232,11 +1335,83 @@ def batch_stats(
     shift : float, optional
         Constant subtracted from y before summing; default the mean of the used samples (use a
         fixed value when partial results are to be combined).
+    with_m2 : bool, optional
+        Also the per-stratum M2 of every factor (default). False keeps counts and sums only,
+        which is all q needs under singletons kept (SSB and SST); such statistics cannot be
+        packed for the Dask reduction, and the F test falls back to ``SST - SSB``.
+    blas_sst : bool, optional
+        The total sum of squares SST as a BLAS dot product (default), or single-threaded
+        (``numpy.einsum``): the same sum up to its last bits (a threaded BLAS splits long sums
+        over its threads), without the BLAS threads, which a busy machine makes wait
+        milliseconds for every call.
 
     Returns
     -------
     BatchStats
     """
+    part = _response_part(y, codes, n_codes, shift, blas_sst)
+    return _strata_part(part, n_codes, factor_pairs(len(part.codes), pairs), with_m2)
+
+
+def batch_stats_many(
+    ys: Sequence[ArrayLike],
+    codes: Sequence[Sequence[ArrayLike] | NDArray],
+    n_codes: Sequence[int],
+    *,
+    pairs: Sequence[tuple[int, int]] | None = None,
+    with_m2: bool = True,
+    blas_sst: bool = True,
+) -> list[BatchStats]:
+    """:func:`batch_stats` of many sample sets with one layout (e.g. the draws of a design).
+
+    Equal, set by set, to ``[batch_stats(y, c, n_codes, pairs=pairs, with_m2=with_m2) for y, c
+    in zip(ys, codes)]``: the same arithmetic on each set. The response part of every set (its
+    shift and its total sum of squares, a BLAS dot product) is done first, set after set, then
+    the strata of every set: one run of BLAS calls keeps its threads at work instead of waking
+    them for each set in turn (milliseconds each on a busy machine).
+
+    Parameters
+    ----------
+    ys : sequence of m array_like of float
+        Response of each set.
+    codes : sequence of m sequences of k int arrays
+        Stratum codes of each set, each shaped like its y.
+    n_codes, pairs, with_m2, blas_sst
+        As :func:`batch_stats`, for every set.
+
+    Returns
+    -------
+    list of BatchStats
+        One per set, in order.
+    """
+    if len(ys) != len(codes):
+        raise DataError(f"{len(ys)} response arrays but {len(codes)} sets of codes")
+    parts = [_response_part(y, c, n_codes, None, blas_sst) for y, c in zip(ys, codes)]
+    pl = factor_pairs(len(parts[0].codes) if parts else len(n_codes), pairs)
+    return [_strata_part(part, n_codes, pl, with_m2) for part in parts]
+
+
+@dataclass
+class _ResponsePart:
+    """The valid samples of one set, shifted, with their sums (the first half of batch_stats)."""
+
+    yc: NDArray[np.float64]
+    work: NDArray[np.float64]
+    codes: list[NDArray]
+    n_valid: int
+    n_dropped: int
+    shift: float
+    y_m2: float
+    y_total: float
+
+
+def _response_part(
+    y: ArrayLike,
+    codes: Sequence[ArrayLike] | NDArray,
+    n_codes: Sequence[int],
+    shift: float | None,
+    blas_sst: bool = True,
+) -> _ResponsePart:
     y = np.asarray(y, dtype=np.float64).ravel()
     cl = [np.asarray(c).ravel() for c in codes]
     k = len(cl)
@@ -1250,7 +1425,6 @@ def batch_stats(
             )
         if c.shape != y.shape:
             raise DataError(f"codes[{i}] has {c.size} samples, y has {y.size}")
-    pairs = factor_pairs(k, pairs)
     valid = np.isfinite(y)
     for c, n in zip(cl, n_codes):
         if c.size and (c.min() < 0 or c.max() >= n):
@@ -1265,27 +1439,40 @@ def batch_stats(
     yc = y - shift if shift else y
     if yc.size:
         work = yc - yc.mean()
-        y_m2 = float(np.dot(work, work))
+        y_m2 = float(np.dot(work, work) if blas_sst else np.einsum("i,i->", work, work))
     else:
         work = np.empty(0)
         y_m2 = 0.0
     y_total = float(yc.sum())
-    yz = _with_ones(yc)
-    del yc
+    return _ResponsePart(yc, work, cl, n_valid, n_dropped, float(shift), y_m2, y_total)
+
+
+def _strata_part(
+    part: _ResponsePart,
+    n_codes: Sequence[int],
+    pairs: list[tuple[int, int]],
+    with_m2: bool,
+) -> BatchStats:
+    cl, n_dropped, shift = part.codes, part.n_dropped, part.shift
+    yz = _with_ones(part.yc)
+    work = part.work
     # Small unsigned codes make the crossed keys cheap; add.at wants intp indices.
     small = max(n_codes, default=1) <= 256 and all(
         n_codes[i] * n_codes[j] <= 65536 for i, j in pairs
     )
-    if small:
-        cl = [c.astype(np.uint16, copy=False) for c in cl]
     idx = np.empty(yz.shape, dtype=np.intp)
     fstats = []
     for c, n in zip(cl, n_codes):
-        idx[...] = c
-        cnt, tot, m2 = _group_stats(yz, idx, int(n), with_m2=True, work=work)
-        fstats.append(StratumStats(cnt, tot, m2, n_dropped=n_dropped, shift=float(shift)))
-    del work
-    key16 = np.empty(yz.shape, dtype=np.uint16) if small else None
+        if c.dtype == np.intp:
+            ci = c
+        else:
+            idx[...] = c
+            ci = idx
+        cnt, tot, m2 = _group_stats(yz, ci, int(n), with_m2=with_m2, work=work)
+        fstats.append(StratumStats(cnt, tot, m2, n_dropped=n_dropped, shift=shift))
+    if small and pairs:
+        cl = [c.astype(np.uint16, copy=False) for c in cl]
+    key16 = np.empty(yz.shape, dtype=np.uint16) if small and pairs else None
     pc, pt = [], []
     for i, j in pairs:
         nj = int(n_codes[j])
@@ -1303,14 +1490,14 @@ def batch_stats(
     return BatchStats(
         n_codes=tuple(int(n) for n in n_codes),
         pairs=tuple(pairs),
-        y_count=float(n_valid),
-        y_total=y_total,
-        y_m2=y_m2,
+        y_count=float(part.n_valid),
+        y_total=part.y_total,
+        y_m2=part.y_m2,
         factor_stats=tuple(fstats),
         pair_count=tuple(pc),
         pair_total=tuple(pt),
         n_dropped=n_dropped,
-        shift=float(shift),
+        shift=shift,
     )
 
 
@@ -1369,62 +1556,139 @@ def finalize_batch(
     ecological_convention: Literal["wang2010", "pypi", "R"] = "wang2010",
 ) -> GeodetectorResult:
     """Finalize all detectors from :class:`BatchStats` (the finalize step of the reduction)."""
-    kw = dict(convention=convention, singletons=singletons, lambda_variance=lambda_variance)
-    sst = bs.sst
-    n_used = int(np.rint(bs.y_count))
-    if n_used > 0 and not sst > 0:
-        warnings.warn(
-            "geodetector: y is constant over the used samples; every q is NaN.",
-            DataWarning,
-            stacklevel=2,
+    return finalize_batches(
+        [bs],
+        convention=convention,
+        interaction_convention=interaction_convention,
+        tol=tol,
+        singletons=singletons,
+        lambda_variance=lambda_variance,
+        risk=risk,
+        ecological=ecological,
+        alpha=alpha,
+        ecological_convention=ecological_convention,
+        _stacklevel=3,
+    )[0]
+
+
+def finalize_batches(
+    batches: Sequence[BatchStats],
+    *,
+    convention: Convention = "R",
+    interaction_convention: InteractionConvention | None = None,
+    tol: float | None = None,
+    singletons: Literal["keep", "drop"] | None = None,
+    lambda_variance: Literal["sample", "population"] | None = None,
+    risk: bool | Sequence[bool] = False,
+    ecological: bool | Sequence[bool] = False,
+    alpha: float = 0.05,
+    ecological_convention: Literal["wang2010", "pypi", "R"] = "wang2010",
+    _stacklevel: int = 2,
+) -> list[GeodetectorResult]:
+    """:func:`finalize_batch` of many sample sets (e.g. the repeated draws of the design) at once.
+
+    Equal, result by result, to ``[finalize_batch(bs, ...) for bs in batches]``: the same
+    arithmetic per detector, but the F-test tails of every factor and crossed pair of every set
+    are computed in one vectorised call (``scipy.stats`` has a large cost per call and there are
+    ``len(batches) * (k + k (k - 1) / 2)`` detectors).
+
+    Parameters
+    ----------
+    batches : sequence of BatchStats
+        One per sample set (layouts may differ).
+    risk, ecological : bool or sequence of bool
+        Run the risk / ecological detectors on every set, or on the sets flagged (one flag per
+        set, e.g. only on the first draw).
+    convention, interaction_convention, tol, singletons, lambda_variance, alpha, ecological_convention
+        As :func:`finalize_batch`.
+
+    Returns
+    -------
+    list of GeodetectorResult
+        One per set, in order.
+    """
+    m = len(batches)
+    risk_on = [bool(risk)] * m if isinstance(risk, bool) else [bool(r) for r in risk]
+    eco_on = (
+        [bool(ecological)] * m if isinstance(ecological, bool) else [bool(e) for e in ecological]
+    )
+    if len(risk_on) != m or len(eco_on) != m:
+        raise DataError(f"risk and ecological flags must number {m}, one per set")
+    modes = _resolve(convention, singletons, lambda_variance)
+    parts: list[_FactorParts] = []
+    layout = []
+    for bs in batches:
+        n_used = int(np.rint(bs.y_count))
+        if n_used > 0 and not bs.sst > 0:
+            warnings.warn(
+                "geodetector: y is constant over the used samples; every q is NaN.",
+                DataWarning,
+                stacklevel=_stacklevel,
+            )
+        first = len(parts)
+        parts += [_factor_parts(st, bs.sst, convention, modes, False) for st in bs.factor_stats]
+        parts += [
+            _factor_parts(bs.pair_stats(k), bs.sst, convention, modes, False)
+            for k in range(len(bs.pairs))
+        ]
+        layout.append(first)
+    done = _with_pvalues(parts)
+    out = []
+    for b, bs in enumerate(batches):
+        first = layout[b]
+        k = len(bs.factor_stats)
+        frs = tuple(done[first : first + k])
+        irs = []
+        for kk, (i, j) in enumerate(bs.pairs):
+            r12 = done[first + k + kk]
+            t = classify_interaction(
+                r12.q, frs[i].q, frs[j].q, convention=interaction_convention or convention, tol=tol
+            )
+            irs.append(
+                InteractionResult(
+                    q12=r12.q,
+                    q1=frs[i].q,
+                    q2=frs[j].q,
+                    interaction_type=t,
+                    label=INTERACTION_LABELS.get(t, "Undefined"),
+                    n_strata12=r12.n_strata,
+                    n_samples=r12.n_samples,
+                    n_dropped=bs.n_dropped,
+                    factor12=r12,
+                )
+            )
+        n_used = int(np.rint(bs.y_count))
+        rks = (
+            tuple(risk_from_stats(st, alpha=alpha) for st in bs.factor_stats) if risk_on[b] else ()
         )
-    frs = tuple(factor_from_stats(st, sst=sst, warn=False, **kw) for st in bs.factor_stats)
-    irs = []
-    for k, (i, j) in enumerate(bs.pairs):
-        r12 = factor_from_stats(bs.pair_stats(k), sst=sst, warn=False, **kw)
-        t = classify_interaction(
-            r12.q, frs[i].q, frs[j].q, convention=interaction_convention or convention, tol=tol
-        )
-        irs.append(
-            InteractionResult(
-                q12=r12.q,
-                q1=frs[i].q,
-                q2=frs[j].q,
-                interaction_type=t,
-                label=INTERACTION_LABELS.get(t, "Undefined"),
-                n_strata12=r12.n_strata,
-                n_samples=r12.n_samples,
+        eco: dict[tuple[int, int], EcologicalResult] = {}
+        if eco_on[b]:
+            for i in range(k):
+                for j in range(k):
+                    if i == j:
+                        continue
+                    eco[(i, j)] = ecological_from_ssw(
+                        float(np.sum(bs.factor_stats[i].m2)),  # type: ignore[arg-type]
+                        n_used,
+                        float(np.sum(bs.factor_stats[j].m2)),  # type: ignore[arg-type]
+                        n_used,
+                        q_a=frs[i].q,
+                        q_b=frs[j].q,
+                        alpha=alpha,
+                        convention=ecological_convention,
+                    )
+        out.append(
+            GeodetectorResult(
+                factors=frs,
+                interactions=tuple(irs),
+                pairs=bs.pairs,
+                risk=rks,
+                ecological=eco,
+                n_samples=n_used,
                 n_dropped=bs.n_dropped,
-                factor12=r12,
             )
         )
-    rks = tuple(risk_from_stats(st, alpha=alpha) for st in bs.factor_stats) if risk else ()
-    eco: dict[tuple[int, int], EcologicalResult] = {}
-    if ecological:
-        k = len(bs.factor_stats)
-        for i in range(k):
-            for j in range(k):
-                if i == j:
-                    continue
-                eco[(i, j)] = ecological_from_ssw(
-                    float(np.sum(bs.factor_stats[i].m2)),  # type: ignore[arg-type]
-                    n_used,
-                    float(np.sum(bs.factor_stats[j].m2)),  # type: ignore[arg-type]
-                    n_used,
-                    q_a=frs[i].q,
-                    q_b=frs[j].q,
-                    alpha=alpha,
-                    convention=ecological_convention,
-                )
-    return GeodetectorResult(
-        factors=frs,
-        interactions=tuple(irs),
-        pairs=bs.pairs,
-        risk=rks,
-        ecological=eco,
-        n_samples=n_used,
-        n_dropped=bs.n_dropped,
-    )
+    return out
 
 
 def geodetector_batch(

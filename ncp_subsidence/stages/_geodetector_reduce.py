@@ -10,6 +10,10 @@ The numbers live in :mod:`ncp_subsidence.kernels.geodetector`. Here:
   (counts and sums add, M2 by Chan et al. 1979), applied as a tree by ``dask.array.reduction``;
 * finalize: :func:`~ncp_subsidence.kernels.geodetector.finalize_batch` on the driver.
 
+:func:`start_geodetector` builds the same reduction and starts it (``dask.persist``: on a
+distributed cluster it then runs on the workers while the driver goes on);
+:meth:`PendingReduction.result` finalizes it. :func:`geodetector_dask` is both at once.
+
 Every block sums ``y - shift`` with one common ``shift`` (by default the mean of the first block,
 taken lazily), so sums stay accurate for data with a large offset. Samples with y or any factor
 missing are dropped from every detector and counted (listwise, docs/science.md 7.2 step 3).
@@ -24,6 +28,7 @@ Wang JF et al. 2010. Int. J. Geogr. Inf. Sci. 24(1):107-127 (detectors).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import dask
 import dask.array as da
@@ -44,10 +49,12 @@ from ncp_subsidence.kernels.geodetector import (
 )
 
 __all__ = [
+    "PendingReduction",
     "factor_detector_dask",
     "geodetector_dask",
     "geodetector_stats_dask",
     "interaction_detector_dask",
+    "start_geodetector",
 ]
 
 
@@ -161,16 +168,59 @@ def geodetector_stats_dask(
     return packed, shift
 
 
-def _compute_batch(
-    y, codes, n_codes, *, pairs, shift, split_every, scheduler
-) -> tuple[BatchStats, list[tuple[int, int]]]:
+@dataclass
+class PendingReduction:
+    """A started :func:`geodetector_stats_dask` reduction: :meth:`result` finalizes it.
+
+    With a distributed scheduler the reduction runs on the workers from :func:`start_geodetector`
+    on (``dask.persist``) while the caller does other work; with a local scheduler it is computed
+    by ``persist`` itself.
+    """
+
+    packed: da.Array
+    shift: float | da.Array
+    n_codes: list[int]
+    pairs: list[tuple[int, int]]
+    scheduler: str | None = None
+
+    def stats(self) -> BatchStats:
+        """The combined statistics (waits for the reduction)."""
+        packed_v, shift_v = dask.compute(self.packed, self.shift, scheduler=self.scheduler)
+        return unpack_batch(np.asarray(packed_v), self.n_codes, self.pairs, float(shift_v))
+
+    def result(self, **finalize_kwargs) -> GeodetectorResult:
+        """:func:`~ncp_subsidence.kernels.geodetector.finalize_batch` of :meth:`stats`."""
+        return finalize_batch(self.stats(), **finalize_kwargs)
+
+
+def start_geodetector(
+    y: da.Array,
+    codes: Sequence[da.Array | np.ndarray],
+    n_codes: Sequence[int],
+    *,
+    pairs: Sequence[tuple[int, int]] | None = None,
+    shift: float | da.Array | None = None,
+    split_every: int | None = None,
+    scheduler: str | None = None,
+    persist: bool = True,
+) -> PendingReduction:
+    """Build the reduction of :func:`geodetector_dask` and start it (``dask.persist``).
+
+    Parameters are those of :func:`geodetector_dask`; ``persist=False`` only builds the graph
+    (:meth:`PendingReduction.result` then computes it).
+
+    Returns
+    -------
+    PendingReduction
+    """
     k = len(codes)
     pairs = factor_pairs(k, pairs)
     packed, sh = geodetector_stats_dask(
         y, codes, n_codes, pairs=pairs, shift=shift, split_every=split_every
     )
-    packed_v, shift_v = dask.compute(packed, sh, scheduler=scheduler)
-    return unpack_batch(np.asarray(packed_v), n_codes, pairs, float(shift_v)), pairs
+    if persist:
+        packed, sh = dask.persist(packed, sh, scheduler=scheduler)
+    return PendingReduction(packed, sh, [int(n) for n in n_codes], pairs, scheduler)
 
 
 def geodetector_dask(
@@ -198,10 +248,17 @@ def geodetector_dask(
         :func:`~ncp_subsidence.kernels.geodetector.geodetector_batch` on the same data, whatever
         the chunking.
     """
-    bs, _ = _compute_batch(
-        y, codes, n_codes, pairs=pairs, shift=shift, split_every=split_every, scheduler=scheduler
+    pending = start_geodetector(
+        y,
+        codes,
+        n_codes,
+        pairs=pairs,
+        shift=shift,
+        split_every=split_every,
+        scheduler=scheduler,
+        persist=False,
     )
-    return finalize_batch(bs, **finalize_kwargs)
+    return pending.result(**finalize_kwargs)
 
 
 def factor_detector_dask(

@@ -12,7 +12,7 @@ Private to :mod:`ncp_subsidence.stages.geodetector` (which re-exports the public
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,13 @@ from ncp_subsidence.kernels.geodetector import (
     GeodetectorResult,
     classify_interaction,
 )
-from ncp_subsidence.kernels.sampling import DrawResult, PermutationNull, mean_sd, sweep_columns
+from ncp_subsidence.kernels.sampling import (
+    DrawResult,
+    PermutationNull,
+    SweepDraws,
+    mean_sd,
+    sweep_columns,
+)
 
 __all__ = [
     "breaks_table",
@@ -214,21 +220,28 @@ def sensitivity_table(sweep: dict[str, np.ndarray], names: Sequence[str]) -> pd.
 
 
 def sweep_table(
-    sweep: dict[tuple[float, float], tuple[list[DrawResult], int]], names: Sequence[str]
+    sweep: Mapping[tuple[float, float], SweepDraws | tuple[Sequence[DrawResult], int]],
+    names: Sequence[str],
 ) -> pd.DataFrame:
     """The sensitivity sweep as one table, with :func:`sensitivity_table`'s columns.
 
-    Adds ``n_short_draws``: draws of the setting that lacked non-subsidence cells for its ratio.
+    ``sweep`` maps each (threshold, ratio) to its draws: a
+    :class:`~ncp_subsidence.kernels.sampling.SweepDraws` (q and counts per draw) or the
+    ``(draws, n_short)`` of :func:`~ncp_subsidence.kernels.sampling.run_draws`. Adds
+    ``n_short_draws``: draws of the setting that lacked non-subsidence cells for its ratio.
     """
     k = len(names)
     rows, short = [], []
-    for (t, r), (draws, n_short) in sweep.items():
-        q = np.array([[f.q for f in d.result.factors] for d in draws]).reshape(-1, k)
-        qm, qs = mean_sd(q) if len(draws) else (np.full(k, np.nan), np.full(k, np.nan))
-        n_s = np.mean([d.draw.n_subsidence for d in draws]) if draws else 0.0
-        n_n = np.mean([d.draw.n_nonsubsidence for d in draws]) if draws else 0.0
-        rows.append((t, r, qm, qs, float(n_s), float(n_n), len(draws)))
-        short += [int(n_short)] * k
+    for (t, r), setting in sweep.items():
+        if not isinstance(setting, SweepDraws):
+            setting = SweepDraws.from_draws(setting[0], setting[1], k)
+        n = setting.q.shape[0]
+        q = setting.q.reshape(-1, k)
+        qm, qs = mean_sd(q) if n else (np.full(k, np.nan), np.full(k, np.nan))
+        n_s = np.mean(setting.n_subsidence) if n else 0.0
+        n_n = np.mean(setting.n_nonsubsidence) if n else 0.0
+        rows.append((t, r, qm, qs, float(n_s), float(n_n), n))
+        short += [int(setting.n_short)] * k
     cols = sweep_columns(rows)
     cols["n_short_draws"] = np.asarray(short, dtype=np.int64)
     return sensitivity_table(cols, names)

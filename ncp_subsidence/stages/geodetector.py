@@ -8,14 +8,17 @@ the pieces live beside it:
   ``geodetector.discretization`` are its registry ``DISCRETIZERS``);
 * :mod:`ncp_subsidence.kernels.sampling`: the repeated draws with every detector
   (:func:`~ncp_subsidence.kernels.sampling.run_draws`), the permutation nulls and the threshold x
-  ratio sensitivity sweep on the velocity aggregated to the factor grid;
+  ratio sensitivity sweep (:func:`~ncp_subsidence.kernels.sampling.sweep_draws`, q only) on the
+  velocity aggregated to the factor grid, all on one
+  :class:`~ncp_subsidence.kernels.sampling.DrawFrame` (what no seed changes, computed once);
 * :mod:`ncp_subsidence.kernels.geodetector`: the detectors themselves;
 * ``_geodetector_grid``: the mosaic cut into blocks whose edges fall on factor-cell edges
   (:func:`cell_blocks`), so the per-cell median (:func:`aggregate_to_factor_grid`) and the lookup
   of factor strata per pixel (:func:`codes_on_mosaic`) are exact per block and memory is bounded
   by the block size;
 * ``_geodetector_reduce``: the whole-plain pass over every mosaic pixel as a Dask chunk ->
-  combine -> finalize reduction (:func:`geodetector_dask`);
+  combine -> finalize reduction (:func:`geodetector_dask`; the stage starts it with
+  ``start_geodetector`` so a cluster's workers run it while the draws run on the client);
 * ``_geodetector_tables`` and ``_geodetector_datasets``: the pandas tables, xarray datasets and
   JSON summary written here.
 
@@ -32,6 +35,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import dask
 import numpy as np
 import xarray as xr
 
@@ -39,8 +43,14 @@ from ncp_subsidence.choices import FACTOR_NAMES
 from ncp_subsidence.errors import DataError
 from ncp_subsidence.io.cube import with_crs
 from ncp_subsidence.kernels.discretize import apply_breaks, factor_breaks
-from ncp_subsidence.kernels.geodetector import GeodetectorResult
-from ncp_subsidence.kernels.sampling import DrawResult, permutation_nulls, run_draws
+from ncp_subsidence.kernels.sampling import (
+    DrawFrame,
+    SweepDraws,
+    permutation_nulls,
+    run_draws,
+    sweep_draws,
+)
+from ncp_subsidence.progress import steps
 from ncp_subsidence.stages._geodetector_datasets import (
     draws_dataset,
     json_default,
@@ -57,10 +67,12 @@ from ncp_subsidence.stages._geodetector_grid import (
     north_up,
 )
 from ncp_subsidence.stages._geodetector_reduce import (
+    PendingReduction,
     factor_detector_dask,
     geodetector_dask,
     geodetector_stats_dask,
     interaction_detector_dask,
+    start_geodetector,
 )
 from ncp_subsidence.stages._geodetector_tables import (
     breaks_table,
@@ -132,6 +144,10 @@ class GeodetectorStage(Stage):
     every valid cell (a ``breaks_sample_size`` sample for natural breaks) and re-merged on each
     draw, or from each draw's sample when ``breaks_per_draw``. The whole-plain pass applies the
     same once-computed limits to every mosaic pixel and reduces chunk -> combine -> finalize.
+
+    The sweep's setting equal to the design's (``threshold_mm_yr``, ``ratio``) is the design's
+    own draws; the other settings keep q only. The draws and the permutations log a progress
+    line every progress interval (:mod:`ncp_subsidence.progress`).
     """
 
     name = "geodetector"
@@ -144,10 +160,13 @@ class GeodetectorStage(Stage):
         fds = north_up(ctx.open("factors", "factors"))
         names = _factor_names(fds)
         lat, lon = fds["lat"].values, fds["lon"].values
-        response = aggregate_to_factor_grid(
+        lazy = aggregate_to_factor_grid(
             velocity, lat, lon, how=opts.aggregation, block=int(opts.chunk_cells)
         ).rename("vertical_velocity")
-        x_grid = np.stack([np.asarray(fds[n].values, dtype=np.float64) for n in names])
+        # one compute for the sampled velocity and every factor (one round trip to a cluster);
+        # the response written below is this computed grid, not a second aggregation
+        response, fvals = dask.compute(lazy, fds[names])
+        x_grid = np.stack([np.asarray(fvals[n].values, dtype=np.float64) for n in names])
         y, flat_lat, flat_lon, factors, valid = _cells(response, x_grid, lat, lon)
         seed = int(opts.seed)
         edges = factor_breaks(
@@ -159,42 +178,81 @@ class GeodetectorStage(Stage):
             seed=seed,
             min_stratum_size=opts.min_stratum_size,
         )
+        # the whole-plain pass needs only the limits: started now, it runs on a cluster's
+        # workers while the draws run here
+        pending = self._start_whole_plain(velocity, lat, lon, x_grid, edges, opts)
         design = _design(opts, None if opts.breaks_per_draw else edges)
+        # what no draw's seed changes (valid cells, thinning per threshold, strata of every cell)
+        # is prepared once for the design's draws and the whole sensitivity sweep
+        frame = DrawFrame(
+            y, flat_lat, flat_lon, factors, design["edges"], min_spacing=opts.min_spacing_deg
+        )
+        main_setting = (float(opts.threshold_mm_yr), float(opts.ratio))
+        settings = [
+            (float(t), float(r))
+            for t in opts.sensitivity_thresholds
+            for r in opts.sensitivity_ratios
+        ]
+        # the sweep's setting equal to the design's is the design's own draws (same seeds)
+        n_runs = 1 + len(set(settings) - {main_setting})
 
-        def draws_at(threshold: float, ratio: float, **kw: Any) -> tuple[list[DrawResult], int]:
-            return run_draws(
-                y, flat_lat, flat_lon, factors, threshold=threshold, ratio=ratio, **design, **kw
+        with steps(
+            "geodetector: sampling draws", total=n_runs * int(opts.draws), logger=log, unit="draws"
+        ) as tick:
+            common = dict(frame=frame, on_draw=tick, **design)
+            draws, n_short = run_draws(
+                y,
+                flat_lat,
+                flat_lon,
+                factors,
+                threshold=main_setting[0],
+                ratio=main_setting[1],
+                detail_first=True,
+                **common,
             )
-
-        draws, n_short = draws_at(opts.threshold_mm_yr, opts.ratio, detail_first=True)
-        if not draws:
-            raise DataError(
-                f"no draw has 3 or more points at threshold {opts.threshold_mm_yr} mm/yr; "
-                "lower the threshold or check the velocity units (mm/yr, subsidence negative)"
-            )
+            if not draws:
+                raise DataError(
+                    f"no draw has 3 or more points at threshold {opts.threshold_mm_yr} mm/yr; "
+                    "lower the threshold or check the velocity units (mm/yr, subsidence negative)"
+                )
+            # the sweep tabulates q only: the same draws without interactions and F tests
+            sweep: dict[tuple[float, float], SweepDraws] = {
+                main_setting: SweepDraws.from_draws(draws, n_short, len(names))
+            }
+            for t, r in settings:
+                if (t, r) not in sweep:
+                    sweep[(t, r)] = sweep_draws(
+                        y, flat_lat, flat_lon, factors, threshold=t, ratio=r, **common
+                    )
+            sweep = {st: sweep[st] for st in settings}
         first = draws[0]
         fac_null, int_null = ([], [])
         if opts.permutations > 0:
-            fac_null, int_null = permutation_nulls(
-                y[first.draw.index],
-                first.codes,
-                first.n_codes,
-                first.result.pairs,
-                n_perm=opts.permutations,
-                seed=seed,
-            )
+            with steps(
+                "geodetector: permutation nulls",
+                total=int(opts.permutations),
+                logger=log,
+                unit="permutations",
+            ) as tick_perm:
+                fac_null, int_null = permutation_nulls(
+                    y[first.draw.index],
+                    first.codes,
+                    first.n_codes,
+                    first.result.pairs,
+                    n_perm=opts.permutations,
+                    seed=seed,
+                    on_perm=tick_perm,
+                )
         whole, n_pixels = None, 0
-        if opts.whole_plain:
-            whole, n_pixels = self._whole_plain(velocity, lat, lon, x_grid, edges, opts)
+        if pending is not None:
+            whole = pending[0].result(
+                convention=opts.convention, interaction_convention=opts.interaction_convention
+            )
+            n_pixels = pending[1]
         factor_df = draws_factor_table(draws, names, fac_null, whole)
         inter_df = draws_interaction_table(
             draws, names, int_null, whole, interaction_convention=opts.interaction_convention
         )
-        sweep = {
-            (float(t), float(r)): draws_at(float(t), float(r), interactions=False)
-            for t in opts.sensitivity_thresholds
-            for r in opts.sensitivity_ratios
-        }
         sens_df = sweep_table(sweep, names)
         self._write_tables(ctx, names, edges, draws, factor_df, inter_df, sens_df, whole)
         attrs = _attrs(opts, n_short)
@@ -263,32 +321,37 @@ class GeodetectorStage(Stage):
             }
         )
         block = int(opts.chunk_cells)
-        ctx.write("response", resp.chunk({"lat": block, "lon": block}), region_dim="lat")
+        if resp["vertical_velocity"].chunks is None:  # in memory: written with the template
+            resp["vertical_velocity"].encoding["chunks"] = tuple(
+                min(block, resp.sizes[d]) for d in ("lat", "lon")
+            )
+            ctx.write("response", resp)
+        else:
+            ctx.write("response", resp.chunk({"lat": block, "lon": block}), region_dim="lat")
 
     @staticmethod
-    def _whole_plain(
+    def _start_whole_plain(
         velocity: xr.DataArray,
         lat: np.ndarray,
         lon: np.ndarray,
         x_grid: np.ndarray,
         edges: Sequence[np.ndarray],
         opts: Any,
-    ) -> tuple[GeodetectorResult, int]:
-        """Factor and interaction detectors over every mosaic pixel (chunk -> combine -> finalize)."""
+    ) -> tuple[PendingReduction, int] | None:
+        """Start the factor and interaction detectors over every mosaic pixel.
+
+        Chunk -> combine -> finalize (:func:`start_geodetector`); None when
+        ``geodetector.whole_plain`` is off. Returns the pending reduction and the pixel count.
+        """
+        if not opts.whole_plain:
+            return None
         data, plan = aligned_mosaic(velocity, lat, lon, int(opts.chunk_cells))
         codes, n_codes = [], []
         for x, e in zip(x_grid, edges):
             c = apply_breaks(x, e)
             codes.append(codes_on_mosaic(data, plan, c))
             n_codes.append(int(e.size - 1))
-        result = geodetector_dask(
-            data,
-            codes,
-            n_codes,
-            convention=opts.convention,
-            interaction_convention=opts.interaction_convention,
-        )
-        return result, int(data.size)
+        return start_geodetector(data, codes, n_codes), int(data.size)
 
 
 def _factor_names(fds: xr.Dataset) -> list[str]:
