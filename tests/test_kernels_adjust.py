@@ -64,6 +64,22 @@ def test_gaussian_smooth_keeps_nan_and_constant():
     np.testing.assert_allclose(s[np.isfinite(z)], 4.0)
 
 
+def test_gaussian_smooth_matrix_is_the_separable_filter():
+    """G_y @ z @ G_x.T is gaussian_smooth_km's output, edges included (nearest folding), for
+    anisotropic cells and a grid smaller than the kernel."""
+    rng = np.random.default_rng(3)
+    for ny, nx, dy, dx in [(41, 57, 4.0, 3.0), (9, 12, 4.0, 4.0)]:
+        z = rng.normal(size=(ny, nx))
+        gy = a.gaussian_smooth_matrix(ny, 20.0, dy)
+        gx = a.gaussian_smooth_matrix(nx, 20.0, dx)
+        np.testing.assert_allclose(
+            gy @ z @ gx.T, a.gaussian_smooth_km(z, 20.0, dy_km=dy, dx_km=dx), rtol=0, atol=1e-13
+        )
+        np.testing.assert_allclose(gy.sum(axis=1), 1.0, rtol=0, atol=1e-13)
+        radius = int(4.0 * 20.0 / dy + 0.5)
+        assert np.all(np.triu(gy, radius + 1)[: ny - radius - 1] == 0.0)  # compact support
+
+
 # ------------------------------------------------------------------------------ station windows
 
 

@@ -6,17 +6,30 @@ import json
 
 import numpy as np
 import pytest
+import sklearn
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+from sklearn.svm import SVR
 
 from ncp_subsidence.errors import DataError
 from ncp_subsidence.kernels.adjust import local_coordinates_km
+from ncp_subsidence.models import selection
 from ncp_subsidence.models.selection import (
     MODEL_ORDER,
     ModelSettings,
     evaluate_holdout,
+    finish_selection,
     no_fit_attrs,
+    plan_selection,
+    score_candidate,
     select_and_fit,
     split_holdout_stations,
+)
+from ncp_subsidence.models.svr import LeanSVR, lean_svr_matches_sklearn
+from ncp_subsidence.models.trees import (
+    boosting_boxes,
+    forest_boxes,
+    lean_trees_match_sklearn,
+    tree_boxes,
 )
 
 HALF_KM = 125.0  # a 250 km frame
@@ -312,3 +325,163 @@ def test_bad_inputs_raise():
         select_and_fit([0.0], [0.0], [1.0], [1.0], candidates=["P9"])
     with pytest.raises(DataError, match="positive"):
         select_and_fit([0.0], [0.0], [1.0], [0.0])
+
+
+# --------------------------------------------------------------------------------------------
+# the lean CV path (models.trees, models.svr) against the reference path (the estimators)
+# --------------------------------------------------------------------------------------------
+
+
+def _assert_same_selection(lean, ref, rel=1e-12):
+    """Same model, statuses, notes and fitted surface; CV values equal to rounding."""
+    assert lean.model_id == ref.model_id
+    assert lean.cv_scheme == ref.cv_scheme
+    assert lean.details == ref.details
+    np.testing.assert_array_equal(lean.keep, ref.keep)
+    for m in MODEL_ORDER:
+        a, b = lean.cv_table[m], ref.cv_table[m]
+        assert (a["status"], a["n"], a["min_n"], a["notes"]) == (
+            b["status"],
+            b["n"],
+            b["min_n"],
+            b["notes"],
+        ), m
+        for key in ("cv_rmse", "se"):
+            if b[key] is None:
+                assert a[key] is None, m
+            else:
+                assert a[key] == pytest.approx(b[key], rel=rel, abs=1e-15), (m, key)
+    gx, gy = np.meshgrid(np.linspace(-300, 300, 13), np.linspace(-250, 250, 11))
+    np.testing.assert_array_equal(lean.predict(gx, gy), ref.predict(gx, gy))
+
+
+@pytest.mark.parametrize(
+    ("n", "truth"),
+    [(22, "steps"), (36, "steps"), (36, "smooth")],
+    ids=["loo-steps", "kfold-steps", "kfold-smooth"],
+)
+def test_lean_cv_gives_the_reference_selection(n, truth):
+    """Every candidate, LOO and repeated k-fold: the lean CV (same trees, smoothed surface at
+    the held-out stations only, libsvm without scikit-learn's checks) chooses the model the
+    estimators choose, with the same CV table to rounding and the same fitted correction."""
+    rng = np.random.default_rng(11 + n)
+    x, y = _stations(rng, n)
+    if truth == "steps":  # piecewise constant: the trees score well
+        r = np.where(x > 10, 6.0, -4.0) + np.where(y > -20, 3.0, 0.0) + rng.normal(0, 0.5, n)
+    else:
+        r = _gp_field(rng, x, y) + rng.normal(0, 0.7, n)
+    sigma = rng.uniform(0.5, 1.5, n)
+    settings = ModelSettings(rf_n_estimators=40, gb_n_estimators=40, kfold_repeats=3)
+    lean = select_and_fit(x, y, r, sigma, seed=3, settings=settings)
+    ref = select_and_fit(x, y, r, sigma, seed=3, settings=settings, lean=False)
+    assert lean.cv_scheme == ("loo" if n <= 30 else "kfold5x3")
+    assert all(lean.cv_table[m]["status"] == "ok" for m in MODEL_ORDER)
+    _assert_same_selection(lean, ref)
+
+
+def test_lean_trees_are_sklearns_trees():
+    """The forest and boosting of models.trees are scikit-learn's, tree for tree: their box
+    surfaces equal the estimators' predictions, and the per-process check agrees."""
+    assert lean_trees_match_sklearn()
+    rng = np.random.default_rng(21)
+    n = 33
+    x, y = _stations(rng, n)
+    r = np.where(x > 0, 5.0, -5.0) + y / 40 + rng.normal(0, 0.5, n)
+    w = 1 / rng.uniform(0.5, 2.0, n) ** 2
+    xy = np.column_stack([x, y])
+    q = rng.uniform(-200, 200, (300, 2))
+    forest = RandomForestRegressor(
+        n_estimators=60, max_depth=4, min_samples_leaf=3, random_state=4, n_jobs=1
+    ).fit(xy, r, sample_weight=w)
+    boxes = forest_boxes(x, y, r, w, n_estimators=60, max_depth=4, min_samples_leaf=3, seed=4)
+    np.testing.assert_allclose(boxes(q[:, 0], q[:, 1]), forest.predict(q), rtol=1e-12, atol=1e-12)
+    boost = GradientBoostingRegressor(
+        n_estimators=60, learning_rate=0.05, max_depth=2, subsample=0.8, random_state=4
+    ).fit(xy, r, sample_weight=w)
+    boxes = boosting_boxes(
+        x, y, r, w, n_estimators=60, learning_rate=0.05, max_depth=2, subsample=0.8, seed=4
+    )
+    np.testing.assert_allclose(boxes(q[:, 0], q[:, 1]), boost.predict(q), rtol=1e-12, atol=1e-12)
+    # a tree's leaves tile the plane: every point is in exactly one box per tree
+    single = tree_boxes([forest.estimators_[0].tree_], 1.0)
+    np.testing.assert_array_equal(
+        single(q[:, 0], q[:, 1]), forest.estimators_[0].predict(q.astype(np.float32))
+    )
+
+
+@pytest.mark.parametrize("model", ["RF", "GB"])
+def test_smoothed_tree_surface_at_points_equals_the_smoothed_grid(model):
+    """The lean prediction at held-out points (inside the stations' box, far outside it, on
+    grid nodes) equals the reference surface of _fit_tree: the whole grid predicted, smoothed,
+    interpolated."""
+    rng = np.random.default_rng(31)
+    n = 30
+    x, y = _stations(rng, n)
+    r = np.where(x > 20, 4.0, -2.0) + rng.normal(0, 0.5, n)
+    w = np.full(n, 2.0)
+    s = ModelSettings(rf_n_estimators=50, gb_n_estimators=50)
+    gx, gy = selection._tree_grid(x, y, s)
+    qx = np.concatenate([rng.uniform(-150, 150, 40), [-900.0, 900.0, gx[3], gx[0], gx[-1]]])
+    qy = np.concatenate([rng.uniform(-150, 150, 40), [50.0, -700.0, gy[5], gy[-1], gy[0]]])
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        ref = selection._fit_tree(model, x, y, r, w, s, 7)(qx, qy)
+        lean = selection._lean_tree_predict(model, x, y, r, w, qx, qy, s, 7, {})
+    np.testing.assert_allclose(lean, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_lean_svr_is_sklearns_svr():
+    assert lean_svr_matches_sklearn()
+    rng = np.random.default_rng(41)
+    xy = rng.uniform(-1, 1, (25, 2))
+    z = np.cos(2 * xy[:, 0]) * xy[:, 1] + rng.normal(0, 0.1, 25)
+    sw = rng.uniform(0.5, 2.0, 25)
+    q = rng.uniform(-1.2, 1.2, (30, 2))
+    for c, eps, gam in [(1.0, 0.2, 0.25), (10.0, 0.05, 4.0), (100.0, 0.2, 1.0)]:
+        ref = SVR(kernel="rbf", C=c, epsilon=eps, gamma=gam).fit(xy, z, sample_weight=sw)
+        lean = LeanSVR(C=c, epsilon=eps, gamma=gam).fit(xy, z, sample_weight=sw)
+        np.testing.assert_array_equal(lean.predict(q), ref.predict(q))
+
+
+def test_cv_parts_scored_separately_combine_to_the_serial_selection():
+    """plan -> score each candidate repeat by repeat, in any order -> finish is
+    select_and_fit exactly (what the stage's Dask tasks do)."""
+    rng = np.random.default_rng(51)
+    n = 40
+    x, y = _stations(rng, n)
+    r = 1.0 + 3.0 * x / HALF_KM + _gp_field(rng, x, y, amplitude=2.0) + rng.normal(0, 0.5, n)
+    sigma = np.full(n, 0.8)
+    settings = ModelSettings(rf_n_estimators=20, gb_n_estimators=20, kfold_repeats=4)
+    kwargs = {"candidates": ["P0", "P1", "P2", "GP", "SVR", "RF"], "seed": 2, "settings": settings}
+    serial = select_and_fit(x, y, r, sigma, **kwargs)
+    plan = plan_selection(x, y, r, sigma, **kwargs)
+    assert plan.to_score == ("P0", "P1", "P2", "GP", "SVR", "RF")
+    assert plan.table["P3"]["status"] == "not requested"
+    parts = {
+        m: [score_candidate(plan, m, repeats=[k]) for k in (3, 1, 0, 2)] for m in plan.to_score
+    }
+    split = finish_selection(plan, parts)
+    assert split.to_attrs() == serial.to_attrs()
+    assert split.cv_table == serial.cv_table
+    # two repeats per part, or all at once: the same numbers
+    halves = {
+        m: [score_candidate(plan, m, repeats=[2, 3]), score_candidate(plan, m, repeats=[0, 1])]
+        for m in plan.to_score
+    }
+    assert finish_selection(plan, halves).cv_table == serial.cv_table
+    # a missing repeat is an error, not a silently different score
+    with pytest.raises(DataError, match="cover repeats"):
+        finish_selection(plan, {m: p[:3] for m, p in parts.items()})
+    with pytest.raises(DataError, match="no CV score"):
+        finish_selection(plan, {m: p for m, p in parts.items() if m != "GP"})
+
+
+def test_a_failed_cv_part_marks_the_candidate_as_an_error():
+    rng = np.random.default_rng(61)
+    x, y = _stations(rng, 20)
+    r = rng.normal(0, 1, 20)
+    plan = plan_selection(x, y, r, np.ones(20), candidates=["P0", "P1"])
+    scores = {m: [score_candidate(plan, m)] for m in plan.to_score}
+    scores["P1"] = [{"repeats": [0], "error": "LinAlgError", "message": "singular"}]
+    fit = finish_selection(plan, scores)
+    assert fit.cv_table["P1"]["status"] == "error: LinAlgError: singular"
+    assert fit.model_id == "P0"

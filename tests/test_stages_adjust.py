@@ -21,6 +21,7 @@ Tolerances on the tiny twin (0.025 deg ~ 2.5 km pixels, 40 GNSS, ~25 dates):
 from __future__ import annotations
 
 import json
+import logging
 
 import dask
 import numpy as np
@@ -413,3 +414,82 @@ def test_common_mode_does_not_depend_on_chunking_and_can_be_off():
         ds, t, SimpleNamespace(**{**vars(opts), "common_mode_filter": "none"})
     )
     assert n == 0 and not off.values.any()
+
+
+def _selection_plans():
+    """Four frames' selection plans: repeated k-fold with every candidate, LOO, two stations
+    (the offset, no CV), no usable station."""
+    from ncp_subsidence.models.selection import ModelSettings, plan_selection
+
+    rng = np.random.default_rng(8)
+    settings = ModelSettings(rf_n_estimators=25, gb_n_estimators=25, kfold_repeats=3)
+    plans = {}
+    for frame, n in (("F1", 38), ("F2", 20), ("F3", 2), ("F4", 0)):
+        x, y = rng.uniform(-120, 120, n), rng.uniform(-120, 120, n)
+        r = 2.0 + 5.0 * x / 120 + np.where(y > 0, 2.0, -1.0) + rng.normal(0, 0.6, n)
+        plans[frame] = plan_selection(x, y, r, np.full(n, 0.7), seed=1, settings=settings)
+    assert plans["F1"].cv_scheme == "kfold5x3" and plans["F2"].cv_scheme == "loo"
+    assert plans["F3"].cv_scheme == "none" and plans["F4"] is None
+    return plans
+
+
+def test_selections_on_the_cluster_equal_the_serial_ones(local_cluster, caplog, monkeypatch):
+    """The CV as Dask tasks (a task per frame, candidate and repeat) gives every frame the
+    model, CV table and fitted surface of the serial path, and logs its progress in frames."""
+    import distributed
+
+    from ncp_subsidence.stages._adjust_select import FrameSelections
+
+    plans = _selection_plans()
+    serial = FrameSelections(None)
+    for frame, plan in plans.items():
+        serial.submit(frame, plan)
+    expected = {f: serial.result(f) for f in plans}
+
+    monkeypatch.setenv("NCP_SUBSIDENCE_PROGRESS_INTERVAL", "0.001")
+    with (
+        distributed.Client(local_cluster) as client,
+        distributed.get_task_stream(client) as stream,
+        caplog.at_level(logging.INFO, logger="ncp_subsidence.stages.adjust"),
+    ):
+        selections = FrameSelections(client)
+        for frame, plan in plans.items():
+            selections.submit(frame, plan)
+        got = {f: selections.result(f) for f in ("F2", "F1", "F4", "F3")}  # any order
+    # a task per repeat for the costly candidates (3 repeats, LOO in one), one for the others
+    n_tasks = sum(1 for t in stream.data if str(t["key"]).startswith("score_candidate"))
+    assert n_tasks == (4 * 3 + 4) + 8
+    assert got["F4"] is None and expected["F4"] is None
+    gx, gy = np.meshgrid(np.linspace(-200, 200, 9), np.linspace(-200, 200, 9))
+    for frame in ("F1", "F2", "F3"):
+        a, b = got[frame], expected[frame]
+        assert a.model_id == b.model_id and a.cv_scheme == b.cv_scheme
+        assert a.cv_table == b.cv_table  # exactly: the parts are put together in repeat order
+        np.testing.assert_array_equal(a.predict(gx, gy), b.predict(gx, gy))
+    assert expected["F3"].model_id == "P0"
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith("adjust: model selection")
+    ]
+    assert lines and lines[-1].startswith("adjust: model selection 4/4 frames (100%), done in ")
+
+
+def test_a_failing_cv_task_fails_the_selection_and_cancels_the_rest(local_cluster):
+    """An exception in a worker's CV task (not a fit failure the table records) is raised by
+    the stage, and the frames' other tasks are cancelled."""
+    import dataclasses
+
+    import distributed
+
+    from ncp_subsidence.stages._adjust_select import FrameSelections
+
+    plans = _selection_plans()
+    broken = dataclasses.replace(plans["F1"], settings=None)  # GP's task: AttributeError
+    with distributed.Client(local_cluster) as client:
+        selections = FrameSelections(client)
+        selections.submit("F1", broken)
+        selections.submit("F2", plans["F2"])
+        with pytest.raises(AttributeError):
+            selections.result("F1")
+        assert not selections._owner

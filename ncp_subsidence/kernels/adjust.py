@@ -70,6 +70,7 @@ __all__ = [
     "feather_weights",
     "fit_polynomial",
     "gaussian_smooth_km",
+    "gaussian_smooth_matrix",
     "grid_spacing_km",
     "holdout_rmse_scores",
     "local_coordinates_km",
@@ -627,6 +628,38 @@ def gaussian_smooth_km(
     with np.errstate(invalid="ignore", divide="ignore"):
         out = num / den
     return np.where(mask, out, np.nan)
+
+
+def gaussian_smooth_matrix(
+    n: int, sigma_km: float, step_km: float, *, truncate: float = 4.0
+) -> NDArray[np.float64]:
+    """The Gaussian low-pass of :func:`gaussian_smooth_km` along one axis, as a matrix.
+
+    For a finite surface ``z`` of shape (ny, nx) on a grid of ``dy_km`` by ``dx_km`` cells,
+    ``gaussian_smooth_km(z, s, dy_km=dy_km, dx_km=dx_km)`` equals ``G_y @ z @ G_x.T`` (to
+    rounding) with ``G_y = gaussian_smooth_matrix(ny, s, dy_km)`` and
+    ``G_x = gaussian_smooth_matrix(nx, s, dx_km)``: the filter is separable and linear, edges
+    included (``mode='nearest'`` folds the kernel's tails onto the edge cells). Row ``i`` holds
+    the weights of output cell ``i`` (they sum to 1; at most ``2 * radius + 1`` are non-zero,
+    ``radius = int(truncate * sigma_km / step_km + 0.5)`` cells).
+
+    Used where a smoothed surface is needed at a few cells only and the surface is a sum of
+    boxes (tree models in cross-validation): a box's contribution is then a difference of
+    prefix sums of these rows.
+
+    Parameters
+    ----------
+    n : int, number of cells along the axis
+    sigma_km : float, km
+    step_km : float, km, cell size along the axis
+    truncate : float, kernel half-width in sigmas (as in :func:`gaussian_smooth_km`)
+
+    Returns
+    -------
+    ndarray, shape (n, n)
+    """
+    eye = np.eye(int(n), dtype=np.float64)
+    return ndi.gaussian_filter1d(eye, sigma_km / step_km, axis=0, mode="nearest", truncate=truncate)
 
 
 class ConvexHull2D:

@@ -1,7 +1,9 @@
 """Statistical and machine-learning models (numpy + scikit-learn; no dask, xarray or I/O).
 
 :mod:`ncp_subsidence.models.selection` chooses and fits the per-frame long-wavelength
-correction of the GNSS-based InSAR adjustment (docs/science.md stage 3).
+correction of the GNSS-based InSAR adjustment (docs/science.md stage 3);
+:mod:`ncp_subsidence.models.trees` and :mod:`ncp_subsidence.models.svr` fit its tree and SVR
+candidates lean for cross-validation (the same models as scikit-learn's estimators).
 """
 
 from ncp_subsidence.models.selection import (
@@ -9,8 +11,12 @@ from ncp_subsidence.models.selection import (
     MODEL_ORDER,
     FittedCorrection,
     ModelSettings,
+    SelectionPlan,
     evaluate_holdout,
+    finish_selection,
     no_fit_attrs,
+    plan_selection,
+    score_candidate,
     select_and_fit,
     split_holdout_stations,
 )
@@ -20,8 +26,12 @@ __all__ = [
     "MODEL_ORDER",
     "FittedCorrection",
     "ModelSettings",
+    "SelectionPlan",
     "evaluate_holdout",
+    "finish_selection",
     "no_fit_attrs",
+    "plan_selection",
+    "score_candidate",
     "select_and_fit",
     "split_holdout_stations",
 ]

@@ -18,6 +18,19 @@ Holdout stations never enter any fit because this module never sees them: the ca
 stations with :func:`split_holdout_stations` and passes only the training stations to
 :func:`select_and_fit`; :func:`evaluate_holdout` scores the fitted correction on the others.
 
+:func:`select_and_fit` is three steps that can run apart: :func:`plan_selection` (the station
+screen, the CV scheme and folds: a small picklable :class:`SelectionPlan`),
+:func:`score_candidate` (one candidate's squared CV errors on some or all repeats, a pure
+function: the ``adjust`` stage runs it as Dask tasks) and :func:`finish_selection` (the
+one-standard-error choice and the refit). By default (``lean=True``) the CV of the tree
+candidates grows scikit-learn's own trees without the estimators' per-tree bookkeeping and
+evaluates their smoothed surface at the held-out stations only
+(:mod:`ncp_subsidence.models.trees`), and the SVR's fits call libsvm as ``SVR`` does without its
+per-call checks (:mod:`ncp_subsidence.models.svr`): the same models, CV values equal to
+rounding, about 5x less time per frame; each path is checked against the estimators once per
+process and falls back to them on any difference. ``lean=False`` is the reference path. The
+chosen model is always refitted with the estimators.
+
 References
 ----------
 Mi, J., Wu, Z., Wang, X., Bai, L., Li, Z., Lu, Z. (2026). Mapping wide-area land subsidence from
@@ -32,11 +45,13 @@ hierarchical, or phylogenetic structure. Ecography 40, 913-929 (spatial-block CV
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import logging
 import math
 import warnings
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,9 +74,17 @@ from ncp_subsidence.kernels.adjust import (
     ConvexHull2D,
     fit_polynomial,
     gaussian_smooth_km,
+    gaussian_smooth_matrix,
     local_coordinates_km,
     polynomial_design,
     reject_outliers,
+)
+from ncp_subsidence.models.svr import LeanSVR, lean_svr_matches_sklearn
+from ncp_subsidence.models.trees import (
+    boosting_boxes,
+    forest_boxes,
+    lean_trees_match_sklearn,
+    smoothed_at,
 )
 
 __all__ = [
@@ -71,8 +94,12 @@ __all__ = [
     "TREE_MODELS",
     "FittedCorrection",
     "ModelSettings",
+    "SelectionPlan",
     "evaluate_holdout",
+    "finish_selection",
     "no_fit_attrs",
+    "plan_selection",
+    "score_candidate",
     "select_and_fit",
     "split_holdout_stations",
 ]
@@ -237,8 +264,15 @@ def _fit_svr(
     scale: float,
     s: ModelSettings,
     seed: int,
+    lean: bool = False,
 ) -> Predict:
-    """RBF SVR on scaled coordinates and standardised targets; C, epsilon, gamma by inner CV."""
+    """RBF SVR on scaled coordinates and standardised targets; C, epsilon, gamma by inner CV.
+
+    ``lean``: the fits through :class:`~ncp_subsidence.models.svr.LeanSVR` (the same libsvm
+    models without scikit-learn's per-call checks); the caller checks
+    :func:`~ncp_subsidence.models.svr.lean_svr_matches_sklearn` first.
+    """
+    make: Any = LeanSVR if lean else functools.partial(SVR, kernel="rbf")
     xy = np.column_stack([x, y]) / scale
     mu = float(np.average(r, weights=w))
     sd = float(np.sqrt(np.average((r - mu) ** 2, weights=w)))
@@ -253,17 +287,29 @@ def _fit_svr(
             for gam in s.svr_gamma:
                 err = 0.0
                 for tr, te in splits:
-                    m = SVR(kernel="rbf", C=c, epsilon=eps, gamma=gam)
+                    m = make(C=c, epsilon=eps, gamma=gam)
                     m.fit(xy[tr], z[tr], sample_weight=w[tr] / np.mean(w[tr]))
                     err += float(np.sum(w[te] * (z[te] - m.predict(xy[te])) ** 2))
                 if err < best_err:
                     best, best_err = (c, eps, gam), err
-    model = SVR(kernel="rbf", C=best[0], epsilon=best[1], gamma=best[2])
+    model = make(C=best[0], epsilon=best[1], gamma=best[2])
     model.fit(xy, z, sample_weight=w / np.mean(w))
 
     predict = _on_points(lambda q: model.predict(q / scale) * sd + mu)
     predict.params_ = {"C": best[0], "epsilon": best[1], "gamma": best[2]}  # type: ignore[attr-defined]
     return predict
+
+
+def _tree_grid(
+    x: NDArray[np.float64], y: NDArray[np.float64], s: ModelSettings
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The km grid (``gx`` (nx,), ``gy`` (ny,)) on which a tree surface fitted to stations at
+    ``x``, ``y`` is smoothed: their bounding box plus ``4 sigma``, ``tree_grid_km`` spacing."""
+    h = s.tree_grid_km
+    margin = 4.0 * s.tree_smooth_sigma_km
+    gx = np.arange(x.min() - margin, x.max() + margin + h, h)
+    gy = np.arange(y.min() - margin, y.max() + margin + h, h)
+    return gx, gy
 
 
 def _fit_tree(
@@ -299,9 +345,7 @@ def _fit_tree(
         )
     est.fit(np.column_stack([x, y]), r, sample_weight=w)
     sig, h = s.tree_smooth_sigma_km, s.tree_grid_km
-    margin = 4.0 * sig
-    gx = np.arange(x.min() - margin, x.max() + margin + h, h)
-    gy = np.arange(y.min() - margin, y.max() + margin + h, h)
+    gx, gy = _tree_grid(x, y, s)
     xx, yy = np.meshgrid(gx, gy)
     raw = est.predict(np.column_stack([xx.ravel(), yy.ravel()])).reshape(xx.shape)
     smooth = gaussian_smooth_km(raw, sig, dy_km=h, dx_km=h)
@@ -346,9 +390,12 @@ def _fit_model(
     scale: float,
     s: ModelSettings,
     seed: int,
+    lean: bool = False,
 ) -> _Fitted:
     """Fit one candidate on training stations; the returned predictor includes smoothing (trees)
-    and hull clamping (P2, P3, GP, SVR), exactly as used for the product."""
+    and hull clamping (P2, P3, GP, SVR), exactly as used for the product. ``lean``: SVR fits
+    through :class:`~ncp_subsidence.models.svr.LeanSVR` (CV only; the product's refit uses
+    scikit-learn's estimators)."""
     n = r.size
     trend = (
         fit_polynomial(x / scale, y / scale, r, w, degree=1)
@@ -367,7 +414,7 @@ def _fit_model(
     elif model_id == "GP":
         base, notes = _fit_gp(x, y, r, w, scale, s, seed, trend)
     elif model_id == "SVR":
-        base = _fit_svr(x, y, r, w, scale, s, seed)
+        base = _fit_svr(x, y, r, w, scale, s, seed, lean=lean)
     elif model_id in TREE_MODELS:
         base = _fit_tree(model_id, x, y, r, w, s, seed)
     else:
@@ -430,6 +477,113 @@ def _cv_splits(
     raise DataError(f"unknown cv scheme {cv!r}; use one of {list(CV_SCHEMES)}")
 
 
+def _lean_tree_predict(
+    model_id: str,
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    r: NDArray[np.float64],
+    w: NDArray[np.float64],
+    xq: NDArray[np.float64],
+    yq: NDArray[np.float64],
+    s: ModelSettings,
+    seed: int,
+    smoothing: dict[int, NDArray[np.float64]],
+) -> NDArray[np.float64]:
+    """The tree model fitted on ``(x, y, r, w)`` at ``(xq, yq)``, as :func:`_fit_tree` predicts
+    it (to rounding), through :mod:`ncp_subsidence.models.trees`: the same trees, the smoothed
+    surface computed at the grid nodes around the points only. ``smoothing`` caches
+    :func:`gaussian_smooth_matrix` per grid length."""
+    if model_id == "RF":
+        boxes = forest_boxes(
+            x,
+            y,
+            r,
+            w,
+            n_estimators=s.rf_n_estimators,
+            max_depth=s.rf_max_depth,
+            min_samples_leaf=s.rf_min_samples_leaf,
+            seed=seed,
+        )
+    else:
+        boxes = boosting_boxes(
+            x,
+            y,
+            r,
+            w,
+            n_estimators=s.gb_n_estimators,
+            learning_rate=s.gb_learning_rate,
+            max_depth=s.gb_max_depth,
+            subsample=s.gb_subsample,
+            seed=seed,
+        )
+    gx, gy = _tree_grid(x, y, s)
+    for size in (gx.size, gy.size):
+        if size not in smoothing:
+            smoothing[size] = gaussian_smooth_matrix(size, s.tree_smooth_sigma_km, s.tree_grid_km)
+    return smoothed_at(boxes, gx, gy, smoothing[gx.size], smoothing[gy.size], xq, yq)
+
+
+def _cv_squared_errors(
+    model_id: str,
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    r: NDArray[np.float64],
+    w: NDArray[np.float64],
+    scale: float,
+    s: ModelSettings,
+    seed: int,
+    repeats: Sequence[list[tuple[NDArray[np.int64], NDArray[np.int64]]]],
+    *,
+    lean: bool = True,
+) -> tuple[NDArray[np.float64], list[str]]:
+    """Squared CV errors ``(r - prediction)^2`` at every station, one row per repeat.
+
+    With ``lean`` (default), RF and GB folds go through :func:`_lean_tree_predict` (the same
+    trees and the same smoothed surface, ~10x faster) when
+    :func:`~ncp_subsidence.models.trees.lean_trees_match_sklearn`, and SVR folds fit
+    :class:`~ncp_subsidence.models.svr.LeanSVR` (the same libsvm models, ~5x faster) when
+    :func:`~ncp_subsidence.models.svr.lean_svr_matches_sklearn`; otherwise, and for the other
+    candidates, each fold refits :func:`_fit_model` with scikit-learn's estimators (the
+    reference path).
+
+    Returns
+    -------
+    sq : ndarray, shape (len(repeats), n), (mm/yr)^2
+    notes : list of str, the fits' notes (GP convergence warnings) in fold order
+    """
+    n = r.size
+    sq = np.zeros((len(repeats), n))
+    notes: list[str] = []
+    lean_tree = lean and model_id in TREE_MODELS and lean_trees_match_sklearn()
+    lean_svr = lean and model_id == "SVR" and lean_svr_matches_sklearn()
+    smoothing: dict[int, NDArray[np.float64]] = {}
+    for k, folds in enumerate(repeats):
+        pred = np.full(n, np.nan)
+        for tr, te in folds:
+            if lean_tree:
+                pred[te] = _lean_tree_predict(
+                    model_id, x[tr], y[tr], r[tr], w[tr], x[te], y[te], s, seed, smoothing
+                )
+                continue
+            fitted = _fit_model(model_id, x[tr], y[tr], r[tr], w[tr], scale, s, seed, lean=lean_svr)
+            pred[te] = fitted.predict(x[te], y[te])
+            notes.extend(fitted.notes)
+        sq[k] = (r - pred) ** 2
+    return sq, notes
+
+
+def _cv_summary(sq: NDArray[np.float64], w: NDArray[np.float64]) -> tuple[float, float]:
+    """Weighted CV RMSE (docs/science.md 3.2 step 5) and its standard error (delta method)
+    from the squared errors ``sq`` (n_repeats, n) of :func:`_cv_squared_errors`."""
+    n = w.size
+    e = w * sq.mean(axis=0) / np.mean(w)  # per-station weighted squared error
+    mse = float(np.mean(e))
+    rmse = math.sqrt(mse)
+    se_mse = float(np.std(e, ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+    se = se_mse / (2.0 * rmse) if rmse > 0 else 0.0
+    return rmse, se
+
+
 def _cv_score(
     model_id: str,
     x: NDArray[np.float64],
@@ -440,23 +594,12 @@ def _cv_score(
     s: ModelSettings,
     seed: int,
     repeats: list[list[tuple[NDArray[np.int64], NDArray[np.int64]]]],
+    *,
+    lean: bool = True,
 ) -> tuple[float, float, list[str]]:
-    """Weighted CV RMSE (docs/science.md 3.2 step 5) and its standard error (delta method)."""
-    n = r.size
-    sq = np.zeros((len(repeats), n))
-    notes: list[str] = []
-    for k, folds in enumerate(repeats):
-        pred = np.full(n, np.nan)
-        for tr, te in folds:
-            fitted = _fit_model(model_id, x[tr], y[tr], r[tr], w[tr], scale, s, seed)
-            pred[te] = fitted.predict(x[te], y[te])
-            notes.extend(fitted.notes)
-        sq[k] = (r - pred) ** 2
-    e = w * sq.mean(axis=0) / np.mean(w)  # per-station weighted squared error
-    mse = float(np.mean(e))
-    rmse = math.sqrt(mse)
-    se_mse = float(np.std(e, ddof=1) / math.sqrt(n)) if n > 1 else math.inf
-    se = se_mse / (2.0 * rmse) if rmse > 0 else 0.0
+    """Weighted CV RMSE, its standard error and the fits' notes, every repeat in turn."""
+    sq, notes = _cv_squared_errors(model_id, x, y, r, w, scale, s, seed, repeats, lean=lean)
+    rmse, se = _cv_summary(sq, w)
     return rmse, se, notes
 
 
@@ -595,6 +738,71 @@ def no_fit_attrs(reason: str = "no GNSS station in the frame") -> dict[str, Any]
 # --------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _lean_numerics() -> Iterator[None]:
+    """One BLAS thread and scikit-learn's input checks off, around every fit of this module.
+
+    Each fit is tiny (n <= a few hundred): multi-threaded BLAS only adds overhead, and on a
+    loaded machine OpenBLAS threads make the GP marginal-likelihood fits >10x slower. The
+    inputs reaching scikit-learn are finite (non-finite stations are dropped first), so its
+    per-call finiteness scans and parameter validation are skipped: with hundreds of trees
+    per fit they were a quarter of the stage's time (benchmarks/RESULTS.md), and they change
+    no number. Both settings are per thread, so each worker task sets them again.
+    """
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
+    ):
+        yield
+
+
+@dataclass(frozen=True)
+class SelectionPlan:
+    """One frame's model selection after the station screen: what the CV of each candidate
+    and the final refit need (small and picklable).
+
+    :func:`select_and_fit` is ``plan_selection`` -> :func:`score_candidate` per candidate ->
+    :func:`finish_selection`; the stage runs the scoring as Dask tasks (one per frame and
+    candidate), each independent of the others, and the result is the same wherever they ran.
+
+    Attributes
+    ----------
+    x, y : ndarray, shape (n,), km, the kept training stations
+    r : ndarray, shape (n,), mm/yr, their residuals
+    w : ndarray, shape (n,), their weights ``1 / sigma^2``
+    keep : ndarray of bool, shape (n_input,), False for rejected (or non-finite) stations
+    n_finite : int, input stations with finite values (before the rejection)
+    scale_km : float
+    cv_scheme : str, 'loo' | 'kfold5x10' | 'spatial_block' | 'none' (n <= 2: P0 without CV)
+    repeats : list of list of (train, test) index arrays, the folds grouped by repeat
+    to_score : tuple of str, candidates to cross-validate (enough stations), P0 first
+    table : dict, the CV table rows, with the status of every candidate not scored
+    seed : int
+    settings : ModelSettings
+    origin : (lon0, lat0) or None, degrees
+    """
+
+    x: NDArray[np.float64]
+    y: NDArray[np.float64]
+    r: NDArray[np.float64]
+    w: NDArray[np.float64]
+    keep: NDArray[np.bool_]
+    n_finite: int
+    scale_km: float
+    cv_scheme: str
+    repeats: list[list[tuple[NDArray[np.int64], NDArray[np.int64]]]]
+    to_score: tuple[str, ...]
+    table: dict[str, dict[str, Any]]
+    seed: int
+    settings: ModelSettings
+    origin: tuple[float, float] | None
+
+    @property
+    def n(self) -> int:
+        """Training stations kept."""
+        return int(self.r.size)
+
+
 def select_and_fit(
     x_km: ArrayLike,
     y_km: ArrayLike,
@@ -610,6 +818,7 @@ def select_and_fit(
     max_gradient: ArrayLike | None = None,
     gradient_max: float = 20.0,
     settings: ModelSettings | None = None,
+    lean: bool = True,
 ) -> FittedCorrection | None:
     """Choose and fit the correction model of one frame from its training stations.
 
@@ -620,6 +829,9 @@ def select_and_fit(
     50 km blocks when the network is clustered), ``m* = argmin``, then the simplest model within
     one standard error in :data:`MODEL_ORDER`, and P0 unless ``CV_m* < CV_P0``. ``m*`` is then
     refitted on all training stations.
+
+    The same as :func:`plan_selection`, :func:`score_candidate` for each candidate of the plan,
+    then :func:`finish_selection`, serially here.
 
     Parameters
     ----------
@@ -645,6 +857,11 @@ def select_and_fit(
     max_gradient : array_like, shape (n,), optional, mm/yr/km, from the window sampling
     gradient_max : float, mm/yr/km (20)
     settings : ModelSettings, optional
+    lean : bool
+        True (default): the tree candidates' CV through :mod:`ncp_subsidence.models.trees`
+        (the same trees and smoothed surface, ~10x faster); False: every CV fold through the
+        scikit-learn estimators, the reference path. The chosen model and the fitted
+        correction are the same; CV values agree to rounding.
 
     Returns
     -------
@@ -656,17 +873,58 @@ def select_and_fit(
     DataError
         Mismatched input lengths, non-positive sigma, unknown candidate or CV scheme.
     """
-    # Each fit is tiny (n <= a few hundred): multi-threaded BLAS only adds overhead, and on a
-    # loaded machine OpenBLAS threads make the GP marginal-likelihood fits >10x slower. The
-    # inputs reaching scikit-learn are finite (non-finite stations are dropped first), so its
-    # per-call finiteness scans and parameter validation are skipped: with hundreds of trees
-    # per fit they were a quarter of the stage's time (benchmarks/RESULTS.md), and they change
-    # no number.
-    with (
-        threadpool_limits(limits=1, user_api="blas"),
-        sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
-    ):
-        return _select_and_fit(
+    plan = plan_selection(
+        x_km,
+        y_km,
+        residual,
+        sigma,
+        candidates=candidates,
+        cv=cv,
+        seed=seed,
+        origin=origin,
+        scale_km=scale_km,
+        outlier_k=outlier_k,
+        max_gradient=max_gradient,
+        gradient_max=gradient_max,
+        settings=settings,
+    )
+    if plan is None:
+        return None
+    scores = {m: [score_candidate(plan, m, lean=lean)] for m in plan.to_score}
+    return finish_selection(plan, scores)
+
+
+def plan_selection(
+    x_km: ArrayLike,
+    y_km: ArrayLike,
+    residual: ArrayLike,
+    sigma: ArrayLike,
+    *,
+    candidates: Sequence[str] = MODEL_ORDER,
+    cv: str = "auto",
+    seed: int = 0,
+    origin: tuple[float, float] | None = None,
+    scale_km: float | None = None,
+    outlier_k: float | None = 3.0,
+    max_gradient: ArrayLike | None = None,
+    gradient_max: float = 20.0,
+    settings: ModelSettings | None = None,
+) -> SelectionPlan | None:
+    """The station screen, the CV scheme and folds, and the candidates to score.
+
+    Parameters are those of :func:`select_and_fit` (which see).
+
+    Returns
+    -------
+    SelectionPlan, or None when no station is usable.
+
+    Raises
+    ------
+    DataError
+        Mismatched input lengths, non-positive sigma, unknown candidate or CV scheme.
+    """
+    with _lean_numerics():
+        return _plan_selection(
             x_km,
             y_km,
             residual,
@@ -683,7 +941,7 @@ def select_and_fit(
         )
 
 
-def _select_and_fit(
+def _plan_selection(
     x_km: ArrayLike,
     y_km: ArrayLike,
     residual: ArrayLike,
@@ -698,7 +956,7 @@ def _select_and_fit(
     max_gradient: ArrayLike | None,
     gradient_max: float,
     settings: ModelSettings | None,
-) -> FittedCorrection | None:
+) -> SelectionPlan | None:
     s = settings or ModelSettings()
     x = np.asarray(x_km, float).ravel()
     y = np.asarray(y_km, float).ravel()
@@ -750,13 +1008,14 @@ def _select_and_fit(
         if m not in requested:
             table[m]["status"] = "not requested"
 
+    to_score: list[str] = []
+    repeats: list[list[tuple[NDArray[np.int64], NDArray[np.int64]]]] = []
     if n <= 2:
         scheme = "none"
         for m in requested:
             table[m]["status"] = (
                 "ok (no CV: 1-2 stations -> offset)" if m == "P0" else "insufficient stations"
             )
-        chosen = "P0"
     else:
         scheme, repeats = _cv_splits(xk, yk, cv, seed, s)
         min_train = min(len(tr) for folds in repeats for tr, _ in folds)
@@ -767,20 +1026,135 @@ def _select_and_fit(
                     f"needs {MIN_STATIONS[m]})"
                 )
                 continue
-            try:
-                rmse, se, notes = _cv_score(m, xk, yk, rk, wk, scale_km, s, seed, repeats)
-            except (np.linalg.LinAlgError, ValueError) as err:
-                table[m]["status"] = f"error: {type(err).__name__}: {err}"
-                logger.warning("candidate %s failed in CV: %s", m, err)
+            to_score.append(m)
+    return SelectionPlan(
+        x=xk,
+        y=yk,
+        r=rk,
+        w=wk,
+        keep=keep,
+        n_finite=int(finite.sum()),
+        scale_km=float(scale_km),
+        cv_scheme=scheme,
+        repeats=repeats,
+        to_score=tuple(to_score),
+        table=table,
+        seed=seed,
+        settings=s,
+        origin=origin,
+    )
+
+
+def score_candidate(
+    plan: SelectionPlan,
+    model_id: str,
+    *,
+    repeats: Sequence[int] | None = None,
+    lean: bool = True,
+) -> dict[str, Any]:
+    """Cross-validate one candidate of a plan on some or all of its CV repeats.
+
+    A pure function of its arguments, so it runs anywhere (a Dask worker); the repeats of one
+    candidate can be scored in separate calls and put together by :func:`finish_selection`.
+
+    Parameters
+    ----------
+    plan : SelectionPlan
+    model_id : str, one of ``plan.to_score``
+    repeats : sequence of int, optional
+        Indices into ``plan.repeats`` (default: all of them).
+    lean : bool, see :func:`select_and_fit`
+
+    Returns
+    -------
+    dict
+        ``repeats`` (list of int) and either ``sq`` (ndarray (len(repeats), n), the squared
+        CV errors per station, (mm/yr)^2) and ``notes`` (list of str), or ``error`` (the
+        exception's type name) and ``message`` when a fit failed (LinAlgError, ValueError).
+    """
+    if model_id not in plan.to_score:
+        raise DataError(f"candidate {model_id!r} is not to be scored in this plan: {plan.to_score}")
+    which = list(range(len(plan.repeats))) if repeats is None else [int(k) for k in repeats]
+    with _lean_numerics():
+        try:
+            sq, notes = _cv_squared_errors(
+                model_id,
+                plan.x,
+                plan.y,
+                plan.r,
+                plan.w,
+                plan.scale_km,
+                plan.settings,
+                plan.seed,
+                [plan.repeats[k] for k in which],
+                lean=lean,
+            )
+        except (np.linalg.LinAlgError, ValueError) as err:
+            return {"repeats": which, "error": type(err).__name__, "message": str(err)}
+    return {"repeats": which, "sq": sq, "notes": notes}
+
+
+def _combine_parts(
+    plan: SelectionPlan, model_id: str, parts: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """One candidate's :func:`score_candidate` parts in repeat order: the first error (as the
+    serial loop would meet it), or the CV RMSE, its SE and the notes."""
+    ordered = sorted(parts, key=lambda p: min(p["repeats"], default=-1))
+    covered = sorted(k for p in ordered for k in p["repeats"])
+    if covered != list(range(len(plan.repeats))):
+        raise DataError(
+            f"CV parts of candidate {model_id} cover repeats {covered}, "
+            f"expected each of 0..{len(plan.repeats) - 1} once"
+        )
+    for part in ordered:
+        if "error" in part:
+            return {"error": part["error"], "message": part["message"]}
+    order = np.argsort(np.concatenate([p["repeats"] for p in ordered]), kind="stable")
+    sq = np.concatenate([np.asarray(p["sq"], float) for p in ordered])[order]
+    rmse, se = _cv_summary(sq, plan.w)
+    return {"cv_rmse": rmse, "se": se, "notes": [note for p in ordered for note in p["notes"]]}
+
+
+def finish_selection(
+    plan: SelectionPlan, scores: Mapping[str, Sequence[Mapping[str, Any]]]
+) -> FittedCorrection:
+    """The one-standard-error choice from the candidates' CV, refitted on every station.
+
+    Parameters
+    ----------
+    plan : SelectionPlan
+    scores : mapping model id -> list of :func:`score_candidate` results, for every
+        ``plan.to_score``; together a candidate's results cover each repeat once
+
+    Returns
+    -------
+    FittedCorrection
+    """
+    missing = [m for m in plan.to_score if m not in scores]
+    if missing:
+        raise DataError(f"no CV score for candidates {missing}")
+    table = {m: {**row, "notes": list(row["notes"])} for m, row in plan.table.items()}
+    if plan.cv_scheme == "none":
+        chosen = "P0"
+    else:
+        for m in plan.to_score:
+            score = _combine_parts(plan, m, scores[m])
+            if "error" in score:
+                table[m]["status"] = f"error: {score['error']}: {score['message']}"
+                logger.warning("candidate %s failed in CV: %s", m, score["message"])
                 continue
-            table[m].update(cv_rmse=rmse, se=se, status="ok", notes=notes)
+            table[m].update(
+                cv_rmse=score["cv_rmse"], se=score["se"], status="ok", notes=list(score["notes"])
+            )
         ok = [m for m in MODEL_ORDER if table[m]["status"] == "ok"]
         best = min(ok, key=lambda m: table[m]["cv_rmse"])
         threshold = table[best]["cv_rmse"] + table[best]["se"]
         chosen = next(m for m in MODEL_ORDER if m in ok and table[m]["cv_rmse"] <= threshold)
         if chosen != "P0" and not table[chosen]["cv_rmse"] < table["P0"]["cv_rmse"]:
             chosen = "P0"
-    fitted = _fit_model(chosen, xk, yk, rk, wk, scale_km, s, seed)
+    s = plan.settings
+    with _lean_numerics():
+        fitted = _fit_model(chosen, plan.x, plan.y, plan.r, plan.w, plan.scale_km, s, plan.seed)
     details: dict[str, Any] = {}
     for attr in ("kernel_", "params_"):
         if hasattr(fitted.predict, attr):
@@ -790,20 +1164,20 @@ def _select_and_fit(
     logger.info(
         "selected correction model %s (CV %s, n=%d, rejected %d)",
         chosen,
-        scheme,
-        n,
-        int(finite.sum()) - n,
+        plan.cv_scheme,
+        plan.n,
+        plan.n_finite - plan.n,
     )
     return FittedCorrection(
         model_id=chosen,
         cv_table=table,
-        cv_scheme=scheme,
-        n_train=n,
-        keep=keep,
-        origin=origin,
-        scale_km=float(scale_km),
+        cv_scheme=plan.cv_scheme,
+        n_train=plan.n,
+        keep=plan.keep,
+        origin=plan.origin,
+        scale_km=plan.scale_km,
         smoothed=chosen in TREE_MODELS,
-        hull=ConvexHull2D(xk, yk),
+        hull=ConvexHull2D(plan.x, plan.y),
         settings=s,
         _predict=fitted.predict,
         details=details,

@@ -1,5 +1,6 @@
 """Private to stage ``adjust``: the frame inputs, the station windows, the holdout split and
-the model selection (docs/science.md 3.2-3.4; steps 2-3 of the stage's module docstring).
+the plan of the model selection (docs/science.md 3.2-3.4; steps 2-4 of the stage's module
+docstring). The selections themselves run in :mod:`._adjust_select`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from ..kernels.adjust import local_coordinates_km, residuals_at_stations
 from ..models.selection import (
     FittedCorrection,
     ModelSettings,
-    select_and_fit,
+    SelectionPlan,
+    plan_selection,
     split_holdout_stations,
 )
 from ..shared import FrameStations, sample_frame_stations, station_window
 from ._adjust_correction import frame_centre
 
-__all__ = ["FrameFit", "fit_frame", "holdout_stations", "open_frame"]
+__all__ = ["FrameFit", "frame_stations", "holdout_stations", "open_frame"]
 
 # the stage's logger: messages and their filters are those of stage ``adjust``
 log = logging.getLogger("ncp_subsidence.stages.adjust")
@@ -110,6 +112,9 @@ def holdout_stations(
 class FrameFit:
     """The stations of one frame and the correction fitted to them (arrays shape (n_station,)).
 
+    Made by :func:`frame_stations` with ``plan`` set and no fit yet; :meth:`attach` adds the
+    fitted correction (and the rejected stations) once the selection has run.
+
     Attributes
     ----------
     stations : FrameStations, window medians of the Eurasia-fixed LOS velocity
@@ -118,7 +123,9 @@ class FrameFit:
     resid, rsig : ndarray, mm/yr, LOS residuals ``u . v_GNSS,EF - v_EF`` and their sigmas
     is_hold, train, test, steep, rejected : ndarray of bool
     radius, gradient_max : float, the station window (m) and the steep-gradient threshold
-    fitted : FittedCorrection or None (no training station, or every one rejected)
+    plan : SelectionPlan or None, the model selection of the training stations (None: no
+        training station, or every one rejected)
+    fitted : FittedCorrection or None (no fit yet, or none possible)
     """
 
     stations: FrameStations
@@ -135,10 +142,22 @@ class FrameFit:
     rejected: np.ndarray
     radius: float
     gradient_max: float
-    fitted: FittedCorrection | None
+    plan: SelectionPlan | None
+    fitted: FittedCorrection | None = None
+
+    def attach(self, fitted: FittedCorrection | None) -> FrameFit:
+        """Set the fitted correction of :attr:`plan` and mark the training stations it
+        rejected (all of them when there is no fit); returns self."""
+        self.fitted = fitted
+        self.rejected = np.zeros(self.train.size, dtype=bool)
+        if fitted is not None:
+            self.rejected[np.flatnonzero(self.train)[~fitted.keep]] = True
+        elif self.train.any():
+            self.rejected[self.train] = True
+        return self
 
 
-def fit_frame(
+def frame_stations(
     opts: Any,
     frame: str,
     sb: xr.Dataset,
@@ -152,7 +171,7 @@ def fit_frame(
     holdout: set[str],
 ) -> FrameFit:
     """Station windows on the Eurasia-fixed velocity ``v_ef`` (small windows only), then the
-    model selection and fit on the training stations only."""
+    plan of the model selection on the training stations only (screen and CV folds)."""
     crs = sb.attrs["crs"]
     projected = not is_geographic(crs)
     radius, gradient_max = station_window(opts, sb["x"].values, sb["y"].values, projected=projected)
@@ -187,14 +206,14 @@ def fit_frame(
     lon0, lat0 = frame_centre(sb, crs)
     xs, ys = local_coordinates_km(slon, slat, lon0, lat0)
 
-    # 3. selection and fit on the training stations only
+    # 3. the selection's plan, on the training stations only
     settings = ModelSettings(
         gp_length_bounds_km=tuple(opts.gp_length_bounds_km),
         tree_smooth_sigma_km=opts.tree_smooth_sigma_km,
     )
-    fitted: FittedCorrection | None = None
+    plan: SelectionPlan | None = None
     if train.any():
-        fitted = select_and_fit(
+        plan = plan_selection(
             xs[train],
             ys[train],
             resid[train],
@@ -208,11 +227,6 @@ def fit_frame(
             gradient_max=gradient_max,
             settings=settings,
         )
-    rejected = np.zeros(ids.size, dtype=bool)
-    if fitted is not None:
-        rejected[np.flatnonzero(train)[~fitted.keep]] = True
-    elif train.any():
-        rejected[train] = True
     return FrameFit(
         stations=st,
         sx=sx,
@@ -225,8 +239,8 @@ def fit_frame(
         train=train,
         test=test,
         steep=steep,
-        rejected=rejected,
+        rejected=np.zeros(ids.size, dtype=bool),
         radius=radius,
         gradient_max=gradient_max,
-        fitted=fitted,
+        plan=plan,
     )

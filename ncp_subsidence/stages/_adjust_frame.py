@@ -1,11 +1,16 @@
 """Private to stage ``adjust``: the lazy adjusted product of one frame (steps 1-5 of the
 stage's module docstring) and its station records.
+
+:func:`prepare_frame` builds the Eurasia-fixed velocity and samples the station windows (up to
+the selection's plan); once the frame's selection has run (:mod:`._adjust_select`),
+:func:`write_frame` applies the correction and writes the product.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,17 +22,39 @@ from ..kernels.adjust import holdout_rmse_scores
 from ..kernels.trends import decimal_year
 from ..models.selection import no_fit_attrs
 from ._adjust_correction import correction_layers, frame_common_mode
-from ._adjust_fit import FrameFit, fit_frame
+from ._adjust_fit import FrameFit, frame_stations
 from ._adjust_plate import plate_motion_los
 from ._adjust_series import compare_frame_series, json_float
 
-__all__ = ["adjust_frame"]
+__all__ = ["FramePrep", "prepare_frame", "write_frame"]
 
 # the stage's logger: messages and their filters are those of stage ``adjust``
 log = logging.getLogger("ncp_subsidence.stages.adjust")
 
 
-def adjust_frame(
+@dataclass
+class FramePrep:
+    """One frame up to its model selection (lazy arrays on the frame grid).
+
+    Attributes
+    ----------
+    pmm : xarray.DataArray (y, x), mm/yr, the referenced plate-motion LOS term
+    reference : dict, the reference point's attrs
+    t : ndarray (time,), decimal years
+    dt : xarray.DataArray (time,), years since the first date
+    v_ef : xarray.DataArray (y, x), mm/yr, Eurasia-fixed LOS velocity
+    fit : FrameFit, the stations and the selection's plan (``fit.fitted`` once selected)
+    """
+
+    pmm: xr.DataArray
+    reference: dict[str, Any]
+    t: np.ndarray
+    dt: xr.DataArray
+    v_ef: xr.DataArray
+    fit: FrameFit
+
+
+def prepare_frame(
     ctx: Any,
     frame: str,
     sb: xr.Dataset,
@@ -39,29 +66,50 @@ def adjust_frame(
     gnss_sig: np.ndarray,
     holdout: set[str],
     omega: np.ndarray,
+) -> FramePrep:
+    """Steps 1-3 of one frame: the Eurasia-fixed frame, the station windows, the holdout
+    screen and the plan of the selection on the training stations.
+
+    ``sb``, ``geo``: the frame's sbas product and LOS geometry (:func:`open_frame`); ``ids``,
+    ``slon``, ``slat``: every GNSS station; ``gnss_ef``, ``gnss_sig`` (n_station, 3) their
+    Eurasia-fixed ENU velocities and sigmas, mm/yr; ``holdout`` the held-out ids; ``omega`` the
+    plate model's Euler vector.
+    """
+    # 1. Eurasia-fixed frame, referenced to the SBAS reference point
+    pmm, reference = plate_motion_los(sb, geo, omega, frame)
+    t = decimal_year(sb["time"].values)
+    dt = xr.DataArray(t - t[0], dims="time", coords={"time": sb["time"]})
+    v_ef = sb["velocity"] - pmm
+    # 2.-3. station windows, holdout screen, the selection's plan on the training stations only
+    fit = frame_stations(
+        ctx.options, frame, sb, geo, v_ef, ids, slon, slat, gnss_ef, gnss_sig, holdout
+    )
+    return FramePrep(pmm=pmm, reference=reference, t=t, dt=dt, v_ef=v_ef, fit=fit)
+
+
+def write_frame(
+    ctx: Any,
+    frame: str,
+    sb: xr.Dataset,
+    geo: xr.Dataset,
+    prep: FramePrep,
+    ids: np.ndarray,
+    gnss_ef: np.ndarray,
     plate_record: dict[str, Any],
     series: xr.Dataset | None = None,
     series_out: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Adjust one frame: build its lazy ``adjust/<frame>`` product and write it.
+    """Steps 4-5 of one frame, once ``prep.fit`` has its fit (:meth:`FrameFit.attach`): build
+    its lazy ``adjust/<frame>`` product and write it.
 
-    ``sb``, ``geo``: the frame's sbas product and LOS geometry (:func:`open_frame`); ``ids``,
-    ``slon``, ``slat``: every GNSS station; ``gnss_ef``, ``gnss_sig`` (n_station, 3) their
-    Eurasia-fixed ENU velocities and sigmas, mm/yr; ``holdout`` the held-out ids; ``omega`` and
-    ``plate_record`` the plate model; ``series`` the GNSS up series (or None) and
+    ``plate_record`` is the plate model's attrs; ``series`` the GNSS up series (or None) and
     ``series_out`` the dict collecting each frame's ``gnss_series.json`` record.
 
     Returns the frame's station records for ``stations.json``.
     """
     opts = ctx.options
     crs = sb.attrs["crs"]
-    # 1. Eurasia-fixed frame, referenced to the SBAS reference point
-    pmm, reference = plate_motion_los(sb, geo, omega, frame)
-    t = decimal_year(sb["time"].values)
-    dt = xr.DataArray(t - t[0], dims="time", coords={"time": sb["time"]})
-    v_ef = sb["velocity"] - pmm
-    # 2.-3. station windows, holdout screen, selection and fit on the training stations only
-    fit = fit_frame(opts, frame, sb, geo, v_ef, ids, slon, slat, gnss_ef, gnss_sig, holdout)
+    pmm, t, dt, v_ef, fit = prep.pmm, prep.t, prep.dt, prep.v_ef, prep.fit
     st, fitted, train, test, rejected = fit.stations, fit.fitted, fit.train, fit.test, fit.rejected
 
     # 4. correction: small on the client, bilinear blockwise onto the frame
@@ -89,7 +137,7 @@ def adjust_frame(
         "frame": frame,
         "crs": crs,
         **plate_record,
-        **reference,
+        **prep.reference,
         "first_date": str(sb["time"].values[0]),
         "selected_model": fit_attrs["selected_model"],
         "cv_scheme": fit_attrs["cv_scheme"],

@@ -144,7 +144,8 @@ def plate_motion_los(
             "sbas/%s has no reference point attrs; plate term referenced at the centre", frame
         )
     ref_lon, ref_lat = (float(v) for v in xy_to_lonlat(crs, ref_x, ref_y))
-    ref_unit = [float(geo[c].sel(y=ref_y, x=ref_x, method="nearest").values) for c in _LOS]
+    point = geo[list(_LOS)].sel(y=ref_y, x=ref_x, method="nearest").compute()  # one compute
+    ref_unit = [float(point[c].values) for c in _LOS]
     # per-pixel plate motion needs each pixel's lon/lat: the frame's coordinates on a
     # geographic grid, computed block by block from x/y on a projected one
     lat2d, lon2d = xr.broadcast(sb["y"], sb["x"])

@@ -18,8 +18,12 @@ Per frame ``f`` of the ``sbas`` product (graph building only; the numbers live i
    ``adjust.holdout_stations``); held-out stations never enter a fit.
 4. **Model selection** on the training residuals ``r = u . v_GNSS,EF - v_EF`` (CV, one-SE rule,
    outlier and steep-gradient rejection; :func:`~ncp_subsidence.models.selection.select_and_fit`).
-   The correction is predicted small, on the client, on a coarse grid
-   (``adjust.correction_spacing_deg``) and resampled bilinearly blockwise onto the frame.
+   Every frame is planned first (station windows, screen, CV folds); the candidates' CV then
+   runs as Dask tasks on the cluster, all frames at once, each frame finished on the client
+   when its last task completes (``_adjust_select``; serially without a cluster, same
+   numbers), with a progress line every interval. The correction is predicted small, on the
+   client, on a coarse grid (``adjust.correction_spacing_deg``) and resampled bilinearly
+   blockwise onto the frame.
 5. **Apply** ``v_adj = v_EF + c``, ``d_adj(t) = d_EF(t) - m(t) + c (t - t_0)`` (linear-in-time
    correction, docs/science.md 3.2), and the vertical-only conversion ``v_U = v_adj / u_U`` (docs/science.md
    2.2: valid once the horizontal plate motion is removed). ``m(t)`` is the frame's common mode
@@ -90,8 +94,9 @@ from ..errors import DataError
 from ..pipeline import Stage, StageContext
 from ._adjust_correction import frame_common_mode
 from ._adjust_fit import holdout_stations, open_frame
-from ._adjust_frame import adjust_frame
+from ._adjust_frame import FramePrep, prepare_frame, write_frame
 from ._adjust_plate import gnss_eurasia_fixed, plate_euler_vector
+from ._adjust_select import FrameSelections
 from ._adjust_series import SERIES_HALF_WINDOW_DAYS, gnss_series
 from ._adjust_series import _days as _days  # re-exported for tests/test_gnss_series.py
 
@@ -115,6 +120,7 @@ class AdjustStage(Stage):
         frames = sorted(d for d in ctx.upstream_datasets("sbas") if d != ".")
         if not frames:
             raise DataError("the sbas product has no frame datasets; run stage 'sbas' first")
+        selections = FrameSelections(ctx.client)  # (warms the workers up for the CV)
         gnss = ctx.open("ingest", "gnss").load()
         ids = np.asarray([str(s) for s in gnss["station"].values], dtype=object)
         slon, slat = gnss["lon"].values.astype(float), gnss["lat"].values.astype(float)
@@ -128,22 +134,25 @@ class AdjustStage(Stage):
         )
         gnss_ef, gnss_sig = gnss_eurasia_fixed(gnss, omega)
         series = gnss_series(ctx)
+        # 1.-3. each frame up to its selection's plan, its CV submitted to the cluster at once;
+        # 4.-5. each frame's correction and product as soon as its selection is done
+        preps: dict[str, FramePrep] = {}
+        for f in frames:
+            preps[f] = prepare_frame(
+                ctx, f, *inputs[f], ids, slon, slat, gnss_ef, gnss_sig, holdout, omega
+            )
+            selections.submit(f, preps[f].fit.plan)
         records: dict[str, list[dict[str, Any]]] = {}
         series_records: dict[str, Any] = {}
         for f in frames:
-            sb, geo = inputs[f]
-            records[f] = adjust_frame(
+            preps[f].fit.attach(selections.result(f))
+            records[f] = write_frame(
                 ctx,
                 f,
-                sb,
-                geo,
+                *inputs[f],
+                preps[f],
                 ids,
-                slon,
-                slat,
                 gnss_ef,
-                gnss_sig,
-                holdout,
-                omega,
                 plate_record,
                 series=series,
                 series_out=series_records,
