@@ -21,6 +21,7 @@ from ..io.projection import is_geographic
 from ..kernels.adjust import holdout_rmse_scores
 from ..kernels.trends import decimal_year
 from ..models.selection import no_fit_attrs
+from ..progress import readable
 from ._adjust_correction import correction_layers, frame_common_mode
 from ._adjust_fit import FrameFit, frame_stations
 from ._adjust_plate import plate_motion_los
@@ -178,8 +179,8 @@ def write_frame(
             "adjust %s: GNSS series RMSE at %d held-out station(s) %s -> %s mm",
             frame,
             series_attrs["gnss_series_n_stations"],
-            series_attrs["gnss_series_rmse_before"],
-            series_attrs["gnss_series_rmse_after"],
+            readable(series_attrs["gnss_series_rmse_before"]),
+            readable(series_attrs["gnss_series_rmse_after"]),
         )
     out = xr.Dataset(
         {
@@ -228,8 +229,8 @@ def write_frame(
         attrs["n_gnss_train"],
         attrs["n_gnss_holdout"],
         attrs["n_gnss_rejected"],
-        scores["holdout_rmse_vertical_before"],
-        scores["holdout_rmse_vertical_after"],
+        readable(scores["holdout_rmse_vertical_before"]),
+        readable(scores["holdout_rmse_vertical_after"]),
     )
     return _station_records(fit, ids, c_st)
 
