@@ -124,7 +124,7 @@ def test_no_secret_in_anything_a_run_writes(moto, tiny_twin, tmp_path, capsys):
     with dask.config.set(scheduler="threads", num_workers=2):
         run_pipeline(load_config(path), ["discover", "ingest"])
     ok = capsys.readouterr()
-    assert "stage ingest" in ok.err  # the logs were captured
+    assert "stage 2/2 ingest: done in" in ok.err  # the logs were captured
     assert not _leaks(ok.out + ok.err)
 
     # a run that fails in a stage whose source carries the bearer token (a STAC API down)
