@@ -302,6 +302,46 @@ def test_groundwater_water_balance_closes():
     np.testing.assert_array_equal(gwsa, twsa - smsa - swesa - cwsa)
 
 
+def _reference_time_mean(x, select):
+    """The plain formulation: NaN-aware mean over the selected months, float64."""
+    sub = np.asarray(x, dtype=np.float64)[select]
+    valid = np.isfinite(sub)
+    count = valid.sum(axis=0)
+    total = np.where(valid, sub, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_water_balance_anomalies_equal_the_plain_formulas_bit_for_bit(dtype):
+    rng = np.random.default_rng(21)
+    cubes = [(rng.normal(size=(N_T, 6, 7)) * s + 300).astype(dtype) for s in (100, 50, 3, 0.5)]
+    cubes[0][5:9] = np.nan  # a gap in every cell
+    cubes[1][:, 0, 0] = np.nan  # a cell with no data
+    cubes[2][rng.random(cubes[2].shape) < 0.1] = np.nan
+    base = np.zeros(N_T, dtype=bool)
+    base[3:40] = True
+    terms = [c.astype(np.float64) - _reference_time_mean(c, base) for c in cubes]
+    gwsa = ds.groundwater_storage_anomaly(*terms)
+    for out_dtype in (np.float32, np.float64):
+        out = ds.water_balance_anomalies(*cubes, base, dtype=out_dtype)
+        assert out.shape == (5, *cubes[0].shape) and out.dtype == out_dtype
+        for got, want in zip(out, [*terms, gwsa], strict=True):
+            np.testing.assert_array_equal(got, want.astype(out_dtype))
+    only = ds.water_balance_anomalies(*cubes, base, terms=("gwsa", "swesa"), dtype=np.float64)
+    np.testing.assert_array_equal(only[0], gwsa)
+    np.testing.assert_array_equal(only[1], terms[2])
+    month = np.arange(N_T) % 12 + 1
+    for c, term in zip(cubes, terms, strict=True):
+        np.testing.assert_array_equal(ds.anomaly(c, base), term)
+        clim = ds.monthly_climatology(c, month, base)
+        for m in range(1, 13):
+            sel = base & (month == m)
+            np.testing.assert_array_equal(clim[m - 1], _reference_time_mean(c, sel))
+    with pytest.raises(ValueError, match="unknown"):
+        ds.water_balance_anomalies(*cubes, base, terms=("tws",))
+
+
 # ---------------------------------------------------------------- block invariance
 
 

@@ -196,6 +196,26 @@ def test_gwsa_water_balance_closes_on_one_baseline():
     np.testing.assert_allclose(res.smsa.values, kds.anomaly(sm.values, base), rtol=1e-14)
 
 
+def test_gwsa_water_balance_equals_the_kernel_terms_and_computes_only_what_is_asked():
+    coarse, fine = _coarse(14), _fine(15)
+    twsa = hydro.downscale_twsa(coarse, fine, land_mask=_land(fine), chunk_cells=10)
+    rng = np.random.default_rng(16)
+    sm, swe, cw = (
+        fine.copy(data=(rng.normal(size=fine.shape) * s + 100).astype(np.float32))
+        for s in (40, 2, 0.3)
+    )
+    out = hydro.gwsa_water_balance(twsa, sm, swe, cw, baseline="2017-01/2019-12")
+    base = kds.baseline_mask(TIMES, "2017-01", "2019-12")
+    want = kds.water_balance_anomalies(twsa.values, sm.values, swe.values, cw.values, base)
+    for name, expected in zip(("twsa", "smsa", "swesa", "cwsa", "gwsa"), want, strict=True):
+        assert out[name].dtype == np.float32 and out[name].dims == ("time", "lat", "lon")
+        assert out[name].chunks == twsa.chunks
+        np.testing.assert_array_equal(out[name].values, expected)
+    # the gwsa graph holds no task of the other terms (they are culled when not written)
+    graph = out.gwsa.data.__dask_graph__()
+    assert not any(out[n].data.name in graph.layers for n in ("twsa", "smsa", "swesa", "cwsa"))
+
+
 # ---------------------------------------------------------------- trends
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "ratio_weights",
     "spherical_cell_area_m2",
     "volume_fraction_to_mm",
+    "water_balance_anomalies",
 ]
 
 #: Authalic sphere radius for cell areas, m (docs/science.md, global conventions).
@@ -168,11 +169,22 @@ def baseline_mask(
 
 
 def _time_mean(x: np.ndarray, select: np.ndarray) -> np.ndarray:
-    """NaN-aware mean over the selected entries of axis 0; NaN where none is valid."""
-    sub = x[select]
-    valid = np.isfinite(sub)
-    count = valid.sum(axis=0)
-    total = np.where(valid, sub, 0.0).sum(axis=0)
+    """NaN-aware mean over the selected entries of axis 0; NaN where none is valid, float64.
+
+    Summed one selected slice after the other in float64 (the order of ``sum(axis=0)``), so no
+    float64 copy of the whole selection is formed; ``x`` may be of any float dtype.
+    """
+    shape = x.shape[1:]
+    total = np.zeros(shape)
+    count = np.zeros(shape, dtype=np.intp)
+    value = np.empty(shape)
+    valid = np.empty(shape, dtype=bool)
+    for t in np.flatnonzero(select):
+        np.copyto(value, x[t])
+        np.isfinite(value, out=valid)
+        count += valid
+        np.copyto(value, 0.0, where=~valid)
+        total += value
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
@@ -196,6 +208,63 @@ def anomaly(x: np.ndarray, in_baseline: np.ndarray, axis: int = 0) -> np.ndarray
     return np.moveaxis(out, 0, axis)
 
 
+def water_balance_anomalies(
+    twsa: np.ndarray,
+    smsa: np.ndarray,
+    swesa: np.ndarray,
+    cwsa: np.ndarray,
+    in_baseline: np.ndarray,
+    *,
+    terms: Sequence[str] = ("twsa", "smsa", "swesa", "cwsa", "gwsa"),
+    dtype: np.dtype | type = np.float32,
+) -> np.ndarray:
+    """Anomalies of the four storages on one baseline and GWSA (Eq. 10), time on axis 0.
+
+    The same numbers as :func:`anomaly` of each storage and
+    :func:`groundwater_storage_anomaly` of the four anomalies, in float64, then cast to
+    ``dtype``; computed one month at a time, so no float64 cube is formed.
+
+    Parameters
+    ----------
+    twsa, smsa, swesa, cwsa : ndarray, shape (n_time, ...), mm, same shape
+        Storages (absolute or anomalies; any float dtype).
+    in_baseline : ndarray of bool, shape (n_time,)
+    terms : sequence of {"twsa", "smsa", "swesa", "cwsa", "gwsa"}
+        The outputs, in this order.
+    dtype
+        Output dtype.
+
+    Returns
+    -------
+    ndarray, shape (len(terms), n_time, ...), ``dtype``
+    """
+    names = ("twsa", "smsa", "swesa", "cwsa")
+    inputs = dict(zip(names, (twsa, smsa, swesa, cwsa), strict=True))
+    unknown = set(terms) - {*names, "gwsa"}
+    if unknown:
+        raise ValueError(f"unknown water-balance terms {sorted(unknown)}")
+    needed = names if "gwsa" in terms else tuple(n for n in names if n in terms)
+    in_baseline = np.asarray(in_baseline, dtype=bool)
+    means = {n: _time_mean(inputs[n], in_baseline) for n in needed}
+    shape = np.shape(inputs[needed[0]])
+    out = np.empty((len(terms), *shape), dtype=dtype)
+    slot = {n: i for i, n in enumerate(terms)}
+    anom = {n: np.empty(shape[1:]) for n in needed}
+    gwsa = np.empty(shape[1:])
+    for t in range(shape[0]):
+        for n in needed:
+            np.copyto(anom[n], inputs[n][t])
+            anom[n] -= means[n]
+            if n in slot:
+                out[slot[n], t] = anom[n]
+        if "gwsa" in slot:
+            np.subtract(anom["twsa"], anom["smsa"], out=gwsa)
+            gwsa -= anom["swesa"]
+            gwsa -= anom["cwsa"]
+            out[slot["gwsa"], t] = gwsa
+    return out
+
+
 def monthly_climatology(x: np.ndarray, month: np.ndarray, in_baseline: np.ndarray) -> np.ndarray:
     """Mean over the baseline years for each calendar month (Huang et al. 2025, Eq. 6 and 7).
 
@@ -212,7 +281,7 @@ def monthly_climatology(x: np.ndarray, month: np.ndarray, in_baseline: np.ndarra
     -------
     ndarray, shape (12, ...), mm; NaN for a calendar month with no valid baseline value.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
     month = np.asarray(month)
     in_baseline = np.asarray(in_baseline, dtype=bool)
     out = np.full((12, *x.shape[1:]), np.nan)
@@ -541,8 +610,10 @@ def _interpolate_masked(
     """Interpolate a coarse field with NaN: NaN cells enter as 0; children of NaN cells are NaN."""
     finite = np.isfinite(field)
     fine = interpolate_separable(np.where(finite, field, 0.0), m_lat, m_lon, ratio)
-    parent_ok = finite[:, parent_lat][:, :, parent_lon]
-    return np.where(parent_ok, fine, np.nan)
+    if not finite.all():
+        parent_ok = finite[:, parent_lat][:, :, parent_lon]
+        np.copyto(fine, np.nan, where=~parent_ok)
+    return fine
 
 
 def _conserve(
@@ -623,7 +694,9 @@ def downscale(
     Huang et al. 2025, Eq. 6-9; docs/science.md 5.3-5.5.
     """
     tg = np.asarray(tg, dtype=np.float64)
-    tf = np.asarray(tf, dtype=np.float64)
+    tf = np.asarray(tf)  # converted to float64 month by month where it is used
+    if not np.issubdtype(tf.dtype, np.floating):
+        tf = tf.astype(np.float64)
     month = np.asarray(month)
     in_baseline = np.asarray(in_baseline, dtype=bool)
     parent_lat = np.asarray(parent_lat, dtype=np.intp)
@@ -636,9 +709,12 @@ def downscale(
         tg_clim = monthly_climatology(tg, month, in_baseline)  # Eq. 6
         tf_clim = monthly_climatology(tf, month, in_baseline)  # Eq. 7
         deviation = monthly_deviation(values, month, tg_clim)  # Eq. 8
-        td = tf_clim[month - 1] + _interpolate_masked(  # Eq. 9
-            deviation, m_lat, m_lon, parent_lat, parent_lon, ratio
-        )
+        # Eq. 9, TF_m + f(E), summed in place month by month (no further float64 cube)
+        td = _interpolate_masked(deviation, m_lat, m_lon, parent_lat, parent_lon, ratio)
+        for t, m in enumerate(month):
+            td[t] += tf_clim[m - 1]
+        np.copyto(td, np.nan, where=~(cell_weight > 0))
+        return td
     elif mode in ("ratio", "remove_restore"):
         parent = values[:, parent_lat[::ratio]][:, :, parent_lon[::ratio]]
         smooth = _interpolate_masked(values, m_lat, m_lon, parent_lat, parent_lon, ratio)

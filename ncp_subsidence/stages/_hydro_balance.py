@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 
@@ -20,11 +21,19 @@ __all__ = ["gwsa_water_balance", "trend_dataset"]
 
 
 def _balance_block(
-    twsa: np.ndarray, sm: np.ndarray, swe: np.ndarray, cw: np.ndarray, *, in_baseline, dtype
-) -> tuple[np.ndarray, ...]:
-    terms = [kds.anomaly(x, in_baseline, axis=-1) for x in (twsa, sm, swe, cw)]
-    gwsa = kds.groundwater_storage_anomaly(*terms)
-    return tuple(x.astype(dtype, copy=False) for x in (*terms, gwsa))
+    twsa: np.ndarray,
+    sm: np.ndarray,
+    swe: np.ndarray,
+    cw: np.ndarray,
+    *,
+    in_baseline,
+    term,
+    out_dtype,
+) -> np.ndarray:
+    out = kds.water_balance_anomalies(
+        twsa, sm, swe, cw, in_baseline, terms=(term,), dtype=out_dtype
+    )
+    return out[0]
 
 
 def gwsa_water_balance(
@@ -73,16 +82,28 @@ def gwsa_water_balance(
     chunks = {"time": -1}
     if arrays[0].chunks is not None:
         chunks.update({d: c for d, c in arrays[0].chunksizes.items() if d in _SPATIAL})
-    arrays = [a.drop_vars("filled_flag", errors="ignore").chunk(chunks) for a in arrays]
-    outputs = xr.apply_ufunc(
-        _balance_block,
-        *arrays,
-        input_core_dims=[["time"]] * 4,
-        output_core_dims=[["time"]] * 5,
-        dask="parallelized",
-        output_dtypes=[np.dtype(dtype)] * 5,
-        kwargs={"in_baseline": in_baseline, "dtype": np.dtype(dtype)},
-    )
+    arrays = [
+        a.drop_vars("filled_flag", errors="ignore").transpose("time", *_SPATIAL).chunk(chunks)
+        for a in arrays
+    ]
+    # one task per term and chunk, in the cubes' own (time, lat, lon) layout (no transposes);
+    # a term that is not written is not computed (gwsa computes the four anomalies it needs)
+    layout = "tyx"
+    inputs = [x for a in arrays for x in (a.data, layout)]
+    outputs = [
+        da.blockwise(
+            _balance_block,
+            layout,
+            *inputs,
+            dtype=np.dtype(dtype),
+            meta=np.empty((0, 0, 0), dtype=dtype),
+            in_baseline=in_baseline,
+            term=term,
+            out_dtype=np.dtype(dtype),
+        )
+        for term in ("twsa", "smsa", "swesa", "cwsa", "gwsa")
+    ]
+    template = arrays[0]
     names = {
         "twsa": "terrestrial water storage anomaly",
         "smsa": "soil moisture storage anomaly (0-2 m)",
@@ -92,8 +113,11 @@ def gwsa_water_balance(
     }
     result = xr.Dataset(
         {
-            name: out.transpose("time", *_SPATIAL).assign_attrs(
-                units="mm", long_name=long_name, baseline=str(baseline)
+            name: xr.DataArray(
+                out,
+                dims=("time", *_SPATIAL),
+                coords=template.coords,
+                attrs={"units": "mm", "long_name": long_name, "baseline": str(baseline)},
             )
             for (name, long_name), out in zip(names.items(), outputs, strict=True)
         }
@@ -111,6 +135,10 @@ def gwsa_water_balance(
 
 def _trend_block(y: np.ndarray, **kwargs) -> np.ndarray:
     dtype = kwargs.pop("dtype")
+    # the block is a (lat, lon, time) view of a (time, lat, lon) chunk: one transposing copy
+    # into float64 series that are contiguous in time (the kernels' layout) instead of
+    # strided reads of every series
+    y = np.ascontiguousarray(y, dtype=np.float64)
     return ktr.trend_statistics(y, **kwargs).astype(dtype, copy=False)
 
 
