@@ -200,19 +200,31 @@ def load_items(
     With ``config``, asset URLs saved without their credential get it back from the config
     (:func:`ncp_subsidence.io.stac.restore_credentials`); without, they stay masked (``***``).
     """
+    data = _saved_items(store, name, version)
+    items = list(pystac.ItemCollection.from_dict(data, preserve_dict=False))  # ours: no copy
+    if config is None:
+        return items
+    return restore_credentials(items, _configured(config, name), name)
+
+
+def _saved_items(store: Any, name: str, version: str | None) -> dict:
+    """The ItemCollection dict a run's discovery saved for ``name`` (current version if None)."""
     if version is None:
         record = store.record("discover")
         if record is None:
             raise DataError("no discovery has completed in this store; run stage 'discover' first")
         version = record.version
     try:
-        data = json.loads(store.read_file(f"discover/{version}/catalog/{name}.json"))
+        return json.loads(store.read_file(f"discover/{version}/catalog/{name}.json"))
     except FileNotFoundError as err:
         raise DataError(f"discovery saved no items for source {name!r}") from err
-    items = list(pystac.ItemCollection.from_dict(data))
-    if config is None:
-        return items
-    return restore_credentials(items, _configured(config, name), name)
+
+
+def item_bboxes(store: Any, name: str) -> list[list[float]]:
+    """The ``bbox`` of each item the current discovery saved for ``name`` (items without one
+    skipped), read from the saved JSON without building the items."""
+    data = _saved_items(store, name, None)
+    return [f["bbox"] for f in data.get("features", []) if f.get("bbox")]
 
 
 def _configured(config: Config, name: str) -> SourceOptions | None:

@@ -188,3 +188,36 @@ def test_tenv3_bad_files(tmp_path):
     twice.write_text("\n".join([rows[1], rows[1]]) + "\n")
     with pytest.raises(DataError, match="1995-05-19 twice"):
         read_tenv3(str(twice))
+
+
+def test_tenv3_column_reader_equals_the_line_reader(tmp_path):
+    """The C column reader gives the line parser's bits on the real file; files it cannot read
+    cleanly (comments, lower-case months, a bad date, a missing field) go to the line parser,
+    so the result or the error is the one it always was."""
+    from ncp_subsidence.io.products import tenv3
+
+    text = TENV3.read_text()
+    fast = tenv3._parse_columns(text)
+    slow = tenv3._parse_lines(text, str(TENV3))
+    assert fast is not None
+    assert fast[0] == slow[0]
+    np.testing.assert_array_equal(fast[1], slow[1])
+    np.testing.assert_array_equal(fast[2], slow[2])
+    assert fast[3].tobytes() == slow[3].tobytes()
+    rows = text.splitlines()
+    # a month in lower case: the same days as the line parser
+    lower = "\n".join([rows[1], rows[2].replace("95MAY20", "95may20")]) + "\n"
+    np.testing.assert_array_equal(tenv3._parse_columns(lower)[1], tenv3._parse_lines(lower, "x")[1])
+    for bad in (
+        "# a comment\n" + "\n".join(rows[1:4]) + "\n",
+        "\n".join([rows[1], rows[2].replace("95MAY20", "95MAY32")]) + "\n",
+        "\n".join([rows[1], rows[2].replace("95MAY20", "95XYZ20")]) + "\n",
+        "\n".join([rows[1], " ".join(rows[2].split()[:22])]) + "\n",
+        "\n".join([rows[1], rows[2].replace(" 0.721752 ", " nan ")]) + "\n",
+    ):
+        assert tenv3._parse_columns(bad) is None
+    # the line parser keeps naming the malformed line
+    bad_day = tmp_path / "day.tenv3"
+    bad_day.write_text("\n".join([rows[0], rows[1], rows[2].replace("95MAY20", "95MAY32")]) + "\n")
+    with pytest.raises(DataError, match="line 3 does not parse"):
+        read_tenv3(str(bad_day))

@@ -19,7 +19,7 @@ from .. import __version__
 from ..config import redacted_dump
 from ..io.remote import fsspec_options, retrying
 from ..io.stac import choose_asset, items_digest
-from ..sources import load_items, source_names
+from ..sources import item_bboxes, source_names
 
 log = logging.getLogger("ncp_subsidence.stages.ingest")
 
@@ -118,7 +118,7 @@ def _frame_boxes(ctx: Any) -> list[tuple[float, float, float, float]]:
     for name in source_names(ctx.store):
         if not name.startswith("interferograms/"):
             continue
-        bbs = [i.bbox for i in load_items(ctx.store, name) if i.bbox]
+        bbs = item_bboxes(ctx.store, name)
         if bbs:
             a = np.asarray(bbs, dtype=float)
             boxes.append((a[:, 0].min(), a[:, 1].min(), a[:, 2].max(), a[:, 3].max()))

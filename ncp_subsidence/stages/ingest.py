@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import xarray as xr
@@ -98,10 +99,21 @@ class IngestStage(Stage):
     def run(self, ctx: StageContext) -> None:
         opts = ctx.options
         names = source_names(ctx.store)
-        for name in [n for n in names if n.startswith("interferograms/")]:
-            self._ingest_frame(
-                ctx, name.split("/", 1)[1], load_items(ctx.store, name, config=ctx.config), opts
-            )
+        # The frames are read and written by the cluster while this process mostly waits; the
+        # hydrology, factor and GNSS files are opened and parsed here. One thread does those
+        # meanwhile, so their reading (slow over the network) overlaps the frames' tasks.
+        with ThreadPoolExecutor(1, thread_name_prefix="ingest-tables") as pool:
+            tables = pool.submit(self._ingest_tables, ctx, names)
+            for name in [n for n in names if n.startswith("interferograms/")]:
+                self._ingest_frame(
+                    ctx, name.split("/", 1)[1], load_items(ctx.store, name, config=ctx.config), opts
+                )
+            tables.result()
+        # the record lists the datasets as a sequential run does: frames, then the rest
+        ctx.datasets.sort(key=lambda d: not d.startswith("ifg/"))
+
+    def _ingest_tables(self, ctx: Any, names: list[str]) -> None:
+        """Hydrology, factors, GNSS velocities and series (every source but the frames)."""
         ingest_hydro(ctx, names)
         ingest_factors(ctx, names)
         if "gnss" in names:

@@ -19,6 +19,7 @@ integer and fractional parts separately (no loss of sub-millimetre precision).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 
@@ -58,6 +59,87 @@ def _day(code: str, decimal_year: float) -> np.datetime64:
     return np.datetime64(f"{year:04d}-{month:02d}-{day:02d}", "D")
 
 
+def _parse_lines(text: str, href: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Sites, days (datetime64[D]), integer metres (n, 3) and the other numbers (n, 16) of the
+    position lines, one line at a time: a malformed line is named by its number."""
+    sites: list[str] = []
+    days: list[np.datetime64] = []
+    ints: list[tuple[int, int, int]] = []
+    numbers: list[list[float]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0].lower() == "site" or line.lstrip().startswith("#"):
+            continue
+        if len(parts) != len(TENV3_COLUMNS):
+            raise DataError(
+                f"tenv3 file {href} line {number} has {len(parts)} fields; expected "
+                f"{len(TENV3_COLUMNS)} ({' '.join(TENV3_COLUMNS)})"
+            )
+        try:
+            decimal_year = float(parts[2])
+            days.append(_day(parts[1], decimal_year))
+            ints.append((int(parts[7]), int(parts[9]), int(parts[11])))
+            numbers.append(
+                [decimal_year, float(parts[3]), float(parts[6]), float(parts[8]), float(parts[10]),
+                 float(parts[12]), *map(float, parts[13:])]
+            )  # fmt: skip
+        except ValueError as err:
+            raise DataError(f"tenv3 file {href} line {number} does not parse: {err}") from err
+        sites.append(parts[0])
+    return (
+        sites,
+        np.asarray(days, dtype="datetime64[D]"),
+        np.asarray(ints, dtype=np.int64).reshape(-1, 3),
+        np.asarray(numbers, dtype=np.float64).reshape(-1, 16),
+    )
+
+
+def _parse_columns(text: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`_parse_lines`' result for a clean file, read by numpy's C ``loadtxt`` (about 8x
+    faster than splitting lines in Python, with the same float bits: checked on NGL's LHAS);
+    None where any line needs the line-by-line parser (a comment, a wrong field count, a
+    non-number, a missing value, a malformed date), which then names the line or reads it
+    exactly as before."""
+    if "#" in text:
+        return None
+    body = text.lstrip()
+    first = body.split(None, 1)
+    if not first:
+        return None
+    skip = 1 if first[0].lower() == "site" else 0
+    dtype = [("site", "U32"), ("date", "S8")] + [
+        (f"c{i}", "i8" if i in (7, 9, 11) else "f8") for i in range(2, len(TENV3_COLUMNS))
+    ]
+    try:
+        table = np.loadtxt(io.StringIO(body), dtype=dtype, skiprows=skip, comments=None, ndmin=1)
+    except ValueError:
+        return None
+    whole = np.stack([table["c7"], table["c9"], table["c11"]], axis=1)
+    num = np.stack([table[f"c{i}"] for i in (2, 3, 6, 8, 10, 12, *range(13, 23))], axis=1)
+    if not table.size or not np.isfinite(num).all() or np.char.str_len(table["site"]).max() >= 32:
+        return None
+    # YYMMMDD as bytes: two digits, three letters, two digits, nothing after
+    code = np.ascontiguousarray(table["date"]).view(np.uint8).reshape(-1, 8)
+    digits = code[:, [0, 1, 5, 6]].astype(np.int64) - ord("0")
+    letters = code[:, 2:5].astype(np.int64) & ~0x20  # upper case
+    key = (letters[:, 0] << 16) | (letters[:, 1] << 8) | letters[:, 2]
+    names = np.array([(ord(m[0]) << 16) | (ord(m[1]) << 8) | ord(m[2]) for m in _MONTHS])
+    order = np.argsort(names)
+    pos = np.minimum(np.searchsorted(names[order], key), len(names) - 1)
+    if code[:, 7].any() or (names[order][pos] != key).any() or ((digits < 0) | (digits > 9)).any():
+        return None
+    month = order[pos] + 1  # 1..12
+    yy = digits[:, 0] * 10 + digits[:, 1]
+    day = digits[:, 2] * 10 + digits[:, 3]
+    year = yy + 100 * np.round((num[:, 0] - yy) / 100.0).astype(np.int64)
+    start = ((year - 1970) * 12 + month - 1).astype("datetime64[M]")
+    length = ((start + 1).astype("datetime64[D]") - start.astype("datetime64[D]")).astype(int)
+    if ((day < 1) | (day > length)).any():
+        return None
+    days = start.astype("datetime64[D]") + (day - 1).astype("timedelta64[D]")
+    return table["site"].tolist(), days, whole, num
+
+
 def read_tenv3(href: str, storage_options: dict | None = None) -> xr.Dataset:
     """Read one station's NGL ``.tenv3`` daily position series.
 
@@ -90,51 +172,25 @@ def read_tenv3(href: str, storage_options: dict | None = None) -> xr.Dataset:
     url = href[len("file://") :] if href.startswith("file://") else href
     try:
         with fsspec.open(url, "rt", **(storage_options or {})) as f:
-            lines = f.read().splitlines()
+            text = f.read()
     except FileNotFoundError as err:
         raise DataError(f"tenv3 file {href} not found") from err
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"cannot read tenv3 file {href}: {err}") from err
-    sites: list[str] = []
-    days: list[np.datetime64] = []
-    ints: list[tuple[int, int, int]] = []
-    numbers: list[list[float]] = []
-    for number, line in enumerate(lines, 1):
-        parts = line.split()
-        if not parts or parts[0].lower() == "site" or line.lstrip().startswith("#"):
-            continue
-        if len(parts) != len(TENV3_COLUMNS):
-            raise DataError(
-                f"tenv3 file {href} line {number} has {len(parts)} fields; expected "
-                f"{len(TENV3_COLUMNS)} ({' '.join(TENV3_COLUMNS)})"
-            )
-        try:
-            decimal_year = float(parts[2])
-            days.append(_day(parts[1], decimal_year))
-            ints.append((int(parts[7]), int(parts[9]), int(parts[11])))
-            numbers.append(
-                [decimal_year, float(parts[3]), float(parts[6]), float(parts[8]), float(parts[10]),
-                 float(parts[12]), *map(float, parts[13:])]
-            )  # fmt: skip
-        except ValueError as err:
-            raise DataError(f"tenv3 file {href} line {number} does not parse: {err}") from err
-        sites.append(parts[0])
-    if not days:
+    parsed = _parse_columns(text) or _parse_lines(text, href)
+    sites, days, whole, num = parsed
+    if not len(days):
         raise DataError(f"tenv3 file {href} holds no position line")
     if len(set(sites)) > 1:
         raise DataError(
             f"tenv3 file {href} holds several stations {sorted(set(sites))}; give one file per "
             "station"
         )
-    num = np.asarray(numbers, dtype=np.float64)
     (
         decimal_year, mjd, reflon, east_f, north_f, up_f, antenna,
         sig_e, sig_n, sig_u, corr_en, corr_eu, corr_nu, lat, lon, height,
     ) = num.T  # fmt: skip
-    whole = np.asarray(ints, dtype=np.int64)
-    time = np.asarray(days, dtype="datetime64[D]").astype("datetime64[ns]") + np.timedelta64(
-        12, "h"
-    )
+    time = days.astype("datetime64[ns]") + np.timedelta64(12, "h")
     # the decimal year is written with 4 decimals (0.0001 yr = 0.9 h): check the date against it
     implied = 2000.0 + (time - _J2000_NOON).astype(np.float64) / _NS_PER_JULIAN_YEAR
     off = np.abs(implied - decimal_year)
