@@ -203,3 +203,24 @@ def test_write_catalog_href_forms_and_errors(tmp_path):
         write_catalog([], tmp_path / "x", collection_id="c", title="t", description="d")
     with pytest.raises(DataError, match="more than once"):
         write_catalog([item, item], tmp_path / "x", collection_id="c", title="t", description="d")
+
+
+def test_zip_members_on_the_network_are_remote_reads():
+    """A HyP3 zip on S3 or HTTPS is read over the network, like a plain remote file: it gets the
+    remote GDAL options (retries, timeouts, no cached failure of the archive itself)."""
+    from ncp_subsidence.io.readers import _is_remote, _network_file, _open_env
+
+    remote = {
+        "file:///vsizip//vsis3/bucket/hyp3/P.zip/P/P_unw_phase.tif": "/vsis3/bucket/hyp3/P.zip",
+        "/vsizip/vsis3/bucket/P.zip/P/P_corr.tif": "/vsis3/bucket/P.zip",
+        "/vsizip/vsicurl/https://example.org/P.zip/P/P_unw.tif": "/vsicurl/https://example.org/P.zip",
+        "s3://bucket/x.tif": "/vsis3/bucket/x.tif",
+        "https://example.org/x.tif": "/vsicurl/https://example.org/x.tif",
+    }
+    for href, fetched in remote.items():
+        assert _is_remote(href), href
+        assert _network_file(href) == fetched
+        env = _open_env(href, None, 2)
+        assert env.options["CPL_VSIL_CURL_NON_CACHED"] == fetched
+    for local in ("/vsizip//data/P.zip/P/P_unw.tif", "file:///data/x.tif", "/data/x.tif"):
+        assert not _is_remote(local), local

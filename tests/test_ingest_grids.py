@@ -458,3 +458,39 @@ def test_lattice_reads_in_pair_blocks_equal_rasterio_and_stackstac(
     ).compute()
     np.testing.assert_array_equal(phase, old[:, 0])
     np.testing.assert_array_equal(coherence, old[:, 1])
+
+
+def test_sized_chunks_are_whole_tiles_of_the_files(tmp_path):
+    """Sized chunks round to whole tiles of the files (a window cutting tiles decodes each cut
+    tile again); configured chunks, strips and unknown blocks are left as sized."""
+    from ncp_subsidence.config import IngestOptions
+    from ncp_subsidence.io.readers import raster_block
+    from ncp_subsidence.stages.ingest import spatial_chunks
+
+    opts = IngestOptions()  # chunk_mb 128
+    assert spatial_chunks(673, opts) == (208, 208)  # the large preset's frames, untiled sizing
+    assert spatial_chunks(673, opts, block=(256, 256)) == (256, 256)
+    assert spatial_chunks(111, opts, block=(256, 256)) == (512, 512)  # 544 -> two tiles
+    assert spatial_chunks(100_000, opts, block=(512, 512)) == (512, 512)  # at least one tile
+    assert spatial_chunks(673, opts, block=(1, 800)) == (208, 208)  # strips: as sized
+    assert spatial_chunks(673, opts, block=None) == (208, 208)
+    fixed = IngestOptions(chunk_y=100, chunk_x=120)
+    assert spatial_chunks(673, fixed, block=(256, 256)) == (100, 120)
+    # the block comes from the file: tiled and stripped GeoTIFFs, a missing file
+    data = np.zeros((600, 700), np.float32)
+    for name, extra, block in (
+        ("tiled.tif", {"tiled": True, "blockxsize": 128, "blockysize": 128}, (128, 128)),
+        ("strips.tif", {}, None),
+    ):
+        path = tmp_path / name
+        with rasterio.open(
+            path, "w", driver="GTiff", width=700, height=600, count=1, dtype="float32",
+            crs="EPSG:4326", transform=from_origin(116.0, 40.0, 0.01, 0.01), **extra,
+        ) as dst:  # fmt: skip
+            dst.write(data, 1)
+        got = raster_block(str(path))
+        if block is not None:
+            assert got == block
+        else:
+            assert got[1] == 700 and got[0] < 600  # strips span the width
+    assert raster_block(str(tmp_path / "missing.tif")) is None

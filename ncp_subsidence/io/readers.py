@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -42,6 +43,7 @@ __all__ = [
     "read_onto_grid",
     "read_raster",
     "read_raster_on_grid",
+    "raster_block",
     "unique_pairs",
 ]
 
@@ -74,8 +76,30 @@ def _href(asset: pystac.Asset) -> str:
     return href
 
 
+#: GDAL virtual file systems that read over the network (alone or inside /vsizip/ and kin)
+_REMOTE_VSI = re.compile(r"/vsi(?:s3|curl|gs|az|adls|oss|swift|webhdfs|hdfs)(?:_streaming)?/")
+
+#: Where an archive's path ends inside a nested GDAL path (``/vsizip//vsis3/b/P.zip/member``)
+_ARCHIVE_END = re.compile(r"(?<=\.zip)/|(?<=\.tar)/|(?<=\.tgz)/|(?<=\.tar\.gz)/", re.IGNORECASE)
+
+
 def _is_remote(href: str) -> bool:
-    return href.startswith(("http://", "https://", "s3://"))
+    """Whether ``href`` is read over the network: an http(s)/s3 URL, or a GDAL path through a
+    network file system, nested ones included (a HyP3 zip on S3: ``/vsizip//vsis3/...``)."""
+    if href.startswith(("http://", "https://", "s3://")):
+        return True
+    path = _rasterio_path(href)
+    return path.startswith("/vsi") and _REMOTE_VSI.search(path) is not None
+
+
+def _network_file(href: str) -> str:
+    """The GDAL path of the file fetched over the network for ``href`` (the archive of a
+    member), the prefix GDAL's ``CPL_VSIL_CURL_NON_CACHED`` takes."""
+    path = _rasterio_path(href)
+    found = _REMOTE_VSI.search(path)
+    if found is None or found.start() == 0:
+        return path
+    return _ARCHIVE_END.split(path[found.start() :], maxsplit=1)[0]
 
 
 def _open_env(href: str, headers: Any, retries: int, *, single_try: bool = True) -> Any:
@@ -92,7 +116,7 @@ def _open_env(href: str, headers: Any, retries: int, *, single_try: bool = True)
         return contextlib.nullcontext()
     options = gdal_options(href, headers, retries=0 if single_try else retries)
     if single_try:
-        options["CPL_VSIL_CURL_NON_CACHED"] = _rasterio_path(href)
+        options["CPL_VSIL_CURL_NON_CACHED"] = _network_file(href)
     return rasterio.Env(**options)
 
 
@@ -105,6 +129,27 @@ def _rasterio_path(href: str) -> str:
     if href.startswith(("http://", "https://")):
         return "/vsicurl/" + href
     return href
+
+
+def raster_block(href: str, *, headers: Any = None, retries: int = 4) -> tuple[int, int] | None:
+    """The internal block (tile or strip) of band 1 of a raster, ``(rows, columns)``.
+
+    A window that cuts through a tile decodes the whole tile, so windows aligned to the tiles
+    are the cheap ones (on a 1500 x 800 COG of 256 x 256 tiles, reading it by 208 x 208
+    windows costs 8x reading it by 256 x 256 ones). None when the file cannot be opened: the
+    reader's own checks name it later.
+    """
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    path = _rasterio_path(href)
+    env = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"} if path.startswith("/vsi") else {}
+    try:
+        with _open_env(href, headers, retries), rasterio.Env(**env), rasterio.open(path) as src:
+            rows, cols = src.block_shapes[0]
+    except (RasterioIOError, OSError, IndexError):
+        return None
+    return int(rows), int(cols)
 
 
 #: Grids whose origins differ by an integer number of pixels within this many pixels share a

@@ -16,18 +16,28 @@ import xarray as xr
 from ..errors import DataError
 from ..io.cube import SCHEMAS, with_crs
 from ..io.products import ifg_adapter
-from ..io.readers import Grid, frame_grid, read_ifg_stack
+from ..io.readers import Grid, frame_grid, raster_block, read_ifg_stack
 from ..io.stac import item_interval, items_digest
 from ._ingest_items import _provenance
 
 log = logging.getLogger("ncp_subsidence.stages.ingest")
 
 
-def spatial_chunks(n_pair: int, options: Any, itemsize: int = 4) -> tuple[int, int]:
+def spatial_chunks(
+    n_pair: int, options: Any, itemsize: int = 4, block: tuple[int, int] | None = None
+) -> tuple[int, int]:
     """Spatial chunk (y, x) of a (pair, y, x) cube: the configured one, or square chunks holding
-    about ``chunk_mb`` MB with the whole pair axis (a multiple of 16, between 64 and 2048)."""
+    about ``chunk_mb`` MB with the whole pair axis (a multiple of 16, between 64 and 2048).
+
+    With ``block``, the files' square internal tiles (rows, columns), a sized side is rounded
+    to the nearest whole number of tiles (at least one), so each window reads whole tiles
+    instead of decoding the tiles it cuts several times; strips and tiles larger than 2048 are
+    left alone.
+    """
     side = int((options.chunk_mb * 2**20 / (itemsize * max(n_pair, 1))) ** 0.5) // 16 * 16
     side = min(2048, max(64, side))
+    if block is not None and block[0] == block[1] and 16 <= block[0] <= 2048:
+        side = max(1, round(side / block[0])) * block[0]
     return options.chunk_y or side, options.chunk_x or side
 
 
@@ -71,6 +81,20 @@ def _frame_assets(ctx: Any, frame: str, adapter: Any) -> list[str]:
     if source and source.assets:
         return list(source.assets)
     return [adapter.phase_asset, adapter.coherence_asset]
+
+
+def _file_block(ctx: Any, frame: str, items: list[Any], adapter: Any) -> tuple[int, int] | None:
+    """The internal block of the frame's first phase file (:func:`raster_block`)."""
+    key = _frame_assets(ctx, frame, adapter)[0]
+    asset = items[0].assets.get(key) if items else None
+    if asset is None:
+        return None
+    source = ctx.config.sources.interferograms.get(frame)
+    return raster_block(
+        asset.get_absolute_href() or asset.href,
+        headers=source.headers if source is not None else None,
+        retries=ctx.config.sources.retries,
+    )
 
 
 def read_options(ctx: Any, frame: str, adapter: Any) -> str:
@@ -126,8 +150,8 @@ def write_frame(
     opts: Any,
     adapter: Any,
 ) -> None:
-    chunks = spatial_chunks(len(items), opts)
     grid = frame_grid(items, opts.frame_grid)
+    chunks = spatial_chunks(len(items), opts, block=_file_block(ctx, frame, items, adapter))
     ds, failures = _read_frame(ctx, frame, items, opts, chunks, adapter, grid)
     geometry = adapter.geometry(items, grid)
     if geometry is not None:

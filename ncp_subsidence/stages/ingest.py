@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import xarray as xr
@@ -99,18 +98,11 @@ class IngestStage(Stage):
     def run(self, ctx: StageContext) -> None:
         opts = ctx.options
         names = source_names(ctx.store)
-        # The frames are read and written by the cluster while this process mostly waits; the
-        # hydrology, factor and GNSS files are opened and parsed here. One thread does those
-        # meanwhile, so their reading (slow over the network) overlaps the frames' tasks.
-        with ThreadPoolExecutor(1, thread_name_prefix="ingest-tables") as pool:
-            tables = pool.submit(self._ingest_tables, ctx, names)
-            for name in [n for n in names if n.startswith("interferograms/")]:
-                self._ingest_frame(
-                    ctx, name.split("/", 1)[1], load_items(ctx.store, name, config=ctx.config), opts
-                )
-            tables.result()
-        # the record lists the datasets as a sequential run does: frames, then the rest
-        ctx.datasets.sort(key=lambda d: not d.startswith("ifg/"))
+        for name in [n for n in names if n.startswith("interferograms/")]:
+            self._ingest_frame(
+                ctx, name.split("/", 1)[1], load_items(ctx.store, name, config=ctx.config), opts
+            )
+        self._ingest_tables(ctx, names)
 
     def _ingest_tables(self, ctx: Any, names: list[str]) -> None:
         """Hydrology, factors, GNSS velocities and series (every source but the frames)."""
