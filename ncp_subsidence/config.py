@@ -579,7 +579,8 @@ class IngestOptions(_Options):
         128.0,
         ge=8.0,
         le=2048.0,
-        description="Target size of one (pair, y, x) chunk when chunk_y/chunk_x are None, MB.",
+        description="Target size of one (pair, y, x) chunk when chunk_y/chunk_x are None, MB "
+        "(the side is rounded to whole tiles of the frame's files).",
     )
     hydro_time_chunk: int = Field(
         -1, ge=-1, le=10000, description="Time chunk of hydrology cubes; -1 keeps the whole axis."
