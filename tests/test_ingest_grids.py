@@ -431,23 +431,29 @@ def test_raster_on_grid_copies_on_the_lattice_and_warps_off_it(tmp_path):
     assert np.nanmin(warped) >= 1 and np.nanmax(warped) <= ny * nx
 
 
-@pytest.mark.parametrize("pairs_per_read", [1, 3])
+@pytest.mark.parametrize("pairs_per_read", [1, 3, None])
 def test_lattice_reads_in_pair_blocks_equal_rasterio_and_stackstac(
     frame, monkeypatch, pairs_per_read
 ):
     """The windowed lattice reader, with the pair axis of each window read in blocks of 1 or 3
-    pairs (merged again per window), gives the files' pixels bit for bit, and the same stack as
-    stackstac's reads of the same items (the reader it replaced)."""
+    pairs (merged again per window) or whole (``None``: windows enough to spread the reads),
+    gives the files' pixels bit for bit, and the same stack as stackstac's reads of the same
+    items (the reader it replaced)."""
     from ncp_subsidence.io import readers
 
     chunks = (16, 16)
-    monkeypatch.setattr(readers, "LATTICE_READ_BYTES", pairs_per_read * 2 * 16 * 16 * 4)
+    n_windows = 3 * 3  # 37 x 47 pixels in 16 x 16 windows
+    if pairs_per_read is None:
+        monkeypatch.setattr(readers, "LATTICE_SPREAD_WINDOWS", n_windows)
+    else:
+        monkeypatch.setattr(readers, "LATTICE_SPREAD_WINDOWS", n_windows + 1)
+        monkeypatch.setattr(readers, "LATTICE_READ_BYTES", pairs_per_read * 2 * 16 * 16 * 4)
     ds, failures = read_ifg_stack(frame["items"], chunks=chunks)
     assert len(failures) == 0
     graph = ds["unw_phase"].data.__dask_graph__()
     reads = [k for k in graph if isinstance(k, tuple) and str(k[0]).startswith("read-lattice-")]
-    n_windows = 3 * 3  # 37 x 47 pixels in 16 x 16 windows
-    assert len(reads) == -(-len(PAIRS) // pairs_per_read) * n_windows
+    blocks = 1 if pairs_per_read is None else -(-len(PAIRS) // pairs_per_read)
+    assert len(reads) == blocks * n_windows
     assert ds["unw_phase"].data.chunks[0] == (len(PAIRS),)  # written with the whole pair axis
     phase, coherence = ds["unw_phase"].values, ds["coherence"].values
     for k, (extent, file_phase, file_coherence) in enumerate(frame["truth"]):

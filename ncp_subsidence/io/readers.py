@@ -682,6 +682,11 @@ _LATTICE_ENV = {
 #: is one chunk) while a task stays large next to its overhead.
 LATTICE_READ_BYTES = 32 * 2**20
 
+#: From this many spatial windows on, a frame's reads spread over the workers by window alone:
+#: each task reads every pair of its window (the chunk the stage asked for), so the pair blocks
+#: are not merged and no block travels between workers.
+LATTICE_SPREAD_WINDOWS = 8
+
 
 @dataclass(frozen=True)
 class _Placed:
@@ -778,9 +783,11 @@ def _lattice_stack(
 ) -> Any:
     """A lazy ``(asset, pair, y, x)`` float32 dask array of files on ``grid``'s lattice.
 
-    One task reads one spatial window (``chunks``) of a block of pairs (about
-    :data:`LATTICE_READ_BYTES`), opening each file once and reading only its window: memory
-    follows the chunk, not the scene.
+    One task reads one spatial window (``chunks``) of every pair, opening each file once and
+    reading only its window: memory follows the chunk, not the scene. A frame of fewer than
+    :data:`LATTICE_SPREAD_WINDOWS` windows (a small frame is one) has each window's pairs read
+    in blocks of about :data:`LATTICE_READ_BYTES` instead, so its reads still spread over the
+    workers; the blocks are merged again after the canonical values.
     """
     import dask.array as da
     from dask.highlevelgraph import HighLevelGraph
@@ -792,7 +799,9 @@ def _lattice_stack(
     ychunks = tuple(min(chunks[0], ny - y) for y in range(0, ny, chunks[0]))
     xchunks = tuple(min(chunks[1], nx - x) for x in range(0, nx, chunks[1]))
     per_pair = n_asset * chunks[0] * chunks[1] * 4
-    n_blocks = -(-n_pair // max(1, LATTICE_READ_BYTES // per_pair))
+    n_blocks = 1  # enough windows to spread: each window read whole, no merge, no transfer
+    if len(ychunks) * len(xchunks) < LATTICE_SPREAD_WINDOWS:
+        n_blocks = -(-n_pair // max(1, LATTICE_READ_BYTES // per_pair))
     size = -(-n_pair // n_blocks)
     pchunks = tuple(min(size, n_pair - p) for p in range(0, n_pair, size))
     name = "read-lattice-" + tokenize(files, grid, chunks, on_error, env)
