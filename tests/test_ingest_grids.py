@@ -477,7 +477,10 @@ def test_sized_chunks_are_whole_tiles_of_the_files(tmp_path):
     assert spatial_chunks(673, opts) == (208, 208)  # the large preset's frames, untiled sizing
     assert spatial_chunks(673, opts, block=(256, 256)) == (256, 256)
     assert spatial_chunks(111, opts, block=(256, 256)) == (512, 512)  # 544 -> two tiles
-    assert spatial_chunks(100_000, opts, block=(512, 512)) == (512, 512)  # at least one tile
+    # rounding up by more than a quarter would outgrow chunk_mb: the side stays as sized
+    assert spatial_chunks(100_000, opts, block=(512, 512)) == (64, 64)
+    assert spatial_chunks(1_500, opts, block=(256, 256)) == (144, 144)  # 256 would be 1.8x
+    assert spatial_chunks(900, opts, block=(256, 256)) == (192, 192)  # 256 would be 1.33x
     assert spatial_chunks(673, opts, block=(1, 800)) == (208, 208)  # strips: as sized
     assert spatial_chunks(673, opts, block=None) == (208, 208)
     fixed = IngestOptions(chunk_y=100, chunk_x=120)
