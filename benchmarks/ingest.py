@@ -130,50 +130,26 @@ def _s3fs() -> Any:
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """A moto S3 server on a free 127.0.0.1 port, in its own process; yields its URL.
+def s3_environment() -> Iterator[str]:
+    """A moto S3 server (:func:`ncp_subsidence.testing.servers.moto_server`); yields its URL.
 
     Sets the environment every reader of the run takes its endpoint and credentials from,
     before any worker starts (they inherit it): ``AWS_ENDPOINT_URL`` (botocore, hence s3fs),
     ``AWS_S3_ENDPOINT``, ``AWS_HTTPS``, ``AWS_VIRTUAL_HOSTING`` (GDAL's /vsis3/).
     """
-    import socket
-    import subprocess
-    import sys
-    import urllib.request
+    from ncp_subsidence.testing.servers import moto_server
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    os.environ.update(_S3_ENV)
-    os.environ.update(
-        {
-            "AWS_ENDPOINT_URL": url,
-            "AWS_S3_ENDPOINT": f"127.0.0.1:{port}",
-            "AWS_HTTPS": "NO",
-            "AWS_VIRTUAL_HOSTING": "FALSE",
-        }
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the moto S3 server did not start") from None
-                time.sleep(0.2)
+    with moto_server() as url:
+        os.environ.update(_S3_ENV)
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": url,
+                "AWS_S3_ENDPOINT": url.removeprefix("http://"),
+                "AWS_HTTPS": "NO",
+                "AWS_VIRTUAL_HOSTING": "FALSE",
+            }
+        )
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def upload_interferograms(twin: Path, bucket: str, frames: dict[str, dict]) -> dict[str, str]:
@@ -362,7 +338,7 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         ifgs = None
         if args.s3:  # before the cluster: its workers inherit the S3 environment
-            result["s3_endpoint"] = stack.enter_context(moto_server())
+            result["s3_endpoint"] = stack.enter_context(s3_environment())
             t_up = time.perf_counter()
             urls = upload_interferograms(Path(args.twin), "ncp-bench", manifest.frame_sources)
             result["upload_seconds"] = round(time.perf_counter() - t_up, 2)

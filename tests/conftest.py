@@ -15,38 +15,13 @@ def moto_server():
     A separate process, not moto's threaded server: in the test process it would share the GIL
     with the client it serves, and every S3 test would run at the speed of the slower of the two.
     """
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    from ncp_subsidence.testing.servers import moto_server as serve
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing-key-id")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the moto S3 server did not start") from None
-                time.sleep(0.2)
+    with serve() as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Real servers on 127.0.0.1 for tests and benchmarks: a STAC API (rustac) and a faulty proxy.
+"""Real servers on 127.0.0.1 for tests and benchmarks: a STAC API (rustac), an S3 API (moto),
+a faulty proxy and a file server.
 
 Both are context managers that start the server, wait until it answers, and always stop it.
 """
@@ -15,10 +16,11 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["FaultyProxy", "FileServer", "free_port", "rustac_server"]
+__all__ = ["FaultyProxy", "FileServer", "free_port", "moto_server", "rustac_server"]
 
 
 def free_port() -> int:
@@ -26,6 +28,37 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """An S3 API (moto server) on a free 127.0.0.1 port, in its own process; yields its URL.
+
+    A separate process, not moto's threaded server: in the caller's process it would share the
+    GIL with the client it serves, and every S3 read would run at the speed of the slower of
+    the two. Always stopped on exit.
+    """
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the moto S3 server did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def _wait_http(url_host: str, port: int, path: str = "/", timeout: float = 20.0) -> None:
