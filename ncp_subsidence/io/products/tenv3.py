@@ -95,8 +95,9 @@ def _parse_lines(text: str, href: str) -> tuple[list[str], np.ndarray, np.ndarra
 
 
 def _parse_columns(text: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None:
-    """:func:`_parse_lines`' result for a clean file, read by numpy's C ``loadtxt`` (about 8x
-    faster than splitting lines in Python, with the same float bits: checked on NGL's LHAS);
+    """:func:`_parse_lines`' result for a clean file, read by numpy's C ``loadtxt`` (the
+    demo twin's 120 files: ``read_tenv3`` 2.3 s -> 0.6 s; the same float bits, checked on NGL's
+    LHAS);
     None where any line needs the line-by-line parser (a comment, a wrong field count, a
     non-number, a missing value, a malformed date), which then names the line or reads it
     exactly as before."""
