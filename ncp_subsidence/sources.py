@@ -70,7 +70,7 @@ def twin_directory(config: Config) -> Path:
 
 
 def _ensure_twin(config: Config) -> Any:
-    from .synthetic import load_manifest, write_twin
+    from .synthetic import load_manifest
     from .synthetic.presets import resolve_layouts
 
     directory = twin_directory(config)
@@ -92,6 +92,8 @@ def _ensure_twin(config: Config) -> Any:
         layouts,
         directory,
     )
+    from .synthetic import write_twin  # the writer (rasterio, the truth model): 1.3 s to import
+
     return write_twin(directory, preset=twin.preset, seed=twin.seed, layouts=layouts)
 
 

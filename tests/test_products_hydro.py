@@ -19,6 +19,7 @@ import pytest
 import xarray as xr
 
 from ncp_subsidence.errors import DataError
+from ncp_subsidence.io.products._gridded import open_product
 from ncp_subsidence.io.products.fldas import read_fldas
 from ncp_subsidence.io.products.gldas import read_gldas
 from ncp_subsidence.io.products.grace import read_grace
@@ -187,6 +188,29 @@ def test_real_gldas_ncp_window_reads_the_same_cells():
     lat, lon = _h5(GLDAS[0], "lat"), _h5(GLDAS[0], "lon")
     j, i = int(np.flatnonzero(lat == 36.875)[0]), int(np.flatnonzero(lon == 115.125)[0])
     assert ncp["soil_moisture"].sel(lat=36.875, lon=115.125).item() == raw[j, i]
+
+
+@pytest.mark.parametrize(
+    ("path", "group", "keep"),
+    [
+        (GLDAS[0], None, ["SoilMoi0_10cm_inst", "lat", "lon", "time", "not_in_the_file"]),
+        (IMERG_V07, "Grid", ["precipitation", "lat", "lon", "time"]),
+    ],
+)
+def test_opening_some_variables_decodes_them_as_the_full_open(path, group, keep):
+    """``open_product(variables=...)`` (what ``read_gridded`` opens): only those variables and
+    the ``bounds`` their time names, each decoded as xarray's full open decodes it."""
+    with open_product(str(path), group=group) as full:
+        expected = {k: (full[k].load(), full[k].attrs, full[k].encoding) for k in full.variables}
+    with open_product(str(path), group=group, variables=keep) as part:
+        names = set(part.variables)
+        got = {k: (part[k].load(), part[k].attrs, part[k].encoding) for k in names}
+    kept = set(keep) & set(expected)
+    bounds = {expected[k][1]["bounds"] for k in kept if "bounds" in expected[k][1]}
+    assert "time_bnds" in bounds and names == kept | bounds and len(expected) > len(names)
+    for k, (value, attrs, encoding) in got.items():
+        xr.testing.assert_identical(value, expected[k][0])
+        assert attrs == expected[k][1] and encoding == expected[k][2]
 
 
 def test_real_gldas_partial_soil_layers_are_refused_by_default():

@@ -163,3 +163,30 @@ def test_saved_catalogs_hold_no_credential_and_ingest_gets_it_back(tiny_twin, tm
         with pytest.raises(DataError, match="sources.gnss.headers") as info:
             load_items(store, "gnss", config=cfg.model_copy(update={"sources": bare}))
         assert secret not in str(info.value)
+
+
+def test_strip_credentials_copies_only_the_items_that_hold_one():
+    """Discovery saves stripped items; the caller's items keep their URLs (those with a
+    credential are copied, the rest are saved as they are)."""
+    import datetime as dt
+
+    import pystac
+
+    from ncp_subsidence.io.stac import strip_credentials
+
+    def item(name, href):
+        i = pystac.Item(name, None, None, dt.datetime(2020, 1, 1), {})
+        i.add_asset("data", pystac.Asset(href))
+        i.add_asset("meta", pystac.Asset(f"https://h/{name}.json"))
+        return i
+
+    secret = item("a", f"https://alice:{SECRET}@data.example.org/a.tif")
+    plain = item("b", "https://data.example.org/b.tif")
+    out, n = strip_credentials([secret, plain])
+    assert n == 1
+    assert out[0] is not secret and out[0].assets["data"].href.endswith(
+        "alice:***@data.example.org/a.tif"
+    )
+    assert SECRET in secret.assets["data"].href  # the caller's item is untouched
+    assert out[0].assets["meta"].href == "https://h/a.json"
+    assert out[1] is plain and out[1].assets["data"].href == "https://data.example.org/b.tif"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import dask.array as da
 import numpy as np
 import pytest
 import rioxarray  # noqa: F401
@@ -11,7 +12,14 @@ import xarray as xr
 import zarr
 
 from ncp_subsidence.errors import DataError, StoreError
-from ncp_subsidence.io.cube import SCHEMAS, region_slices, with_crs, write_cube
+from ncp_subsidence.io.cube import (
+    REGION_MIN_CHUNKS,
+    SCHEMAS,
+    default_chunks_per_region,
+    region_slices,
+    with_crs,
+    write_cube,
+)
 from ncp_subsidence.io.stores import ProductRecord, ProductStore
 
 
@@ -133,6 +141,29 @@ def test_schema_conform_checks_dims():
 def test_region_slices_cover_exactly():
     assert region_slices((4, 4, 4, 2), 2) == [slice(0, 8), slice(8, 14)]
     assert region_slices((5,), 3) == [slice(0, 5)]
+
+
+@pytest.mark.parametrize(
+    ("shape", "n_regions"),
+    [
+        ((6, 1500, 800), 1),  # 6 rows of 4 windows: one region of 24 chunks, not 6 of 4
+        ((6, 256 * 80, 1024), 8),  # 80 rows of 4: 8 regions of 40 chunks
+        ((6, 256 * 20, 1024), 3),  # 20 rows of 4: regions of 8 rows (32 chunks), not 8 of 3 rows
+        ((6, 256 * 4, 256 * 64), 4),  # 64 across: a chunk row alone is enough
+    ],
+)
+def test_default_regions_hold_enough_chunks_to_keep_workers_busy(shape, n_regions):
+    """A region is a barrier (computed and waited for, so that a rerun resumes after it): by
+    default it holds at least REGION_MIN_CHUNKS chunks where there are that many, and there are
+    about 8 regions."""
+    data = da.zeros(shape, chunks=(6, 256, 256), dtype="float32")
+    ds = xr.Dataset({"v": (("pair", "y", "x"), data), "g": (("y", "x"), data[0])})
+    per = default_chunks_per_region(ds, "y")
+    regions = region_slices(ds.chunks["y"], per)
+    assert len(regions) == n_regions
+    across = len(ds.chunks["x"])
+    total = len(ds.chunks["y"]) * across
+    assert min(per, len(ds.chunks["y"])) * across >= min(REGION_MIN_CHUNKS, total)
 
 
 def test_must_exist_refuses_a_missing_store_and_creates_nothing(tmp_path):

@@ -303,6 +303,30 @@ def cf_conform(ds: xr.Dataset, stage: str, dataset: str | None = None) -> xr.Dat
     return out
 
 
+#: the fewest chunks a region holds by default. A region is computed and waited for before the
+#: next starts (so that a rerun resumes after the last one done): the workers that finish their
+#: share first idle until its last task ends. Measured on the large preset's ingest (frames of
+#: 6 x 4 and 6 x 3 windows of 256 px, the last column 32 and 115 px wide, 2 workers): a region
+#: per chunk row left one worker idle through most of every row.
+REGION_MIN_CHUNKS = 32
+
+
+def default_chunks_per_region(ds: xr.Dataset, region_dim: str) -> int:
+    """Chunks along ``region_dim`` per region: about 8 regions, but each region at least
+    :data:`REGION_MIN_CHUNKS` chunks of its widest variable (chunk rows x the chunks across).
+    """
+    n_rows = len(ds.chunks[region_dim])
+    across = max(
+        (
+            int(np.prod([len(c) for d, c in zip(v.dims, v.chunks) if d != region_dim]))
+            for v in ds.data_vars.values()
+            if v.chunks is not None and region_dim in v.dims
+        ),
+        default=1,
+    )
+    return max(1, -(-n_rows // 8), -(-REGION_MIN_CHUNKS // across))
+
+
 def region_slices(chunks: tuple[int, ...], per_region: int) -> list[slice]:
     """Contiguous slices covering whole chunks, ``per_region`` chunks each.
 
@@ -362,7 +386,8 @@ def write_cube(
         Dimension along which data are written in regions, each recorded when done so a rerun
         resumes. None writes all data at once (small products).
     chunks_per_region : int, optional
-        Chunks along ``region_dim`` per region; default makes about 8 regions.
+        Chunks along ``region_dim`` per region; default :func:`default_chunks_per_region`
+        (about 8 regions, each at least :data:`REGION_MIN_CHUNKS` chunks).
     compute : callable, optional
         Computes each region's delayed write and waits for it (default ``dask.compute``); the
         CLI passes one that shows a progress bar.
@@ -417,7 +442,7 @@ def write_cube(
 
     along = [n for n in lazy_vars if region_dim in ds[n].dims]
     rest = [n for n in lazy_vars if region_dim not in ds[n].dims]
-    per = chunks_per_region or max(1, -(-len(chunks[region_dim]) // 8))
+    per = chunks_per_region or default_chunks_per_region(ds[along], region_dim)
     for sl in region_slices(chunks[region_dim], per):
         tag = f"{region_dim}[{sl.start}:{sl.stop}]"
         if tag in done:

@@ -92,7 +92,7 @@ class DiscoverStage(Stage):
                     name,
                     n_stripped[name],
                 )
-            collection = pystac.ItemCollection(items)
+            collection = pystac.ItemCollection(items, clone_items=False)  # only serialised
             ctx.write_file(
                 f"catalog/{name}.json",
                 json.dumps(collection.to_dict(transform_hrefs=False), sort_keys=True),

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import fsspec
 import numpy as np
 import xarray as xr
+from xarray.backends import H5NetCDFStore
 
 from ...errors import DataError
 from ...kernels import downscale as units
@@ -66,9 +67,33 @@ def _local_path(href: str) -> str:
     return href[len("file://") :] if href.startswith("file://") else href
 
 
+class _SubsetStore(H5NetCDFStore):
+    """xarray's h5netcdf store that decodes only the variables named in ``keep`` and the CF
+    ``bounds`` variables they point to (the subclassing xarray's ``DataStore.load`` describes).
+
+    ``drop_variables`` would not do: xarray opens every variable of the file (dimension scales,
+    attributes, filters) before dropping any, about 3.5 ms a variable; a FLDAS file of 10
+    variables opens in 35 ms, its 5 variables the adapter reads in 6 ms.
+    """
+
+    __slots__ = ("keep",)
+
+    def get_variables(self) -> dict[str, Any]:
+        found = self.ds.variables
+        out = {k: self.open_store_variable(k, found[k]) for k in found if k in self.keep}
+        bounds = {v.attrs.get("bounds") for v in out.values()} - set(out)
+        for name in sorted(b for b in bounds if isinstance(b, str) and b in found):
+            out[name] = self.open_store_variable(name, found[name])
+        return out
+
+
 @contextmanager
 def open_product(
-    href: str, *, group: str | None = None, storage_options: dict[str, Any] | None = None
+    href: str,
+    *,
+    group: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    variables: Sequence[str] | None = None,
 ) -> Iterator[xr.Dataset]:
     """Open a NetCDF4/HDF5 product lazily (nothing but metadata is read until sliced).
 
@@ -80,6 +105,9 @@ def open_product(
         HDF5 group (IMERG: ``"Grid"``).
     storage_options : dict, optional
         fsspec options of the remote filesystem (``endpoint_url``, ``key``, ``anon``...).
+    variables : sequence of str, optional
+        Open only these (those the file has) and the ``bounds`` variables they name; the others
+        are not in the dataset. None opens every variable.
 
     Yields
     ------
@@ -98,14 +126,19 @@ def open_product(
         else:
             handle = fs.open(path, "rb", block_size=REMOTE_BLOCK_SIZE, cache_type="first")
             target = handle
-        ds = xr.open_dataset(
-            target,
-            engine="h5netcdf",
-            group=group,
-            decode_times=False,
-            decode_timedelta=False,
-            cache=False,
-        )
+        if variables is None:
+            ds = xr.open_dataset(
+                target,
+                engine="h5netcdf",
+                group=group,
+                decode_times=False,
+                decode_timedelta=False,
+                cache=False,
+            )
+        else:
+            store = _SubsetStore.open(target, group=group)
+            store.keep = frozenset(variables)
+            ds = xr.open_dataset(store, decode_times=False, decode_timedelta=False, cache=False)
     except FileNotFoundError as err:
         if handle is not None:
             handle.close()
@@ -448,8 +481,12 @@ def read_gridded(
     stamps: list[np.ndarray] = []
     origin: list[str] = []
     grid: tuple[np.ndarray, np.ndarray] | None = None
+    # what the adapter looks at: the terms' sources, the axes and the time bounds
+    wanted = candidates | {"time", "time_bnds", "time_bounds", *_LAT_NAMES, *_LON_NAMES}
     for href in hrefs:
-        with open_product(href, group=group, storage_options=storage_options) as ds:
+        with open_product(
+            href, group=group, storage_options=storage_options, variables=sorted(wanted)
+        ) as ds:
             present = candidates & set(ds.variables)
             if reference is None:
                 chosen = _choose_terms(present, terms, variables, product, href)
