@@ -134,15 +134,23 @@ def _read_frame(
 
 
 def _chunk_data(ds: xr.Dataset, chunks: tuple[int, int]) -> xr.Dataset:
-    """The data variables in Zarr chunks (pair whole, ``chunks`` in y, x); the coordinates stay
-    in memory (lazy ones would each cost a computation before the template is written)."""
+    """The data variables in Zarr chunks (pair whole, ``chunks`` in y, x). The coordinates and
+    the variables already in memory (the geometry) stay in memory and are written with the
+    template, in those chunks: as dask arrays they would travel to the cluster inside the
+    write's graph (19 MB for a 1500 x 800 frame's geometry)."""
     sizes = {"pair": -1, "y": chunks[0], "x": chunks[1]}
-    return ds.assign(
-        {
-            name: var.chunk({d: sizes[d] for d in var.dims if d in sizes})
-            for name, var in ds.data_vars.items()
-        }
-    )
+    out = {}
+    for name, var in ds.data_vars.items():
+        want = {d: sizes[d] for d in var.dims if d in sizes}
+        if var.chunks is None:
+            var = var.copy(deep=False)
+            var.encoding["chunks"] = tuple(
+                min(want.get(d, n) if want.get(d, n) > 0 else n, n) for d, n in var.sizes.items()
+            )
+            out[name] = var
+        else:
+            out[name] = var.chunk(want)
+    return ds.assign(out)
 
 
 def write_frame(
