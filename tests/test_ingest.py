@@ -235,3 +235,30 @@ def test_fault_length_per_cell_is_exact():
     assert line_length_per_cell([outside], 116.0, 39.0, 0.1, (1, 1)).sum() == pytest.approx(
         6371.0071810 * np.radians(0.1) * np.cos(np.radians(38.95)), rel=1e-3
     )
+
+
+def test_saved_items_are_read_as_saved_and_older_ones_migrated(ingested):
+    """load_items builds the saved items without pystac's copy-and-migrate when discovery wrote
+    them at this pystac's STAC version, and migrates an item saved at an older one."""
+    import json
+
+    import pystac
+
+    from ncp_subsidence.sources import _saved_items
+
+    _cfg, store = ingested
+    data = _saved_items(store, "grace", None)
+    assert {f["stac_version"] for f in data["features"]} == {pystac.get_stac_version()}
+    (item,) = load_items(store, "grace")
+    assert item.to_dict(transform_hrefs=False) == data["features"][0]
+
+    old = json.loads(json.dumps(data["features"][0]))
+    old["stac_version"] = "1.0.0"
+    old["stac_extensions"] = ["https://stac-extensions.github.io/projection/v1.0.0/schema.json"]
+    old["properties"]["proj:epsg"] = 4326
+    version = store.record("discover").version
+    saved = {**data, "features": [old]}
+    store.write_file(f"discover/{version}/catalog/grace_old.json", json.dumps(saved))
+    (migrated,) = load_items(store, "grace_old")
+    assert migrated.to_dict()["stac_version"] == pystac.get_stac_version()
+    assert migrated.properties.get("proj:code") == "EPSG:4326"
