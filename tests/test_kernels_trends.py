@@ -434,3 +434,292 @@ def test_trend_statistics_do_not_depend_on_the_row_blocks(monkeypatch):
     deseasonalised = trends.deseasonalise(y, month)
     sen_ref = [pairwise_reference(row, t)[0] for row in deseasonalised]
     np.testing.assert_array_equal(whole[:, names.index("sen_slope")], sen_ref)
+
+
+# ---------------------------------------------------------------- compiled paths, bit for bit
+
+
+def numpy_ols_reference(y, t, hac_lags, min_valid, n_harmonics=2):
+    """The OLS fit as vectorised numpy over the rows (the formulation the compiled kernel
+    repeats one row at a time): slope, its HAC standard error and the coefficients."""
+    design = trends.harmonic_design(t, n_harmonics=n_harmonics)
+    n, p = design.shape
+    valid = np.isfinite(y)
+    yz = np.where(valid, y, 0.0)
+    n_valid = valid.sum(axis=-1)
+    ok = n_valid >= max(min_valid, p + 1)
+    ginv = np.full((len(y), p, p), np.nan)
+    for k in np.flatnonzero(ok):
+        w = valid[k].astype(np.float64)
+        gram = np.empty((p, p))
+        for i in range(p):
+            for j in range(i, p):
+                gram[i, j] = gram[j, i] = np.sum(w * (design[:, i] * design[:, j]))
+        ginv[k] = np.linalg.pinv(gram[None], hermitian=True)[0]
+    rhs = np.stack([(yz * design[:, i]).sum(axis=-1) for i in range(p)], axis=-1)
+    beta = (ginv * rhs[:, None, :]).sum(axis=-1)
+    fitted = np.zeros_like(y)
+    for k in range(p):
+        fitted += beta[:, k, None] * design[:, k]
+    resid = np.where(valid, y - fitted, 0.0)
+    dof = n_valid - p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if hac_lags <= 0:
+            var = (resid * resid).sum(axis=-1) / dof * ginv[:, 1, 1]
+        else:
+            xh = np.zeros_like(y)
+            for k in range(p):
+                xh += ginv[:, 1, k, None] * design[:, k]
+            z = resid * xh
+            var = (z * z).sum(axis=-1)
+            for lag in range(1, min(hac_lags, n - 1) + 1):
+                weight = 1.0 - lag / (hac_lags + 1.0)
+                var = var + 2.0 * weight * (z[:, lag:] * z[:, :-lag]).sum(axis=-1)
+            var = var * n_valid / dof
+        stderr = np.sqrt(np.maximum(var, 0.0))
+    nan = np.nan
+    return (
+        np.where(ok, beta[:, 1], nan),
+        np.where(ok, stderr, nan),
+        np.where(ok[:, None], beta, nan),
+    )
+
+
+def numpy_deseasonalise_reference(y, month):
+    out = np.array(y, copy=True)
+    for m in np.unique(month):
+        sel = month == m
+        block = np.ascontiguousarray(y[..., sel])
+        valid = np.isfinite(block)
+        count = valid.sum(axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            clim = np.where(count > 0, np.where(valid, block, 0.0).sum(axis=-1) / count, np.nan)
+        out[..., sel] = block - clim[..., None]
+    return out
+
+
+def gappy_rows(seed, n=245):
+    """Series with the GRACE gap, scattered and long gaps, infinities, too few or no values."""
+    y, t = grace_like(24, seed, n=n)
+    y = y + 40 * np.cos(2 * np.pi * t)
+    rng = np.random.default_rng(seed)
+    y[1, rng.random(n) < 0.4] = np.nan
+    y[2, 20:150] = np.nan
+    y[3, [5, 77]] = np.inf
+    y[4, 30:] = np.nan  # 30 values
+    y[5] = np.nan
+    y[6] = 1e5 + y[6] * 1e-6
+    y[7] = np.round(y[7] / 25)
+    y[8, ::2] = np.nan
+    return y, t
+
+
+def bits(a):
+    """The float64 bit patterns of ``a`` (NaN as 0): equal only if equal to the last bit and in
+    the sign of zero."""
+    a = np.asarray(a, dtype=np.float64)
+    return np.where(np.isnan(a), 0.0, a).view(np.int64)
+
+
+@pytest.mark.parametrize("hac_lags", [0, 1, 3, 400])
+@pytest.mark.parametrize("n_harmonics", [1, 2, 3])
+def test_ols_is_the_vectorised_numpy_formulation_bit_for_bit(hac_lags, n_harmonics):
+    y, t = gappy_rows(20)
+    fit = trends.fit_harmonic_trend(y, t, hac_lags=hac_lags, n_harmonics=n_harmonics)
+    slope, stderr, beta = numpy_ols_reference(y, t, hac_lags, 24, n_harmonics)
+    np.testing.assert_array_equal(bits(fit["slope"]), bits(slope))
+    np.testing.assert_array_equal(bits(fit["slope_stderr"]), bits(stderr))
+    np.testing.assert_array_equal(bits(fit["coefficients"]), bits(beta))
+    short = trends.fit_harmonic_trend(y[:, :40].astype(np.float32), t[:40], min_valid=9)
+    ref = numpy_ols_reference(y[:, :40].astype(np.float32).astype(np.float64), t[:40], 3, 9)
+    np.testing.assert_array_equal(bits(short["slope_stderr"]), bits(ref[1]))
+
+
+def test_deseasonalise_is_the_vectorised_numpy_formulation_bit_for_bit():
+    y, _ = gappy_rows(21)
+    month = np.arange(245) % 12 + 1
+    y[9, month == 3] = np.nan  # a month without any value
+    np.testing.assert_array_equal(
+        bits(trends.deseasonalise(y, month)), bits(numpy_deseasonalise_reference(y, month))
+    )
+    odd = np.arange(245) % 5 * 10  # any labels, unordered groups
+    np.testing.assert_array_equal(
+        bits(trends.deseasonalise(y, odd)), bits(numpy_deseasonalise_reference(y, odd))
+    )
+
+
+def test_pairwise_sum_is_numpys_sum_bit_for_bit():
+    rng = np.random.default_rng(22)
+    work = np.empty(trends._PAIRWISE_WORK)
+    for n in [*range(0, 300), 383, 384, 385, 1000, 4097, 100_003]:
+        x = rng.normal(size=n + 3) * 10.0 ** rng.integers(-12, 12, size=n + 3)
+        assert bits(0.0 + trends._pairwise_sum(x, 3, n, work)) == bits(x[3:].sum())
+
+
+def test_pair_counts_compare_every_pair():
+    rng = np.random.default_rng(23)
+    for m in [*range(0, 20), 63, 234]:
+        u = np.round(rng.normal(size=m) * 3)  # ties
+        i, j = np.triu_indices(m, 1)
+        assert trends._count_below(u, m) == np.sum(u[j] < u[i])
+        assert trends._count_below_equal(u, m) == (np.sum(u[j] < u[i]), np.sum(u[j] == u[i]))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.random.default_rng(24).normal(size=234),
+        np.round(np.random.default_rng(25).normal(size=234)),  # ties stay in time order
+        np.r_[np.random.default_rng(26).normal(size=233), 1e12],  # clustered: the merge finish
+        np.full(50, 3.0),
+        np.array([0.0, 5e-324, 0.0, 5e-324, 1e-323]),  # a subnormal range: infinite scale
+        np.array([1e307, -1e307, 0.0, 1.0]),
+        np.array([7.0]),
+    ],
+)
+def test_bucket_sort_is_a_stable_sort(values):
+    m = values.size
+    key, idx = np.empty(m), np.empty(m, dtype=np.int64)
+    tmp_k, tmp_i = np.empty(m), np.empty(m, dtype=np.int64)
+    counts = np.empty(trends._BUCKETS * m + 1, dtype=np.int64)
+    trends._bucket_sort(values.copy(), key, idx, tmp_k, tmp_i, counts, m)
+    order = np.argsort(values, kind="stable")
+    np.testing.assert_array_equal(idx, order)
+    np.testing.assert_array_equal(key, values[order])
+
+
+def _sen_forced(y, t, s_first, density_first):
+    """Sen's counting kernel on one series from a forced first threshold and density."""
+    keep = np.isfinite(y)
+    yc, tc = np.ascontiguousarray(y[keep]), np.ascontiguousarray(t[keep])
+    m = yc.size
+    return trends._sen_counting(
+        yc, tc, m, np.empty(m), np.empty(m, dtype=np.int64), np.empty(m),
+        np.empty(m, dtype=np.int64), np.empty(trends._BUCKETS * m + 1, dtype=np.int64),
+        np.empty(m), np.empty(m * (m - 1) // 2), s_first, density_first,
+    )  # fmt: skip
+
+
+def test_sen_walk_is_exact_from_any_first_threshold_and_step():
+    # The first threshold and step only steer the walk: forced onto the median itself, its
+    # neighbours, far away, with steps from tiny (many steps, widening of a bracket on a tied
+    # median) to huge, every certified result is the order statistic, bit for bit, and the
+    # rest fall back. The series: noisy, tied, alternating (a median of 0 amid tied zeros), a
+    # line and slopes equal to the last bits, an even pair count (the walk may start between
+    # the two middle ranks) and more values than the every-pair count takes (a merge sort).
+    rng = np.random.default_rng(27)
+    y, t = grace_like(3, 28)
+    series = [(row, t) for row in y]
+    n = t.size
+    series += [(np.round(rng.normal(size=n) * 0.6 + 0.02 * np.arange(n)), t)]
+    series += [(np.where(np.arange(n) % 2, 1.0, 2.0), t), (-3.0 * t, t)]
+    series += [(1e6 + 3.0 * t + rng.normal(size=n) * 1e-9, t)]
+    series += [(np.r_[rng.normal(size=n - 1), np.nan], t)]  # 244 values: an even pair count
+    t_long = np.arange(1100) / 12.0
+    series += [(rng.normal(size=1100) + 0.01 * np.arange(1100), t_long)]
+    certified = 0
+    for row, tt in series:
+        keep = np.isfinite(row)
+        i, j = np.triu_indices(keep.sum(), 1)
+        slopes = np.sort((row[keep][j] - row[keep][i]) / (tt[keep][j] - tt[keep][i]))
+        hi = slopes.size // 2
+        median = 0.5 * (slopes[hi - 1] + slopes[hi]) if slopes.size % 2 == 0 else slopes[hi]
+        median = median + 0.0
+        firsts = [np.nan, slopes[hi], slopes[hi - 1], slopes[hi + 1], slopes[hi // 3]]
+        firsts += [np.nextafter(slopes[hi], np.inf), slopes[0] - 1.0, 1e-17, -1e-17]
+        for s_first in firsts:
+            for density in [np.nan, 1e-30, 1.0, 1e3, 1e12, 1e17, 1e18, 1e300]:
+                value, ok = _sen_forced(row, tt, s_first, density)
+                if ok:
+                    certified += 1
+                    assert bits(value) == bits(median), (s_first, density, value, median)
+    assert certified > 400  # of 648
+
+
+def test_sen_median_of_signed_zeros_is_positive_zero_on_every_path():
+    # Rounded noise holds -0.0 and +0.0, so zero slopes of both signs sit at the median: the
+    # counting walk and the all-pairs fallback both give +0.0.
+    rng = np.random.default_rng(29)
+    t = 2002.29 + np.arange(245) / 12.0
+    y = np.round(rng.normal(size=(200, 245)) * 0.4)
+    assert np.any(np.signbit(y) & (y == 0))
+    slope, _, _, _, n_fallback = trends._rank_rows(y, t, True, False, 1.96, 3)
+    assert n_fallback < 20  # mostly the counting path
+    np.testing.assert_array_equal(slope, 0.0)
+    assert not np.any(np.signbit(slope))
+    short = trends.sens_slope(y[:, :40], t[:40])  # fewer pairs: all slopes formed
+    np.testing.assert_array_equal(short, [pairwise_reference(row, t[:40])[0] for row in y[:, :40]])
+    assert not np.any(np.signbit(short[short == 0]))
+
+
+def test_mk_score_and_ties_on_every_sort_path():
+    # Trending series sort by insertion (from either end), trendless ones past the budget of
+    # moves count every pair (with ties: then sorted for the tie groups), long ones merge.
+    rng = np.random.default_rng(30)
+    n = 245
+    t = np.arange(n) / 12.0
+    y = np.stack(
+        [
+            -3.0 * t + rng.normal(size=n),  # descending
+            3.0 * t + rng.normal(size=n),  # ascending
+            rng.normal(size=n),  # trendless
+            np.round(rng.normal(size=n) * 2),  # trendless, tied
+            np.round(-3.0 * t + rng.normal(size=n)),  # descending, tied
+            np.full(n, 1.0),
+        ]
+    )
+    y[2, ::9] = np.nan
+    long = np.round(rng.normal(size=(2, 1100)) * 3)
+    long[0] += np.arange(1100) * 0.1
+    for rows, tt in [(y, t), (long, np.arange(1100.0))]:
+        for hamed_rao in (False, True):
+            res = trends.mann_kendall(rows, tt, hamed_rao=hamed_rao)
+            for k, row in enumerate(rows):
+                _, ref_s, ref_ties = pairwise_reference(row, tt)
+                m = np.isfinite(row).sum()
+                assert res["s"][k] == ref_s
+                var = (m * (m - 1) * (2 * m + 5) - ref_ties) / 18
+                if not hamed_rao:
+                    assert res["var_s"][k] == var
+
+
+def test_hamed_rao_beyond_exact_integer_sums_keeps_time_order_float_sums():
+    # Above _EXACT_RANK_SUMS values the sums are floats in time order (as before): the
+    # reference sums left to right (np.cumsum) with scipy's ranks.
+    rng = np.random.default_rng(31)
+    n = trends._EXACT_RANK_SUMS + 5
+    t = np.arange(n) / 12.0
+    y = np.cumsum(rng.normal(size=n)) * 0.05 + rng.normal(size=n)
+    slope = trends.sens_slope(y[None, :2000], t[:2000])[0]
+    got = trends.hamed_rao_variance_factor(y, t, slope, max_lag=3)
+    ranks = stats.rankdata(y - slope * t)
+    c = ranks - np.cumsum(ranks)[-1] / n
+    acov0 = np.cumsum(c * c)[-1]
+    total = 0.0
+    for lag in (1, 2, 3):
+        rho = np.cumsum(c[lag:] * c[:-lag])[-1] / acov0
+        if abs(rho) > stats.norm.ppf(0.975) / np.sqrt(n):
+            total += (n - lag) * (n - lag - 1.0) * (n - lag - 2.0) * rho
+    assert got == 1.0 + 2.0 / (n * (n - 1.0) * (n - 2.0)) * total
+
+
+def test_trend_statistics_on_adversarial_rows_match_the_references():
+    y, t = gappy_rows(32)
+    month = np.arange(245) % 12 + 1
+    y[10] = 5.0  # flat
+    y[11] = np.where(np.arange(245) % 2, 1.0, 2.0)
+    y[12, :200] = np.nan  # 45 values: all slopes formed
+    out = trends.trend_statistics(y, t, month)
+    names = list(trends.TREND_STATISTICS)
+    slope, stderr, _ = numpy_ols_reference(y, t, 3, 24)
+    np.testing.assert_array_equal(bits(out[:, names.index("ols_slope")]), bits(slope))
+    np.testing.assert_array_equal(bits(out[:, names.index("ols_slope_stderr")]), bits(stderr))
+    ok = np.isfinite(y).sum(-1) >= 24
+    deseasonalised = numpy_deseasonalise_reference(y, month)
+    for k in range(len(y)):
+        sen, s, _ = pairwise_reference(deseasonalised[k], t)
+        if not ok[k]:
+            assert np.all(np.isnan(out[k, : names.index("mk_s") + 1]))
+            continue
+        np.testing.assert_array_equal(out[k, names.index("sen_slope")], sen)
+        assert out[k, names.index("mk_s")] == s

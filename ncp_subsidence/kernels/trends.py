@@ -1,16 +1,18 @@
 """Per-pixel trend and seasonality kernels: OLS with harmonics, Sen's slope, Mann-Kendall.
 
-numpy/scipy, with the per-series rank statistics (Sen's slope, Mann-Kendall S and ties, the
-Hamed-Rao ranks) compiled with numba (``cache=True``, one thread: dask parallelises over chunks).
-Every kernel takes series with the time axis **last**, ``y`` of shape ``(..., n_time)``, batched
-over any leading (pixel) dimensions, NaN-aware (a NaN month is a missing month), and returns
-arrays of shape ``(...)``. A zero-length series (``n_time = 0``) is a series without a valid
+numpy/scipy, with the per-series work compiled with numba (``cache=True``, one thread: dask
+parallelises over chunks): the rank statistics (Sen's slope, Mann-Kendall S and ties, the
+Hamed-Rao ranks), and the OLS fit and monthly climatology, which repeat numpy's vectorised
+arithmetic one series at a time, numpy's pairwise summation included, bit for bit. Every
+kernel takes series with the time axis **last**, ``y`` of shape ``(..., n_time)``, batched over
+any leading (pixel) dimensions, NaN-aware (a NaN month is a missing month), and returns arrays
+of shape ``(...)``. A zero-length series (``n_time = 0``) is a series without a valid
 value: its statistics are undefined, NaN (counts 0), as for any series too short for the
-statistic, never an error. There is no per-pixel Python loop: numpy loops run over lags
-(``n_time``) or over fixed-size pixel blocks, compiled loops run per series, and every reduction
-that sums floats runs along a contiguous last axis of a fixed length, so a pixel's numbers do not
-depend on which other pixels share its chunk (BLAS is deliberately avoided where the batch size
-would change the summation order).
+statistic, never an error. There is no per-pixel Python loop: numpy loops run over gap patterns
+or over fixed-size pixel blocks, compiled loops run per series, and every reduction that sums
+floats runs along one series in a fixed order, so a pixel's numbers do not depend on which other
+pixels share its chunk (BLAS is deliberately avoided where the batch size would change the
+summation order).
 
 Time is in decimal years, ``t = year + (day_of_year - 0.5) / days_in_year``; monthly products use
 the mid-month date (docs/science.md, global conventions). Slopes are per year.
@@ -65,7 +67,7 @@ TREND_STATISTICS: tuple[str, ...] = (
     "n_valid",
 )
 
-#: Rows per block of :func:`trend_statistics` (keeps the OLS temporaries in cache).
+#: Rows per block of :func:`trend_statistics` (keeps the block's temporaries in cache).
 _ROW_BLOCK = 1024
 
 
@@ -160,6 +162,168 @@ def _rowsum(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a).sum(axis=-1)
 
 
+# --------------------------------------------------------------------------------------------
+# OLS fit and climatology: compiled per series, in numpy's order of operations
+# --------------------------------------------------------------------------------------------
+
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+_PAIRWISE_WORK = 512  # scratch of _pairwise_sum: enough for any length below 2**53
+
+
+@_jit
+def _pairwise_block(a, lo, n):
+    """numpy's sum of at most 128 values ``a[lo:lo + n]``: a plain loop below 8 values, else
+    eight interleaved partial sums, combined pairwise, then the rest in turn."""
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0 = a[lo]
+    r1 = a[lo + 1]
+    r2 = a[lo + 2]
+    r3 = a[lo + 3]
+    r4 = a[lo + 4]
+    r5 = a[lo + 5]
+    r6 = a[lo + 6]
+    r7 = a[lo + 7]
+    i = lo + 8
+    stop = lo + n - n % 8
+    while i < stop:
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < lo + n:
+        res += a[i]
+        i += 1
+    return res
+
+
+@_jit
+def _pairwise_sum(a, lo, n, work):
+    """``a[lo:lo + n].sum()`` as numpy adds along a contiguous axis, bit for bit (numpy's
+    ``pairwise_sum``, numpy/_core/src/umath/loops_utils.h.src): blocks of at most 128 values
+    (:func:`_pairwise_block`), halves cut at a multiple of 8 above, added pairwise. The caller
+    adds the reduction's initial ``0.0``. ``work``: float64 scratch of ``_PAIRWISE_WORK``
+    entries (the halving is walked with an explicit stack: numba's cache cannot load a
+    recursive function).
+    """
+    if n <= 128:
+        return _pairwise_block(a, lo, n)
+    # Segments to sum (start, length; length -1: add the last two sums) from the top, and the
+    # sums at the bottom of work.
+    top = _PAIRWISE_WORK - 2
+    work[top] = lo
+    work[top + 1] = n
+    n_sums = 0
+    while top < _PAIRWISE_WORK:
+        start = np.int64(work[top])
+        size = np.int64(work[top + 1])
+        top += 2
+        if size < 0:
+            n_sums -= 1
+            work[n_sums - 1] = work[n_sums - 1] + work[n_sums]
+        elif size <= 128:
+            work[n_sums] = _pairwise_block(a, start, size)
+            n_sums += 1
+        else:
+            half = size // 2
+            half -= half % 8
+            work[top - 2] = 0.0  # add the halves' sums, after
+            work[top - 1] = -1.0
+            work[top - 4] = start + half  # the second half, after
+            work[top - 3] = size - half
+            work[top - 6] = start  # the first half, first
+            work[top - 5] = half
+            top -= 6
+    return work[0]
+
+
+@_jit
+def _ols_rows(y2, design, ginv, pattern, hac_lags):
+    """Coefficients (n_rows, p) and the slope's variance (n_rows,) of the OLS fit of each row of
+    ``y2`` (n_rows, n) on ``design`` (n, p), non-finite values missing, with the pseudo-inverse
+    ``ginv[pattern[row]]`` of its normal matrix; NaN where ``pattern[row] < 0``.
+
+    The numpy formulation, one row at a time and in its order of operations: every product is
+    the same and every sum along time is numpy's pairwise sum (:func:`_pairwise_sum`), so the
+    result is that of the vectorised expressions bit for bit (elementwise ``fitted += beta_k
+    x_k``, ``sum(ginv * rhs, axis=-1)`` and so on), in O(n p) per row without temporaries the
+    size of the block.
+    """
+    n_rows, n = y2.shape
+    p = design.shape[1]
+    beta = np.full((n_rows, p), np.nan)
+    var_slope = np.full(n_rows, np.nan)
+    columns = np.ascontiguousarray(design.T)
+    yz = np.empty(n)
+    prod = np.empty(max(n, p))
+    rhs = np.empty(p)
+    fitted = np.empty(n)
+    xh = np.empty(n)
+    resid = np.empty(n)
+    z = np.empty(n)
+    work = np.empty(_PAIRWISE_WORK)
+    for row in range(n_rows):
+        g = pattern[row]
+        if g < 0:
+            continue
+        m = 0
+        for k in range(n):
+            v = y2[row, k]
+            if np.isfinite(v):
+                yz[k] = v
+                m += 1
+            else:
+                yz[k] = 0.0
+        for c in range(p):
+            for k in range(n):
+                prod[k] = yz[k] * columns[c, k]
+            rhs[c] = 0.0 + _pairwise_sum(prod, 0, n, work)
+        for a in range(p):
+            for c in range(p):
+                prod[c] = ginv[g, a, c] * rhs[c]
+            beta[row, a] = 0.0 + _pairwise_sum(prod, 0, p, work)
+        # fitted = sum_c beta_c x_c and xh = sum_c h_c x_c, accumulated column after column as
+        # numpy's `fitted += beta[:, c, None] * design[:, c]` does (loops over time vectorise)
+        fitted[:] = 0.0
+        xh[:] = 0.0
+        for c in range(p):
+            b = beta[row, c]
+            h = ginv[g, 1, c]
+            column = columns[c]
+            for k in range(n):
+                fitted[k] += b * column[k]
+                xh[k] += h * column[k]
+        for k in range(n):
+            v = y2[row, k]
+            resid[k] = v - fitted[k] if np.isfinite(v) else 0.0
+        dof = m - p
+        if hac_lags <= 0:
+            for k in range(n):
+                prod[k] = resid[k] * resid[k]
+            var_slope[row] = (0.0 + _pairwise_sum(prod, 0, n, work)) / dof * ginv[g, 1, 1]
+            continue
+        for k in range(n):
+            z[k] = resid[k] * xh[k]
+            prod[k] = z[k] * z[k]
+        var = 0.0 + _pairwise_sum(prod, 0, n, work)
+        for lag in range(1, min(hac_lags, n - 1) + 1):
+            weight = 1.0 - lag / (hac_lags + 1.0)
+            for k in range(n - lag):
+                prod[k] = z[k + lag] * z[k]
+            var = var + 2.0 * weight * (0.0 + _pairwise_sum(prod, 0, n - lag, work))
+        var_slope[row] = var * m / dof
+    return beta, var_slope
+
+
 def fit_harmonic_trend(
     y: np.ndarray,
     t: np.ndarray,
@@ -191,6 +355,11 @@ def fit_harmonic_trend(
         ``annual_phase`` (month of the annual peak, in [0, 12), counted from 1 January: 0.5 is
         mid-January), ``n_valid``; and ``coefficients`` of shape (..., p).
 
+    Notes
+    -----
+    One pseudo-inverse of the normal matrix per pattern of missing months (numpy); the rest per
+    series, compiled (:func:`_ols_rows`), ``O(n p)`` with numpy's order of operations.
+
     References
     ----------
     Huang et al. 2025 (seasonal trend); docs/science.md 6.2; Newey & West 1987.
@@ -205,45 +374,24 @@ def fit_harmonic_trend(
     y2 = _as_rows(y)
     valid = np.isfinite(y2)
     w = valid.astype(np.float64)
-    yz = np.where(valid, y2, 0.0)
     n_valid = valid.sum(axis=-1)
 
-    # The normal matrix depends only on which months are valid: one per pattern of gaps, and the
-    # identity for a rejected series (last); one pseudo-inverse each, broadcast to the series.
+    # The normal matrix depends only on which months are valid: one per pattern of gaps, one
+    # pseudo-inverse each, shared by the series of the pattern.
     patterns, inverse = _valid_patterns(valid)
-    gram = np.empty((patterns.shape[0] + 1, p, p))
+    gram = np.empty((patterns.shape[0], p, p))
     for k in range(patterns.shape[0]):
         wk = w[np.flatnonzero(inverse == k)[0]]
         for i in range(p):
             for j in range(i, p):
                 gram[k, i, j] = gram[k, j, i] = _rowsum(wk * (design[:, i] * design[:, j]))
-    gram[-1] = np.eye(p)
-    rhs = np.stack([_rowsum(yz * design[:, i]) for i in range(p)], axis=-1)
 
+    # Per series (compiled): right-hand side, coefficients, residuals and the slope's variance,
+    # in numpy's order of operations (see _ols_rows); a rejected series is skipped (NaN).
     ok = n_valid >= max(min_valid, p + 1)
-    ginv = np.linalg.pinv(gram, hermitian=True)[np.where(ok, inverse, patterns.shape[0])]
-    beta = _rowsum(ginv * rhs[:, None, :])  # (npix, p)
-
-    fitted = np.zeros_like(y2)
-    for k in range(p):
-        fitted += beta[:, k, None] * design[:, k]
-    resid = np.where(valid, y2 - fitted, 0.0)
-    dof = n_valid - p
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if hac_lags <= 0:
-            sigma2 = _rowsum(resid * resid) / dof
-            var_slope = sigma2 * ginv[:, 1, 1]
-        else:
-            h = ginv[:, 1, :]
-            xh = np.zeros_like(y2)
-            for k in range(p):
-                xh += h[:, k, None] * design[:, k]
-            z = resid * xh
-            var_slope = _rowsum(z * z)
-            for lag in range(1, min(hac_lags, n - 1) + 1):
-                weight = 1.0 - lag / (hac_lags + 1.0)
-                var_slope = var_slope + 2.0 * weight * _rowsum(z[:, lag:] * z[:, :-lag])
-            var_slope = var_slope * n_valid / dof
+    ginv = np.linalg.pinv(gram, hermitian=True)
+    beta, var_slope = _ols_rows(y2, design, ginv, np.where(ok, inverse, -1), hac_lags)
+    with np.errstate(invalid="ignore"):
         stderr = np.sqrt(np.maximum(var_slope, 0.0))
 
     c1, s1 = beta[:, 2], beta[:, 3]
@@ -274,20 +422,54 @@ def deseasonalise(y: np.ndarray, month: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (..., n), float64
         ``y - mean over years of y for the same calendar month``; months with no valid value stay
-        NaN.
+        NaN. The mean is numpy's (pairwise) sum of the valid values in time order over their
+        count, compiled per series (:func:`_climatology_rows`).
     """
     y = np.asarray(y, dtype=np.float64)
-    month = np.asarray(month)
-    out = np.array(y, copy=True)
-    for m in np.unique(month):
-        sel = month == m
-        block = np.ascontiguousarray(y[..., sel])
-        valid = np.isfinite(block)
-        count = valid.sum(axis=-1)
-        total = np.where(valid, block, 0.0).sum(axis=-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            clim = np.where(count > 0, total / count, np.nan)
-        out[..., sel] = block - clim[..., None]
+    return _deseasonalise_rows(_as_rows(y), np.asarray(month)).reshape(y.shape)
+
+
+def _deseasonalise_rows(y2: np.ndarray, month: np.ndarray, keep: np.ndarray | None = None):
+    """:func:`deseasonalise` of rows ``y2`` (n_rows, n); rows where ``keep`` is False are NaN."""
+    groups = [np.flatnonzero(month == m) for m in np.unique(month)]
+    order = np.concatenate([np.zeros(0, dtype=np.intp), *groups])
+    starts = np.cumsum([0] + [g.size for g in groups])
+    keep = np.ones(y2.shape[0], dtype=bool) if keep is None else keep
+    return _climatology_rows(y2, order, starts, keep)
+
+
+@_jit
+def _climatology_rows(y2, order, starts, keep):
+    """Rows of ``y2`` (n_rows, n) less the mean of their valid (finite) values at the positions
+    ``order[starts[g]:starts[g + 1]]`` of each group ``g`` (a calendar month); NaN where a group
+    has no valid value, and in the rows not ``keep``. The sum is numpy's (pairwise) over the
+    group with missing values as 0.0, the mean that sum over the count, as the vectorised
+    ``np.where(valid, block, 0.0).sum(axis=-1) / count`` does."""
+    n_rows, n = y2.shape
+    out = np.empty((n_rows, n))
+    vals = np.empty(max(1, order.size))
+    work = np.empty(_PAIRWISE_WORK)
+    for row in range(n_rows):
+        if not keep[row]:
+            out[row] = np.nan
+            continue
+        for k in range(n):
+            out[row, k] = y2[row, k]
+        for g in range(starts.size - 1):
+            lo = starts[g]
+            size = starts[g + 1] - lo
+            count = 0
+            for q in range(size):
+                v = y2[row, order[lo + q]]
+                if np.isfinite(v):
+                    vals[q] = v
+                    count += 1
+                else:
+                    vals[q] = 0.0
+            clim = (0.0 + _pairwise_sum(vals, 0, size, work)) / count if count > 0 else np.nan
+            for q in range(size):
+                k = order[lo + q]
+                out[row, k] = y2[row, k] - clim
     return out
 
 
@@ -298,41 +480,55 @@ def deseasonalise(y: np.ndarray, month: np.ndarray) -> np.ndarray:
 # Sen's slope of m valid values is the median of N = m (m - 1) / 2 pairwise slopes
 # fl(fl(y_j - y_i) / fl(t_j - t_i)), i < j: 27,261 pairs for a 234-month GRACE series. Forming
 # and partitioning all of them costs O(N) memory traffic per series; instead the median is found
-# by counting (Dillencourt, Mount & Netanyahu 1992; Matousek 1991), in expected
-# O(r log r + m log m + N / sqrt(r)) per series with r sampled slopes (on the benchmark's GWSA,
-# m = 234: about 1,600 pairs crossed and 320 slopes formed of 27,261):
+# by counting (Dillencourt, Mount & Netanyahu 1992; Matousek 1991) from a first estimate:
 #
 # * the number of slopes below a threshold s is the number of inversions of the series ordered
-#   by u = y - s t (in exact arithmetic, pair i < j has slope < s when u_j < u_i), counted by
-#   a merge sort;
+#   by u = y - s t (in exact arithmetic, pair i < j has slope < s when u_j < u_i); at the first
+#   threshold, the least-squares slope of the series, every pair's u is compared (branch-free,
+#   vectorised: O(N) steps of a fraction of a cycle, 1.7 us for 234 values against 9 us for a
+#   merge sort, whose cost is its mispredicted branches), and u is sorted by buckets (above
+#   _BRUTE_MAX values: one merge sort counts and sorts);
 # * moving the threshold from s to s' re-sorts u by insertion, in O(m + K) where K is the number
 #   of pairs whose order changes, i.e. the pairs with slope between s and s', and each such pair
 #   is met once, so its exact slope can be recorded;
-# * thresholds are midpoints of r = 128 sampled slopes: the sample places the median within a
-#   few sample intervals (about N / r pairs each); the walk stops on the two thresholds that
-#   bracket the middle ranks, and the median is selected among the ~N / r slopes recorded there.
+# * the step to s' is the number of slopes still to cross (plus a margin) over their density,
+#   first the density of white noise of the residuals' scale (the sum of the pairs' time spans
+#   over 2 sigma sqrt(pi), slopes per unit slope), then the density met on the last step; the
+#   walk stops on two thresholds a < b that bracket the middle ranks, and the median is selected
+#   among the slopes recorded between them. On the benchmark's GWSA (m = 234) the least-squares
+#   slope lies about 115 slopes from the median (the median of 128 sampled slopes, the earlier
+#   first threshold, about 900), one step brackets it and about 150 slopes are formed.
 #
 # The result is the reference's order statistic, bit for bit: u is rounded, so a pair whose slope
 # lies within a band delta of a threshold (an upper bound from the magnitudes of y, s, t and the
 # smallest time step) may be counted on the wrong side. The selected values are accepted only
 # if they lie strictly inside the bracket by more than delta; every slope counted below the
-# bracket is then below them and every slope counted above is above them. Otherwise (a median on
-# a threshold, heavily tied slopes, a flat series, a sample that missed), the series falls back
-# to forming all N slopes and selecting among them. The sample is a fixed pseudo-random sequence
-# per series: a series' result never depends on other series or on the chunking.
+# bracket is then below them and every slope counted above is above them. A bracket that fails
+# this (a median of tied slopes on the first threshold) is widened, twice at most; then, or where
+# the walk goes astray (a flat series, slopes equal to the last bits, more than _MAX_STEPS steps,
+# magnitudes out of bounds), the series falls back to forming all N slopes and selecting among
+# them. Every step depends on the series alone: a series' result never depends on other series
+# or on the chunking, and it is the exact order statistic whichever path found it (a median of
+# zero slopes is +0.0, whichever sign of zero the selection met).
 #
-# Mann-Kendall S = (pairs with y_j > y_i) - (pairs with y_j < y_i) comes from a merge sort of y
-# in time order, counting the strict inversions D and the tie groups: S = N - 2 D - ties
-# (Knight 1966), and the same sort gives the tie sum of Var(S). The Hamed-Rao ranks of
-# y - sen t are sorted by insertion from the walk's last order (by y - s t, s next to sen).
+# Mann-Kendall S = (pairs with y_j > y_i) - (pairs with y_j < y_i) comes from a sort of y
+# counting the strict inversions D and the tie groups: S = N - 2 D - ties (Knight 1966), and the
+# same sort gives the tie sum of Var(S). A trending series is nearly sorted (one way or the
+# other), so the sort starts by insertion, O(m + D), from the end that Sen's slope points to;
+# past a budget of moves D and the tied pairs are counted over every pair instead (the tie groups
+# need the sort only if there is a tie). The Hamed-Rao ranks of y - sen t are sorted by insertion
+# from the walk's last order (by y - s t, s next to sen).
 
-_N_SAMPLE = 128  # sampled slopes per series (thresholds of the walk)
-_MIN_PAIRS_SAMPLED = 2048  # fewer pairs: all slopes are formed
+_MIN_PAIRS_COUNTED = 2048  # fewer pairs: all slopes are formed
 _RUN = 16  # insertion-sorted runs of the merge sort
+_BRUTE_MAX = 1024  # up to this many values, inversions are counted by comparing every pair
+_BUCKETS = 4  # buckets per value of the bucket sort
+_EXACT_RANK_SUMS = 1 << 16  # up to this many values, sums of rank products are exact integers
+_MAX_STEPS = 24  # steps of the walk to a bracket; more: all slopes are formed
+_STEP_MARGIN = 1.15, 16.0  # a step aims at (slopes to cross) * 1.15 + 16
 _U = 2.0**-53  # unit roundoff of float64
 _TINY = 2.0**-1060  # absolute slack for subnormal results
-
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+_BIG = 1e307  # |y| and |s t| below: y - s t and the rounding bands stay finite
 
 
 @_jit
@@ -402,11 +598,71 @@ def _middle_pair(buf, lo, hi, rank, even):
 
 
 @_jit
-def _sort_count(key, idx, tmp_k, tmp_i, m):
-    """Stable ascending sort of ``key[:m]`` carrying ``idx``; returns the number of strict
-    inversions of the input (pairs p < q with key[q] < key[p])."""
+def _merge(sk, si, dk, di, lo, mid, hi):
+    """Stable merge of the sorted ``sk[lo:mid]`` and ``sk[mid:hi]`` (carrying ``si``) into
+    ``dk[lo:hi]`` (``di``); returns the strict inversions between the halves."""
     inv = 0
-    for lo in range(0, m, _RUN):
+    i = lo
+    j = mid
+    k = lo
+    while i < mid and j < hi:
+        a = sk[i]
+        b = sk[j]
+        if b < a:
+            dk[k] = b
+            di[k] = si[j]
+            j += 1
+            inv += mid - i
+        else:
+            dk[k] = a
+            di[k] = si[i]
+            i += 1
+        k += 1
+    while i < mid:
+        dk[k] = sk[i]
+        di[k] = si[i]
+        i += 1
+        k += 1
+    while j < hi:
+        dk[k] = sk[j]
+        di[k] = si[j]
+        j += 1
+        k += 1
+    return inv
+
+
+@_jit
+def _insertion_count(key, idx, m, budget):
+    """Insertion sort of ``key[:m]`` (stable, carrying ``idx``) while its moves stay within
+    ``budget``: returns the strict inversions met (pairs p < q with key[q] < key[p]) and the
+    length of the sorted prefix (``m`` if done). O(m + inversions) on a nearly sorted input."""
+    inv = 0
+    p0 = 1
+    while p0 < m and inv <= budget:
+        kk = key[p0]
+        ii = idx[p0]
+        q = p0 - 1
+        while q >= 0 and key[q] > kk:
+            key[q + 1] = key[q]
+            idx[q + 1] = idx[q]
+            q -= 1
+        inv += p0 - 1 - q
+        key[q + 1] = kk
+        idx[q + 1] = ii
+        p0 += 1
+    return inv, min(p0, m)
+
+
+@_jit
+def _merge_sort_rest(key, idx, tmp_k, tmp_i, p0, m):
+    """Finish a stable sort of ``key[:m]`` (carrying ``idx``) whose prefix ``key[:p0]`` is sorted:
+    a merge sort of the rest (insertion-sorted runs of ``_RUN``, then bottom-up merges,
+    O(m log m)) and one merge with the prefix. Returns the strict inversions within the rest
+    and between it and the prefix."""
+    if p0 >= m:
+        return 0
+    inv = 0
+    for lo in range(p0, m, _RUN):
         hi = min(lo + _RUN, m)
         for p in range(lo + 1, hi):
             kk = key[p]
@@ -422,45 +678,120 @@ def _sort_count(key, idx, tmp_k, tmp_i, m):
     width = _RUN
     sk, si, dk, di = key, idx, tmp_k, tmp_i
     flipped = False
-    while width < m:
-        for lo in range(0, m, 2 * width):
-            mid = min(lo + width, m)
-            hi = min(lo + 2 * width, m)
-            i = lo
-            j = mid
-            k = lo
-            while i < mid and j < hi:
-                a = sk[i]
-                b = sk[j]
-                if b < a:
-                    dk[k] = b
-                    di[k] = si[j]
-                    j += 1
-                    inv += mid - i
-                else:
-                    dk[k] = a
-                    di[k] = si[i]
-                    i += 1
-                k += 1
-            while i < mid:
-                dk[k] = sk[i]
-                di[k] = si[i]
-                i += 1
-                k += 1
-            while j < hi:
-                dk[k] = sk[j]
-                di[k] = si[j]
-                j += 1
-                k += 1
+    while width < m - p0:
+        for lo in range(p0, m, 2 * width):
+            inv += _merge(sk, si, dk, di, lo, min(lo + width, m), min(lo + 2 * width, m))
         sk, dk = dk, sk
         si, di = di, si
         flipped = not flipped
         width *= 2
-    if flipped:
-        for p in range(m):
-            key[p] = sk[p]
-            idx[p] = si[p]
+    if flipped:  # the sorted rest is in the scratch arrays: bring the prefix there too
+        for p in range(p0):
+            tmp_k[p] = key[p]
+            tmp_i[p] = idx[p]
+        return inv + _merge(tmp_k, tmp_i, key, idx, 0, p0, m)
+    inv += _merge(key, idx, tmp_k, tmp_i, 0, p0, m)
+    for p in range(m):
+        key[p] = tmp_k[p]
+        idx[p] = tmp_i[p]
     return inv
+
+
+@_jit
+def _sort_count(key, idx, tmp_k, tmp_i, m, budget):
+    """Stable ascending sort of ``key[:m]`` carrying ``idx``; returns the number of strict
+    inversions of the input (pairs p < q with key[q] < key[p]): insertion sort while its moves
+    stay within ``budget``, then a merge sort of the rest (:func:`_merge_sort_rest`)."""
+    inv, p0 = _insertion_count(key, idx, m, budget)
+    return inv + _merge_sort_rest(key, idx, tmp_k, tmp_i, p0, m)
+
+
+@_jit
+def _count_below(u, m):
+    """Pairs p < q with ``u[q] < u[p]``, every pair compared: four rows of the triangle at a time
+    against each later value, branch-free compares that the compiler vectorises. O(m^2) steps of
+    a fraction of a cycle: below ``_BRUTE_MAX`` values faster than a merge sort, whose cost is
+    its mispredicted branches (1.7 against 9 us for 234 values)."""
+    count = 0
+    i = 0
+    while i + 4 <= m:
+        u0 = u[i]
+        u1 = u[i + 1]
+        u2 = u[i + 2]
+        u3 = u[i + 3]
+        count += (u1 < u0) + (u2 < u0) + (u3 < u0) + (u2 < u1) + (u3 < u1) + (u3 < u2)
+        later = u[i + 4 : m]  # a slice: indices the compiler knows are not negative
+        c = np.int32(0)
+        for j in range(later.size):
+            x = later[j]
+            c += np.int32(x < u0) + np.int32(x < u1) + np.int32(x < u2) + np.int32(x < u3)
+        count += c
+        i += 4
+    for p in range(i, m - 1):
+        for q in range(p + 1, m):
+            count += u[q] < u[p]
+    return count
+
+
+@_jit
+def _count_below_equal(u, m):
+    """:func:`_count_below` and the pairs p < q with ``u[q] == u[p]``."""
+    count = 0
+    equal = 0
+    i = 0
+    while i + 4 <= m:
+        u0 = u[i]
+        u1 = u[i + 1]
+        u2 = u[i + 2]
+        u3 = u[i + 3]
+        count += (u1 < u0) + (u2 < u0) + (u3 < u0) + (u2 < u1) + (u3 < u1) + (u3 < u2)
+        equal += (u1 == u0) + (u2 == u0) + (u3 == u0) + (u2 == u1) + (u3 == u1) + (u3 == u2)
+        later = u[i + 4 : m]
+        c = np.int32(0)
+        e = np.int32(0)
+        for j in range(later.size):
+            x = later[j]
+            c += np.int32(x < u0) + np.int32(x < u1) + np.int32(x < u2) + np.int32(x < u3)
+            e += np.int32(x == u0) + np.int32(x == u1) + np.int32(x == u2) + np.int32(x == u3)
+        count += c
+        equal += e
+        i += 4
+    for p in range(i, m - 1):
+        for q in range(p + 1, m):
+            count += u[q] < u[p]
+            equal += u[q] == u[p]
+    return count, equal
+
+
+@_jit
+def _bucket_sort(values, key, idx, tmp_k, tmp_i, counts, m):
+    """Stable ascending sort of the finite ``values[:m]`` into ``key``, with their positions in
+    ``idx``: a counting sort into ``_BUCKETS`` m buckets of equal width between the extremes,
+    which keeps ties in order (``counts``: scratch of ``_BUCKETS`` m + 1 integers), finished by
+    insertion; O(m) for a spread-out sample, a merge sort past a budget of moves (clustered
+    values). ``tmp_k``, ``tmp_i``: scratch of the finish (``tmp_k`` may be ``values``)."""
+    n_buckets = _BUCKETS * m
+    lo = values[0]
+    hi = values[0]
+    for p in range(m):
+        lo = min(lo, values[p])
+        hi = max(hi, values[p])
+    scale = (n_buckets - 1) / (hi - lo) if hi > lo else 0.0  # monotone: buckets keep the order
+    for b in range(n_buckets + 1):
+        counts[b] = 0
+    for p in range(m):
+        x = (values[p] - lo) * scale
+        counts[(int(x) if x < n_buckets - 1 else n_buckets - 1) + 1] += 1
+    for b in range(n_buckets):
+        counts[b + 1] += counts[b]
+    for p in range(m):
+        x = (values[p] - lo) * scale
+        b = int(x) if x < n_buckets - 1 else n_buckets - 1
+        q = counts[b]
+        key[q] = values[p]
+        idx[q] = p
+        counts[b] = q + 1
+    _sort_count(key, idx, tmp_k, tmp_i, m, 4 * m)
 
 
 @_jit
@@ -475,22 +806,23 @@ def _sen_all_pairs(yc, tc, m, buf):
             buf[p + j - i - 1] = (yc[j] - yi) / (tc[j] - ti)
         p += m - 1 - i
     lower, upper = _middle_pair(buf, 0, n_pairs, n_pairs // 2, n_pairs % 2 == 0)
-    return 0.5 * (lower + upper)
+    return 0.5 * (lower + upper) + 0.0  # a zero median is +0.0 (see _sen_counting)
 
 
 @_jit
-def _resort(s, u, idx, yc, tau, tc, m, rec, n_rec, up, record):
+def _resort(s, u, idx, yc, tau, tc, m, rec, n_rec, up):
     """Re-sort the series (``u``, ``idx``) for the threshold ``s`` by insertion.
 
-    Every pair whose order changes has its slope between the old and the new threshold. Returns
-    the number of slopes recorded in ``rec`` (from ``n_rec`` on, the pairs crossed in the
-    direction ``up``, if ``record``), the change of the inversion count, and the number of pairs
-    crossed against ``up`` (possible only inside the rounding band).
+    Every pair whose order changes has its slope between the old and the new threshold; the
+    pairs crossed in the direction of the walk (``up``: a later value moves ahead, the slope
+    counts as below ``s`` now) have their slopes recorded in ``rec`` from ``n_rec`` on. Returns
+    the new ``n_rec``, the change of the inversion count and the number of pairs crossed the
+    other way (possible only inside the rounding band).
     """
     for p in range(m):
         k = idx[p]
         u[p] = yc[k] - s * tau[k]
-    change = 0
+    start = n_rec
     wrong = 0
     for p in range(1, m):
         kk = u[p]
@@ -498,151 +830,188 @@ def _resort(s, u, idx, yc, tau, tc, m, rec, n_rec, up, record):
         q = p - 1
         while q >= 0 and u[q] > kk:
             iw = idx[q]
-            if ik > iw:  # the later value moves ahead: the pair's slope is now below
-                change += 1
-                if not up:
-                    wrong += 1
-                elif record:
-                    rec[n_rec] = (yc[ik] - yc[iw]) / (tc[ik] - tc[iw])
-                    n_rec += 1
+            if (ik > iw) == up:
+                i = min(ik, iw)
+                j = max(ik, iw)
+                rec[n_rec] = (yc[j] - yc[i]) / (tc[j] - tc[i])
+                n_rec += 1
             else:
-                change -= 1
-                if up:
-                    wrong += 1
-                elif record:
-                    rec[n_rec] = (yc[iw] - yc[ik]) / (tc[iw] - tc[ik])
-                    n_rec += 1
+                wrong += 1
             u[q + 1] = u[q]
             idx[q + 1] = iw
             q -= 1
         u[q + 1] = kk
         idx[q + 1] = ik
-    return n_rec, change, wrong
+    return n_rec, n_rec - start if up else start - n_rec, wrong
 
 
 @_jit
-def _sen_sampled(yc, tc, m, u, idx, tmp_k, tmp_i, tau, sample, thr, rec):
+def _sen_counting(yc, tc, m, u, idx, tmp_k, tmp_i, counts, tau, rec, s_first, density_first):
     """Sen's slope of ``yc[:m]`` by counting inversions (see the notes above).
 
     Returns ``(slope, True)``, or ``(nan, False)`` where the bracket could not be certified and
-    the caller must form all slopes.
+    the caller must form all slopes. On success ``u``, ``idx`` hold the series sorted by
+    ``y - s t`` at a threshold ``s`` next to the slope. ``s_first``, ``density_first``: the
+    first threshold and density of slopes, NaN for those of the least-squares line (others
+    steer the walk through its rarer branches in the tests; the result is the same).
     """
     n_pairs = m * (m - 1) // 2
     hi = n_pairs // 2
     even = n_pairs % 2 == 0
     k_lo = hi - 1 if even else hi
-    r = sample.shape[0]
-    # Flags typed at run time: numba compiles one specialisation per literal argument.
-    none = np.int64(0)
-    yes = m > 0
-    no = m < 0
-    # Slopes of r pseudo-random pairs (xorshift64, fixed seed), sorted; thresholds at the
-    # midpoints of distinct neighbours (NaN marks a repeated value).
-    state = np.uint64(0x9E3779B97F4A7C15)
-    mm = np.uint64(m)
-    for q in range(r):
-        state ^= state << np.uint64(13)
-        state ^= state >> np.uint64(7)
-        state ^= state << np.uint64(17)
-        i = np.int64(((state >> np.uint64(32)) * mm) >> np.uint64(32))
-        j = np.int64(((state & np.uint64(0xFFFFFFFF)) * (mm - np.uint64(1))) >> np.uint64(32))
-        if j >= i:
-            j += 1
-        else:
-            i, j = j, i
-        sample[q] = (yc[j] - yc[i]) / (tc[j] - tc[i])
-    sample.sort()
-    for q in range(r - 1):
-        a = sample[q]
-        b = sample[q + 1]
-        thr[q] = 0.5 * (a + b) if a < b else np.nan
-    # Times centred for u; magnitudes and the smallest time step for the rounding band.
+    # Times centred for u; magnitudes and the smallest time step for the rounding band; the
+    # least-squares line (the first threshold) and its residual scale (the first step), from
+    # one pass of moment sums (they only steer the walk).
     t_c = tc[m // 2]
+    y_c = yc[m // 2]
     y_max = 0.0
     tau_max = 0.0
-    for p in range(m):
-        tau[p] = tc[p] - t_c
-        y_max = max(y_max, abs(yc[p]))
-        tau_max = max(tau_max, abs(tau[p]))
     dt_min = np.inf
-    for p in range(m - 1):
-        dt_min = min(dt_min, tc[p + 1] - tc[p])
-    dt_min *= 1.0 - 4.0 * _U
-    # Order (and count) at the threshold nearest the sample's estimate of the median.
-    g = min(max(int((hi + 0.5) * r / n_pairs) - 1, 0), r - 2)
-    while g < r - 2 and not np.isfinite(thr[g]):
-        g += 1
-    s = thr[g]
-    if not np.isfinite(s):
-        return np.nan, False
+    s_t = 0.0
+    s_y = 0.0
+    s_tt = 0.0
+    s_ty = 0.0
+    s_yy = 0.0
+    span = 0.0  # sum over pairs of t_j - t_i
     for p in range(m):
-        u[p] = yc[p] - s * tau[p]
-        idx[p] = p
-        if not np.isfinite(u[p]):
-            return np.nan, False
-    level = _sort_count(u, idx, tmp_k, tmp_i, m)  # slopes counted below thr[g]
-    # Jump by the sample's estimate of how many thresholds separate level from k_lo.
-    g2 = min(max(g + int(np.floor((k_lo - level) * r / n_pairs)), 0), r - 2)
-    while g2 < r - 2 and not np.isfinite(thr[g2]):
-        g2 += 1
-    if g2 != g and np.isfinite(thr[g2]):
-        n_rec, change, wrong = _resort(thr[g2], u, idx, yc, tau, tc, m, rec, none, g2 > g, no)
-        if wrong:
-            return np.nan, False
-        level += change
-        g = g2
-    # Walk down until at most k_lo slopes are below the threshold.
-    while level > k_lo:
-        g -= 1
-        while g >= 0 and not np.isfinite(thr[g]):
-            g -= 1
-        if g < 0:
-            return np.nan, False
-        n_rec, change, wrong = _resort(thr[g], u, idx, yc, tau, tc, m, rec, none, no, no)
-        if wrong:
-            return np.nan, False
-        level += change
-    # Walk up, recording the slopes crossed since the last threshold with at most k_lo below,
-    # until more than hi are below.
-    a_thr = thr[g]
-    a_level = level
-    n_rec = none
-    while level <= hi:
-        g += 1
-        while g <= r - 2 and not np.isfinite(thr[g]):
-            g += 1
-        if g > r - 2:
-            return np.nan, False
-        n_rec, change, wrong = _resort(thr[g], u, idx, yc, tau, tc, m, rec, n_rec, yes, yes)
-        if wrong:
-            return np.nan, False
-        level += change
-        if level <= k_lo:
-            a_thr = thr[g]
-            a_level = level
-            n_rec = none
-    b_thr = thr[g]
-    if n_rec != level - a_level:
+        tp = tc[p] - t_c
+        yp = yc[p] - y_c
+        tau[p] = tp
+        y_max = max(y_max, abs(yc[p]))
+        tau_max = max(tau_max, abs(tp))
+        if p > 0:
+            dt_min = min(dt_min, tc[p] - tc[p - 1])
+        s_t += tp
+        s_y += yp
+        s_tt += tp * tp
+        s_ty += tp * yp
+        s_yy += yp * yp
+        span += tp * (2 * p - m + 1)
+    dt_min *= 1.0 - 4.0 * _U
+    sxy = s_ty - s_t * s_y / m
+    s = sxy / (s_tt - s_t * s_t / m)
+    rss = s_yy - s_y * s_y / m - s * sxy
+    density = span / (2.0 * np.sqrt(np.pi * rss / (m - 2)))  # slopes per unit slope
+    if not np.isnan(s_first):
+        s = s_first
+    if not np.isnan(density_first):
+        density = density_first
+    bound = _BIG / max(tau_max, 1.0)  # thresholds within: y - s t cannot overflow
+    if not (y_max < _BIG and abs(s) < bound and density > 0.0 and density < np.inf):
         return np.nan, False
-    lower, upper = _middle_pair(rec, 0, n_rec, hi - a_level, even)
-    # Rounding band: |u - exact| <= e(s); a pair is misplaced only if its slope is within
-    # 2 e(s) / dt_min of s (plus the rounding of the slope itself).
-    e_a = 1.01 * _U * (y_max + 3.0 * abs(a_thr) * tau_max) + _TINY
-    e_b = 1.01 * _U * (y_max + 3.0 * abs(b_thr) * tau_max) + _TINY
-    band_a = 2.01 * e_a / dt_min + 4.0 * _U * abs(a_thr) + _TINY
-    band_b = 2.01 * e_b / dt_min + 4.0 * _U * abs(b_thr) + _TINY
-    if lower > a_thr + band_a and upper < b_thr - band_b:
-        return 0.5 * (lower + upper), True
+    if m <= _BRUTE_MAX:  # slopes counted below s: every pair compared, then a bucket sort
+        for p in range(m):
+            tmp_k[p] = yc[p] - s * tau[p]
+        level = _count_below(tmp_k, m)
+        _bucket_sort(tmp_k, u, idx, tmp_k, tmp_i, counts, m)
+    else:  # by a merge sort
+        for p in range(m):
+            u[p] = yc[p] - s * tau[p]
+            idx[p] = p
+        level = _sort_count(u, idx, tmp_k, tmp_i, m, 0)
+    # Walk until two thresholds a < b bracket the middle ranks: level(a) <= k_lo < hi <
+    # level(b); the slopes recorded since the end the walk left, n_rec, lie in [a, b).
+    up = level <= k_lo
+    have_b = level > hi
+    a_s, a_level, b_s, b_level = s, level, s, level
+    n_rec = np.int64(0)
+    steps = 0
+    while True:
+        need = hi + 1 - level if up else level - k_lo
+        delta = (need * _STEP_MARGIN[0] + _STEP_MARGIN[1]) / density
+        s = s + delta if up else s - delta
+        steps += 1
+        if steps > _MAX_STEPS or not abs(s) < bound:
+            return np.nan, False
+        n_rec, change, wrong = _resort(s, u, idx, yc, tau, tc, m, rec, n_rec, up)
+        if wrong:
+            return np.nan, False
+        density = abs(change) / delta if change != 0 else 0.25 * density
+        level += change
+        if up:
+            if level <= k_lo:  # a moves up: the records start here
+                a_s, a_level, n_rec = s, level, 0
+            elif level > hi:
+                b_s, b_level = s, level
+                break
+        elif level > hi:  # b moves down
+            b_s, b_level, have_b, n_rec = s, level, True, 0
+        elif level <= k_lo:
+            a_s, a_level = s, level
+            if have_b:
+                break
+            up, n_rec = True, 0  # started between the middle ranks: walk up from a
+    # Select; accept if strictly inside the rounding bands, else widen the bracket by its width
+    # (on the side that failed) and select again. The walk stands on b if up, else on a.
+    for attempt in range(3):
+        if n_rec != b_level - a_level:
+            return np.nan, False
+        lower, upper = _middle_pair(rec, 0, n_rec, hi - a_level, even)
+        # Rounding band: |u - exact| <= e(s); a pair is misplaced only if its slope is within
+        # 2 e(s) / dt_min of s (plus the rounding of the slope itself).
+        e_a = 1.01 * _U * (y_max + 3.0 * abs(a_s) * tau_max) + _TINY
+        e_b = 1.01 * _U * (y_max + 3.0 * abs(b_s) * tau_max) + _TINY
+        band_a = 2.01 * e_a / dt_min + 4.0 * _U * abs(a_s) + _TINY
+        band_b = 2.01 * e_b / dt_min + 4.0 * _U * abs(b_s) + _TINY
+        ok_a = lower > a_s + band_a
+        ok_b = upper < b_s - band_b
+        if ok_a and ok_b:
+            # + 0.0: a median of zero slopes is +0.0, whichever of +0.0 and -0.0 (from y values
+            # of both signs of zero) the selection met first
+            return 0.5 * (lower + upper) + 0.0, True
+        if attempt == 2:
+            break
+        width = max(b_s - a_s, 4.0 * max(band_a, band_b))
+        if not (abs(a_s - width) < bound and abs(b_s + width) < bound):
+            return np.nan, False
+        # Extend the failed side: the side the walk stands on outwards (the records go on),
+        # the other side by crossing the bracket (the records start again from the far end).
+        if up and not ok_b:
+            n_rec, change, wrong = _resort(b_s + width, u, idx, yc, tau, tc, m, rec, n_rec, up)
+            b_s, b_level, level = b_s + width, level + change, level + change
+        elif not up and not ok_a:
+            n_rec, change, wrong = _resort(a_s - width, u, idx, yc, tau, tc, m, rec, n_rec, up)
+            a_s, a_level, level = a_s - width, level + change, level + change
+        else:
+            wrong = 0
+        if wrong:
+            return np.nan, False
+        if (up and not ok_a) or (not up and not ok_b):
+            up = not up
+            s = b_s + width if up else a_s - width
+            n_rec, change, wrong = _resort(s, u, idx, yc, tau, tc, m, rec, np.int64(0), up)
+            if wrong:
+                return np.nan, False
+            level += change
+            if up:
+                b_s, b_level = s, level
+            else:
+                a_s, a_level = s, level
     return np.nan, False
 
 
 @_jit
-def _score_and_ties(yc, key, idx, tmp_k, tmp_i, m):
-    """Mann-Kendall S of ``yc[:m]`` and the tie sum over groups of t_p (t_p - 1)(2 t_p + 5)."""
+def _score_and_ties(yc, key, idx, tmp_k, tmp_i, m, descending):
+    """Mann-Kendall S of ``yc[:m]`` and the tie sum over groups of t_p (t_p - 1)(2 t_p + 5).
+
+    ``descending``: the series mostly decreases, so it is sorted from its end. The sort starts
+    by insertion, O(m + inversions), cheap on a trending (nearly sorted) series; past a budget
+    of moves, the strict inversions D are counted over every pair (:func:`_count_below_equal`,
+    with the tied pairs: the tie groups need the sort only if there is any), or by a merge sort
+    of the rest above ``_BRUTE_MAX`` values.
+    """
+    n_pairs = m * (m - 1) // 2
     for p in range(m):
-        key[p] = yc[p]
+        key[p] = yc[m - 1 - p] if descending else yc[p]
         idx[p] = p
-    down = _sort_count(key, idx, tmp_k, tmp_i, m)
+    inv, p0 = _insertion_count(key, idx, m, 8 * m)
+    down = -1  # pairs with y_j < y_i, when counted over all pairs
+    if p0 < m:
+        if m <= _BRUTE_MAX:
+            down, equal = _count_below_equal(yc, m)
+            if equal == 0:
+                return n_pairs - 2 * down, 0
+        inv += _merge_sort_rest(key, idx, tmp_k, tmp_i, p0, m)
     tied = 0
     tie_sum = 0
     p = 0
@@ -654,7 +1023,9 @@ def _score_and_ties(yc, key, idx, tmp_k, tmp_i, m):
         tied += size * (size - 1) // 2
         tie_sum += size * (size - 1) * (2 * size + 5)
         p = q
-    return m * (m - 1) // 2 - 2 * down - tied, tie_sum
+    if down < 0:
+        down = n_pairs - tied - inv if descending else inv
+    return n_pairs - 2 * down - tied, tie_sum
 
 
 @_jit
@@ -663,8 +1034,9 @@ def _hamed_rao_one(det, idx, key, tmp_k, tmp_i, centred, m, z_bound, last_lag, p
 
     ``idx[:m]`` is a permutation to start the sort from: the identity, or (``presorted``) an
     order close to the sorted one, finished by insertion in O(m + inversions). Ranks are
-    multiples of 1/2 and their sums stay far below 2**53: every sum is exact, so the result is
-    the one of any summation order (the numpy reference's included).
+    multiples of 1/2 and, up to ``_EXACT_RANK_SUMS`` values, their sums stay far below 2**50:
+    every sum is exact, so the result is the one of any summation order (the numpy reference's
+    included), and the sums run on integers (twice the centred ranks).
     """
     for p in range(m):
         key[p] = det[idx[p]]
@@ -680,28 +1052,47 @@ def _hamed_rao_one(det, idx, key, tmp_k, tmp_i, centred, m, z_bound, last_lag, p
             key[q + 1] = kk
             idx[q + 1] = ii
     else:
-        _sort_count(key, idx, tmp_k, tmp_i, m)
+        _sort_count(key, idx, tmp_k, tmp_i, m, 0)
+    # Average ranks of the tie groups, (p + 1 + q) / 2 for sorted positions p..q-1; their mean is
+    # (m + 1) / 2, so twice the centred rank is the integer p + q - m (at the position in time).
+    twice = tmp_i
     p = 0
-    while p < m:  # average ranks of tie groups, stored at the positions in time order
+    while p < m:
         q = p + 1
         while q < m and key[q] == key[p]:
             q += 1
-        rank = 0.5 * (p + 1 + q)
         for w in range(p, q):
-            centred[idx[w]] = rank
+            twice[idx[w]] = p + q - m
         p = q
+    bound = z_bound / np.sqrt(m)
+    mf = float(m)
     total = 0.0
+    n_lags = min(last_lag, m - 1)
+    if m <= _EXACT_RANK_SUMS:
+        # Sums of products of centred ranks in quarters, integers (vectorised): the float sums
+        # of the centred ranks are exact too, so rho = fl(acov / acov0) is the same number.
+        acov0 = 0
+        for p in range(m):
+            acov0 += twice[p] * twice[p]
+        for lag in range(1, n_lags + 1):
+            later = twice[lag:m]
+            acov = 0
+            for p in range(later.size):
+                acov += later[p] * twice[p]
+            rho = acov / acov0
+            if abs(rho) > bound:
+                total += (mf - lag) * (mf - lag - 1) * (mf - lag - 2) * rho
+        return 1.0 + 2.0 / (mf * (mf - 1) * (mf - 2)) * total
+    mean = 0.0  # longer series: the float sums, in time order
     for p in range(m):
-        total += centred[p]
-    mean = total / m
+        centred[p] = 0.5 * (twice[p] + m + 1)
+        mean += centred[p]
+    mean = mean / m
     acov0 = 0.0
     for p in range(m):
         centred[p] -= mean
         acov0 += centred[p] * centred[p]
-    bound = z_bound / np.sqrt(m)
-    mf = float(m)
-    total = 0.0
-    for lag in range(1, min(last_lag, m - 1) + 1):
+    for lag in range(1, n_lags + 1):
         acov = 0.0
         for p in range(m - lag):
             acov += centred[p + lag] * centred[p]
@@ -726,16 +1117,17 @@ def _rank_rows(y2, t, with_slope, hamed_rao, z_bound, last_lag):
     tc = np.empty(n)
     u = np.empty(n)
     idx = np.empty(n, dtype=np.int64)
+    key = np.empty(n)
+    key_idx = np.empty(n, dtype=np.int64)
     tmp_k = np.empty(n)
     tmp_i = np.empty(n, dtype=np.int64)
+    counts = np.empty(_BUCKETS * n + 1, dtype=np.int64)
     tau = np.empty(n)
     det = np.empty(n)
     centred = np.empty(n)
-    sample = np.empty(_N_SAMPLE)
-    thr = np.empty(_N_SAMPLE)
     rec = np.empty(max(1, n * (n - 1) // 2) if with_slope else 1)
     for row in range(n_rows):
-        m = np.int64(0)  # not a literal: see _sen_sampled
+        m = np.int64(0)  # not a literal: numba would compile one specialisation per literal
         for k in range(n):
             v = y2[row, k]
             if np.isfinite(v):
@@ -744,20 +1136,25 @@ def _rank_rows(y2, t, with_slope, hamed_rao, z_bound, last_lag):
                 m += 1
         if m < 2:
             continue
-        score[row], tie_sum[row] = _score_and_ties(yc, u, idx, tmp_k, tmp_i, m)
-        if not with_slope:
-            continue
-        sorted_near = False
-        if m * (m - 1) // 2 >= _MIN_PAIRS_SAMPLED:
-            value, sorted_near = _sen_sampled(
-                yc, tc, m, u, idx, tmp_k, tmp_i, tau, sample, thr, rec
-            )
-            if sorted_near:
-                slope[row] = value
-            else:
-                n_fallback += 1
-        if not sorted_near:
-            slope[row] = _sen_all_pairs(yc, tc, m, rec)
+        sorted_near = False  # (u, idx): the series sorted by y - s t, s next to the slope
+        if with_slope:
+            if m * (m - 1) // 2 >= _MIN_PAIRS_COUNTED:
+                value, sorted_near = _sen_counting(
+                    yc, tc, m, u, idx, tmp_k, tmp_i, counts, tau, rec, np.nan, np.nan
+                )
+                if sorted_near:
+                    slope[row] = value
+                else:
+                    n_fallback += 1
+            if not sorted_near:
+                slope[row] = _sen_all_pairs(yc, tc, m, rec)
+            descending = slope[row] < 0.0
+        else:
+            half = 0.0
+            for p in range(m // 2):
+                half += yc[m - 1 - p] - yc[p]
+            descending = half < 0.0
+        score[row], tie_sum[row] = _score_and_ties(yc, key, key_idx, tmp_k, tmp_i, m, descending)
         if not hamed_rao:
             continue
         # Detrended by Sen's slope as the reference does (y - b t); its missing values must be
@@ -822,13 +1219,14 @@ def sens_slope(y: np.ndarray, t: np.ndarray) -> np.ndarray:
     Pairs with a missing (non-finite) value are left out. The median (the mean of the two middle
     slopes for an even count) is the exact order statistic of the ``m (m - 1) / 2`` float64
     slopes, found per series by a compiled kernel without forming them all: slopes below a
-    threshold are counted as inversions of the series ordered by ``y - s t``, thresholds come
-    from 128 sampled slopes, and only the slopes between the two thresholds that bracket the
-    median are formed (about 1 % of them for 234 months); a series whose bracket cannot be
-    certified against rounding (a flat series, slopes equal to the last bits) falls back to
-    forming all slopes. Expected cost ``O(m log m + m^2 / sqrt(128))`` simple steps per series
-    against ``O(m^2)`` divisions and a selection; a series' result does not depend on which
-    other series share the call.
+    threshold are counted as inversions of the series ordered by ``y - s t``, the first
+    threshold is the least-squares slope, a step from there by the density of slopes brackets
+    the median, and only the slopes between the two thresholds are formed (about 150 of 27,261
+    for 234 noisy months); a series whose bracket cannot be certified against rounding (a flat
+    series, slopes equal to the last bits) falls back to forming all slopes. Cost per series:
+    ``O(m^2)`` vectorised comparisons (a fraction of a cycle each) and ``O(m)`` simple steps plus
+    the slopes formed, against ``O(m^2)`` divisions and a selection; a series' result does not
+    depend on which other series share the call. A median of zero slopes is +0.0.
 
     Parameters
     ----------
@@ -966,7 +1364,9 @@ def mann_kendall(
     ``Var(S) = [n (n-1)(2n+5) - sum_p t_p (t_p - 1)(2 t_p + 5)] / 18`` with tie-group sizes
     ``t_p``; ``Z = (S - sgn S) / sqrt(Var(S))``; two-sided ``p = 2 (1 - Phi(|Z|))``. Missing
     (non-finite) values are left out (``n`` is the number of valid values). S and the tie
-    groups come from one merge sort per series, ``O(n log n)`` (Knight 1966).
+    groups come from one sort per series (Knight 1966): by insertion, ``O(n + inversions)``, on
+    a trending series, else the inversions and tied pairs counted over all pairs (vectorised
+    ``O(n^2)``), or a merge sort, ``O(n log n)``, above 1024 values.
 
     Parameters
     ----------
@@ -1031,8 +1431,10 @@ def _trend_rows(
     """:func:`trend_statistics` of rows ``y2`` (n_rows, n); shape (n_rows, n_statistics)."""
     ols = fit_harmonic_trend(y2, t, hac_lags=hac_lags, min_valid=min_valid)
     ok = ols["n_valid"] >= min_valid
-    yd = deseasonalise(y2, month) if deseasonalise_first else y2
-    yd = np.where(ok[:, None], yd, np.nan)
+    if deseasonalise_first:
+        yd = _deseasonalise_rows(y2, month, ok)
+    else:
+        yd = np.where(ok[:, None], y2, np.nan)
     sen, score, tie_sum, factor = _rank_statistics(
         yd, t, hamed_rao=hamed_rao, alpha=alpha, max_lag=hamed_rao_max_lag
     )
