@@ -721,16 +721,8 @@ def _place(header: _Header, href: str, grid: Grid) -> _Placed | None:
     return _Placed(_rasterio_path(href), round(row), round(col), header.height, header.width)
 
 
-@dataclass(frozen=True)
-class _PairFiles:
-    """The files of a block of pairs, one graph key shared by the block's window tasks (each
-    task embedding them made a frame of 24 windows of 673 pairs a 19 MiB graph)."""
-
-    files: tuple[tuple[_Placed | None, ...], ...]
-
-
 def _read_lattice_block(
-    files: _PairFiles,
+    files: Sequence[Sequence[_Placed | None]],
     rows: tuple[int, int],
     cols: tuple[int, int],
     env: dict[str, Any],
@@ -740,8 +732,8 @@ def _read_lattice_block(
 
     Parameters
     ----------
-    files : _PairFiles
-        The files of a block of pairs, by pair then asset; None is an asset not read (NaN).
+    files : sequence (pair) of sequence (asset) of _Placed or None
+        The files of a block of pairs; None is an asset not read (NaN).
     rows, cols : (int, int)
         The window, grid pixels ``[start, stop)``.
     env : dict
@@ -759,11 +751,10 @@ def _read_lattice_block(
     from rasterio.errors import RasterioIOError
     from rasterio.windows import Window
 
-    n_asset = max((len(f) for f in files.files), default=0)
-    shape = (n_asset, len(files.files), rows[1] - rows[0], cols[1] - cols[0])
-    out = np.full(shape, np.nan, np.float32)
+    n_asset = max((len(f) for f in files), default=0)
+    out = np.full((n_asset, len(files), rows[1] - rows[0], cols[1] - cols[0]), np.nan, np.float32)
     with rasterio.Env(**env):
-        for p, pair_files in enumerate(files.files):
+        for p, pair_files in enumerate(files):
             for a, f in enumerate(pair_files):
                 if f is None:
                     continue
@@ -824,8 +815,7 @@ def _lattice_stack(
     dsk: dict[Any, Any] = {}
     p0 = 0
     for ip, np_ in enumerate(pchunks):
-        block = (name + "-files", ip)
-        dsk[block] = _PairFiles(tuple(tuple(f) for f in files[p0 : p0 + np_]))
+        block = tuple(tuple(f) for f in files[p0 : p0 + np_])
         y0 = 0
         for iy, cy in enumerate(ychunks):
             x0 = 0
