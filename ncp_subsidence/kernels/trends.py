@@ -735,7 +735,10 @@ def _count_below(u, m):
 
 @_jit
 def _count_below_equal(u, m):
-    """:func:`_count_below` and the pairs p < q with ``u[q] == u[p]``."""
+    """:func:`_count_below` and the pairs p < q with ``u[q] == u[p]`` (for Mann-Kendall's ties).
+
+    Kept apart from :func:`_count_below` on purpose: Sen's count, which needs no ties, runs the
+    lighter inner loop (counting equal pairs adds a compare and an add to every pair)."""
     count = 0
     equal = 0
     i = 0
