@@ -5,7 +5,8 @@ the I/O limit of its interferograms measured in the same run.
 LocalCluster (``--workers`` processes, 1 thread each). Reported: wall seconds of the two stages
 (``seconds``), of the interferogram frames alone (``frames_seconds``: from the start of
 ``ingest`` to its last "ingested frame" log record; hydrology, factors and GNSS follow), and the
-CPU seconds of the driver (client and scheduler) and of the workers.
+CPU seconds of the driver (client and scheduler) and of the workers, and the MB the workers
+sent each other (``between_workers_mb``: task results read on one worker and needed on another).
 
 (b) The I/O limit, in the same run, after (a): every interferogram asset the discovery found
 (phase and coherence of each pair, from the discover product's items and each frame's adapter)
@@ -73,6 +74,11 @@ from typing import Any
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _sent_mb(dask_worker: Any) -> float:
+    """MB this worker sent to other workers (task results another worker needed)."""
+    return dask_worker.transfer_outgoing_bytes_total / 1e6
 
 
 def _cpu_s() -> float:
@@ -355,6 +361,7 @@ def main() -> None:
         options = ClusterOptions(n_workers=args.workers, memory_limit=args.memory_limit)
         with connect(options) as client:
             worker_cpu0 = client.run(_cpu_s)
+            sent0 = client.run(_sent_mb)
             c0, t0 = _cpu_s(), time.perf_counter()
             run_pipeline(cfg, ["discover"], client=client)
             t_ingest = time.perf_counter()
@@ -363,6 +370,7 @@ def main() -> None:
             driver_cpu = _cpu_s() - c0
             worker_cpu = sum(v - worker_cpu0[k] for k, v in client.run(_cpu_s).items())
             worker_peaks = client.run(_peak_rss_mb)
+            sent = sum(v - sent0[k] for k, v in client.run(_sent_mb).items())
             frames_seconds = (clock.last - t_ingest) if clock.last is not None else None
             reference = None
             if args.s3:  # a local run of the same inputs, to compare the cubes with
@@ -399,6 +407,7 @@ def main() -> None:
                 "frames_seconds": round(frames_seconds, 2) if frames_seconds is not None else None,
                 "driver_cpu_s": round(driver_cpu, 2),
                 "worker_cpu_s": round(worker_cpu, 2),
+                "between_workers_mb": round(sent, 1),
                 "worker_peak_rss_mb": {
                     k.rsplit(":", 1)[-1]: round(v, 1) for k, v in worker_peaks.items()
                 },

@@ -269,6 +269,11 @@ def test_canonical_block_untagged_fill():
     assert p[0, 1] == 1.5 and c[0, 1] == 0.0  # a zero coherence alone is data
     assert p[1, 0] == 0.0 and c[1, 0] == np.float32(0.4)  # a zero phase alone is data
     assert p.dtype == np.float32 and c.dtype == np.float32
+    assert phase[0, 0] == 0.0 and coherence[0, 0] == 0.0  # the inputs are not modified
+    # no untagged fill: the same values back (float32), whatever the input dtype
+    p, c = hyp3.ADAPTER.canonical_block(phase[:, 1:].astype(np.float64), coherence[:, 1:])
+    assert p.dtype == np.float32 and np.array_equal(p, phase[:, 1:], equal_nan=True)
+    assert np.array_equal(c, coherence[:, 1:], equal_nan=True)
 
 
 # --------------------------------------------------------------------------- zips
