@@ -237,13 +237,14 @@ def test_fault_length_per_cell_is_exact():
     )
 
 
-def test_saved_items_are_read_as_saved_and_older_ones_migrated(ingested):
+def test_saved_items_are_read_as_saved_and_older_ones_migrated(ingested, monkeypatch):
     """load_items builds the saved items without pystac's copy-and-migrate when discovery wrote
     them at this pystac's STAC version, and migrates an item saved at an older one."""
     import json
 
     import pystac
 
+    from ncp_subsidence import sources
     from ncp_subsidence.sources import _saved_items
 
     _cfg, store = ingested
@@ -256,9 +257,9 @@ def test_saved_items_are_read_as_saved_and_older_ones_migrated(ingested):
     old["stac_version"] = "1.0.0"
     old["stac_extensions"] = ["https://stac-extensions.github.io/projection/v1.0.0/schema.json"]
     old["properties"]["proj:epsg"] = 4326
-    version = store.record("discover").version
     saved = {**data, "features": [old]}
-    store.write_file(f"discover/{version}/catalog/grace_old.json", json.dumps(saved))
-    (migrated,) = load_items(store, "grace_old")
+    # the shared store stays as discovery wrote it: the old item is what the read returns
+    monkeypatch.setattr(sources, "_saved_items", lambda *_args: json.loads(json.dumps(saved)))
+    (migrated,) = load_items(store, "grace")
     assert migrated.to_dict()["stac_version"] == pystac.get_stac_version()
     assert migrated.properties.get("proj:code") == "EPSG:4326"

@@ -144,9 +144,12 @@ def _chunk_data(ds: xr.Dataset, chunks: tuple[int, int]) -> xr.Dataset:
         want = {d: sizes[d] for d in var.dims if d in sizes}
         if var.chunks is None:
             var = var.copy(deep=False)
-            var.encoding["chunks"] = tuple(
-                min(want.get(d, n) if want.get(d, n) > 0 else n, n) for d, n in var.sizes.items()
-            )
+            var.encoding = {
+                **var.encoding,
+                "chunks": tuple(
+                    n if want.get(d, -1) <= 0 else min(want[d], n) for d, n in var.sizes.items()
+                ),
+            }
             out[name] = var
         else:
             out[name] = var.chunk(want)
