@@ -493,3 +493,29 @@ def test_a_failing_cv_task_fails_the_selection_and_cancels_the_rest(local_cluste
         with pytest.raises(AttributeError):
             selections.result("F1")
         assert not selections._owner
+
+
+def test_grid_coordinates_are_formed_blockwise_not_shipped_in_the_graph():
+    """The (y, x) coordinate grids of a chunked frame: equal to xarray's broadcast, in the
+    frame's chunks, and a graph of the 1-D coordinates only (a 2-D copy in the graph grew with
+    the frame: 19 MB for 1500 x 800, dask's 'Sending large graph' warning)."""
+    import cloudpickle
+    import dask.array as da
+
+    from ncp_subsidence.stages._adjust_correction import grid_coordinates
+
+    y, x = np.linspace(40.0, 34.0, 1500), np.linspace(113.0, 117.0, 800)
+    frame = xr.DataArray(
+        da.zeros((1500, 800), chunks=(256, 256)), dims=("y", "x"), coords={"y": y, "x": x}
+    )
+    lat2d, lon2d = grid_coordinates(frame)
+    expected = xr.broadcast(frame["y"], frame["x"])
+    for got, want in zip((lat2d, lon2d), expected, strict=True):
+        assert got.chunks == frame.chunks
+        xr.testing.assert_identical(got.compute(), want)
+        graph = dict(got.data.__dask_graph__())
+        assert sum(len(cloudpickle.dumps(v)) for v in graph.values()) < 100_000
+    in_memory = frame.compute()
+    for got, want in zip(grid_coordinates(in_memory), expected, strict=True):
+        assert got.chunks is None
+        xr.testing.assert_identical(got, want)

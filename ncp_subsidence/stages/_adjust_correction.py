@@ -71,6 +71,31 @@ def frame_centre(ds: xr.Dataset, crs: str = GEOGRAPHIC) -> tuple[float, float]:
     return float(lon), float(lat)
 
 
+def grid_coordinates(template: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """The ``y`` and ``x`` coordinates of ``template`` broadcast to its ``(y, x)`` grid, in its
+    chunks when it has them.
+
+    The 1-D coordinates are chunked and then broadcast, so each block is formed on the worker
+    that needs it; broadcasting first and chunking the two 2-D arrays after put them inside the
+    graph (19 MB for a 1500 x 800 frame: dask's "Sending large graph" warning, and graphs that
+    grow with the frame's area).
+    """
+    y, x = template["y"], template["x"]
+    if template.chunks is None:
+        return xr.broadcast(y, x)
+    import dask.array as da
+
+    sizes = dict(zip(template.dims, template.chunks, strict=True))
+    chunks = {"y": sizes["y"], "x": sizes["x"]}
+    # an index coordinate cannot be chunked itself: a chunked copy of its values
+    y, x = (
+        xr.DataArray(da.from_array(c.values, chunks=(chunks[d],)), dims=d, coords={d: c}, name=d)
+        for d, c in (("y", y), ("x", x))
+    )
+    lat2d, lon2d = xr.broadcast(y, x)  # the new axis is one chunk: split it (lazily)
+    return lat2d.chunk(chunks), lon2d.chunk(chunks)
+
+
 def _resample_block(lat2d, lon2d, *, surface, lon_src, lat_src):
     # elementwise apply_ufunc: each call gets one (y, x) block of the broadcast coordinates
     return resample_surface(surface, lon_src, lat_src, lon2d[0, :], lat2d[:, 0]).astype(np.float32)
@@ -78,10 +103,7 @@ def _resample_block(lat2d, lon2d, *, surface, lon_src, lat_src):
 
 def _lazy_surface(surface, lon_src, lat_src, template: xr.DataArray) -> xr.DataArray:
     """Bilinear resampling of a small client-side surface onto the (chunked) grid of template."""
-    lat2d, lon2d = xr.broadcast(template["y"], template["x"])
-    if template.chunks is not None:
-        chunks = dict(zip(template.dims, template.chunks, strict=True))
-        lat2d, lon2d = lat2d.chunk(chunks), lon2d.chunk(chunks)
+    lat2d, lon2d = grid_coordinates(template)
     return xr.apply_ufunc(
         _resample_block,
         lat2d.transpose("y", "x"),

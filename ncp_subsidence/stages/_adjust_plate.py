@@ -23,6 +23,7 @@ from ..kernels.geometry import (
     plate_velocity_enu,
     resolve_euler_vector,
 )
+from ._adjust_correction import grid_coordinates
 
 __all__ = ["gnss_eurasia_fixed", "plate_euler_vector", "plate_motion_los"]
 
@@ -148,10 +149,7 @@ def plate_motion_los(
     ref_unit = [float(point[c].values) for c in _LOS]
     # per-pixel plate motion needs each pixel's lon/lat: the frame's coordinates on a
     # geographic grid, computed block by block from x/y on a projected one
-    lat2d, lon2d = xr.broadcast(sb["y"], sb["x"])
-    if sb["velocity"].chunks is not None:
-        chunks = dict(zip(sb["velocity"].dims, sb["velocity"].chunks, strict=True))
-        lat2d, lon2d = lat2d.chunk(chunks), lon2d.chunk(chunks)
+    lat2d, lon2d = grid_coordinates(sb["velocity"])
     block_kwargs: dict[str, Any] = {"omega": omega, "ref": (ref_lon, ref_lat, ref_unit)}
     if projected:
         block_kwargs["crs"] = crs
