@@ -487,10 +487,15 @@ def _raise_if_store_failed(err: BaseException, store: ProductStore, stage: str) 
     """Turn a remote store's raw client error (botocore, aiohttp...) into one clear StoreError.
 
     Raised when the store stopped answering after its retries while ``stage`` read or wrote it:
-    the message names the store, the stage, the retry setting and what a rerun does.
+    the message names the store, the stage, the retry setting and what a rerun does. A
+    :class:`StoreError` raised by the store's own calls (opening a group) over a lost connection
+    (a connect or timeout error, not a refusal such as a missing bucket or denied access) gets
+    the same message: which stage, and that a rerun resumes.
     """
-    if isinstance(err, NcpError) or "://" not in store.url:
-        return  # already one of ours (a DataError, a NetworkError of a source...), or local
+    if "://" not in store.url:
+        return  # a local store
+    if isinstance(err, NcpError) and not isinstance(err, StoreError):
+        return  # already one of ours (a DataError, a NetworkError of a source...)
     root = store.root.strip("/")
     chain: list[BaseException] = []
     cause: BaseException | None = err
@@ -502,7 +507,10 @@ def _raise_if_store_failed(err: BaseException, store: ProductStore, stage: str) 
             c.__module__.split(".")[0] in ("botocore", "aiobotocore", "aiohttp")
             for c in type(e).__mro__
         ) or isinstance(e, ConnectionError | TimeoutError)
-        if remote and root in str(e):
+        lost = isinstance(e, ConnectionError | TimeoutError) or any(
+            w in type(e).__name__ for w in ("onnect", "Timeout")
+        )
+        if remote and root in str(e) and (lost or not isinstance(err, StoreError)):
             raise StoreError(
                 f"store {store.url!r} stopped answering while stage {stage!r} used it, after the "
                 f"configured retries: {type(e).__name__}: {e}. Nothing of {stage!r} was "

@@ -199,3 +199,43 @@ def test_s3_that_stays_down_is_one_clear_line_and_publishes_nothing(
     assert watcher.record("discover") is not None
     assert watcher.record("ingest") is None  # nothing half-published
     assert watcher.pending("ingest")["version"] == pending["version"]  # resumable later
+
+
+@pytest.mark.parametrize(
+    ("cause", "reworded"),
+    [
+        ("connect", True),  # the store went away while the store opened a group
+        ("denied", False),  # a refusal keeps the store's own message
+    ],
+)
+def test_a_store_error_over_a_lost_connection_names_the_stage_and_the_rerun(cause, reworded):
+    """A StoreError of the store's own calls (``cannot open group``) whose cause is a lost
+    connection reads like every other store failure: the stage, and that a rerun resumes."""
+    from types import SimpleNamespace
+
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from ncp_subsidence.errors import StoreError
+    from ncp_subsidence.pipeline import _raise_if_store_failed
+
+    store = SimpleNamespace(url="s3://bucket-x/store", root="bucket-x/store")
+    url = "http://127.0.0.1:1/bucket-x/store/ingest/zarr.json"
+    if cause == "connect":
+        raw: Exception = EndpointConnectionError(endpoint_url=url)
+    else:
+        raw = ClientError(
+            {"Error": {"Code": "AccessDenied", "Message": "denied: bucket-x/store"}}, "GetObject"
+        )
+    try:
+        try:
+            raise raw
+        except Exception as err:
+            raise StoreError(f"cannot open group 'ingest' in store {store.url!r}: {err}") from err
+    except StoreError as err:
+        if reworded:
+            with pytest.raises(StoreError) as info:
+                _raise_if_store_failed(err, store, "ingest")
+            text = str(info.value)
+            assert "stage 'ingest'" in text and "rerun" in text and store.url in text
+        else:
+            _raise_if_store_failed(err, store, "ingest")  # left as it is: returns
