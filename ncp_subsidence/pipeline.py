@@ -503,13 +503,13 @@ def _raise_if_store_failed(err: BaseException, store: ProductStore, stage: str) 
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__
     for e in chain:
-        remote = any(
+        network = isinstance(e, ConnectionError | TimeoutError)
+        remote = network or any(
             c.__module__.split(".")[0] in ("botocore", "aiobotocore", "aiohttp")
             for c in type(e).__mro__
-        ) or isinstance(e, ConnectionError | TimeoutError)
-        lost = isinstance(e, ConnectionError | TimeoutError) or any(
-            w in type(e).__name__ for w in ("onnect", "Timeout")
         )
+        # a lost connection, not a refusal: builtin or named so (EndpointConnectionError...)
+        lost = network or any(w in type(e).__name__ for w in ("onnect", "Timeout"))
         if remote and root in str(e) and (lost or not isinstance(err, StoreError)):
             raise StoreError(
                 f"store {store.url!r} stopped answering while stage {stage!r} used it, after the "
