@@ -263,3 +263,85 @@ def test_saved_items_are_read_as_saved_and_older_ones_migrated(ingested, monkeyp
     (migrated,) = load_items(store, "grace")
     assert migrated.to_dict()["stac_version"] == pystac.get_stac_version()
     assert migrated.properties.get("proj:code") == "EPSG:4326"
+
+
+def _watch_ingest(monkeypatch, fail_frames=False, fail_gnss=False):
+    """Record on which thread the table readers and the writes run, in order."""
+    import threading
+
+    from ncp_subsidence.pipeline import StageContext
+    from ncp_subsidence.stages import ingest as stage
+
+    events = []
+    write, hydro, gnss = StageContext.write, stage.ingest_hydro, stage.ingest_gnss
+
+    def watched_write(self, dataset, ds, **kwargs):
+        events.append(("write", dataset, threading.current_thread().name))
+        return write(self, dataset, ds, **kwargs)
+
+    def watched_hydro(ctx, names):
+        events.append(("read hydro", None, threading.current_thread().name))
+        return hydro(ctx, names)
+
+    def watched_gnss(ctx, items):
+        events.append(("read gnss", None, threading.current_thread().name))
+        if fail_gnss:
+            raise DataError("GNSS file is bad")
+        return gnss(ctx, items)
+
+    def failing_frame(*args, **kwargs):
+        raise DataError("frame is bad")
+
+    monkeypatch.setattr(StageContext, "write", watched_write)
+    monkeypatch.setattr(stage, "ingest_hydro", watched_hydro)
+    monkeypatch.setattr(stage, "ingest_gnss", watched_gnss)
+    if fail_frames:
+        monkeypatch.setattr(stage, "write_frame", failing_frame)
+    return events
+
+
+def test_tables_are_read_beside_the_frames_and_written_after_them(
+    ingested, tiny_twin, tmp_path, monkeypatch
+):
+    import threading
+
+    events = _watch_ingest(monkeypatch)
+    cfg = twin_config(tiny_twin, tmp_path / "store")
+    run_pipeline(cfg, ["discover", "ingest"])
+    reads = {what: thread for what, _, thread in events if what.startswith("read")}
+    assert reads == {"read hydro": "ncp-ingest-tables", "read gnss": "ncp-ingest-tables"}
+    writes = [(name, thread) for what, name, thread in events if what == "write"]
+    main = threading.main_thread().name
+    assert {thread for _, thread in writes} == {main}  # nothing written from the thread
+    names = [name for name, _ in writes]
+    frames = [n for n in names if n.startswith("ifg/")]
+    assert names[: len(frames)] == frames == [f"ifg/{f}" for f in sorted(tiny_twin.frames)]
+    # the same product as the module's run: datasets in the same order, equal values
+    _ref_cfg, reference = ingested
+    store = ProductStore(cfg.store.url)
+    assert store.record("ingest").datasets == reference.record("ingest").datasets
+    for name in ("hydro/gldas", "hydro/imerg", "factors", "gnss", "gnss_series"):
+        a, b = store.open("ingest", name).load(), reference.open("ingest", name).load()
+        xr.testing.assert_identical(a.drop_attrs(deep=False), b.drop_attrs(deep=False))
+
+
+def test_a_failed_frame_stops_the_table_reads_and_is_the_error(tiny_twin, tmp_path, monkeypatch):
+    import threading
+
+    events = _watch_ingest(monkeypatch, fail_frames=True)
+    cfg = twin_config(tiny_twin, tmp_path / "store")
+    with pytest.raises(DataError, match="frame is bad"):
+        run_pipeline(cfg, ["discover", "ingest"])
+    assert not [t for t in threading.enumerate() if t.name == "ncp-ingest-tables"]
+    assert not [e for e in events if e[0] == "write"]  # no table written after the failure
+    assert ProductStore(cfg.store.url).record("ingest") is None
+
+
+def test_a_table_error_is_raised_once_the_frames_are_written(tiny_twin, tmp_path, monkeypatch):
+    events = _watch_ingest(monkeypatch, fail_gnss=True)
+    cfg = twin_config(tiny_twin, tmp_path / "store")
+    with pytest.raises(DataError, match="GNSS file is bad"):
+        run_pipeline(cfg, ["discover", "ingest"])
+    written = [name for what, name, _ in events if what == "write"]
+    assert written == [f"ifg/{f}" for f in sorted(tiny_twin.frames)]  # the tables' writes wait
+    assert ProductStore(cfg.store.url).record("ingest") is None

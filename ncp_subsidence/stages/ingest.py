@@ -37,6 +37,12 @@ Datasets written (``ingest/<version>/...``):
     kept once (the longer series), stations with no day in the window or outside every
     interferogram frame dropped; each counted in the attrs and logged.
 
+The frames are ingested on the cluster while a thread of the driver reads the hydrology,
+factor and GNSS files (:class:`ReadAhead`); those datasets are written after the frames, from
+the stage's own thread, so the product is the one reading and writing in turn would give. A
+frame that fails stops the reading at its next step; an unreadable table file is raised once
+the frames are written.
+
 Unreadable interferogram assets follow ``ingest.on_error``: ``fail`` raises; ``nan`` fills NaN,
 counts them, logs them and records them in the dataset's attrs.
 
@@ -56,6 +62,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 import xarray as xr
@@ -89,6 +96,64 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+class _Abandoned(Exception):
+    """Raised on the read-ahead thread once the stage has failed: stop reading."""
+
+
+class ReadAhead:
+    """A stage context for reading ahead on a thread: reads go through, writes wait.
+
+    ``run(work, *args)`` calls ``work(self, *args)`` on the calling thread; every attribute of
+    the wrapped :class:`StageContext` is available except that :meth:`write`, :meth:`reuse` and
+    :meth:`write_file` are recorded instead of done. :meth:`replay` (on the stage's thread,
+    after the frames) re-raises what ``work`` raised, or does the recorded calls in order: the
+    product's datasets and their bytes are those of reading and writing one after the other,
+    and nothing is written from the thread (a store that fails under the frames leaves no
+    second writer behind). :meth:`abandon` makes the thread's next use of the context raise,
+    so a failed stage does not wait for the rest of its files.
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self._ctx = ctx
+        self._calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._stop.is_set():
+            raise _Abandoned(name)
+        return getattr(self._ctx, name)
+
+    def _record(self, method: str, *args: Any, **kwargs: Any) -> None:
+        if self._stop.is_set():
+            raise _Abandoned(method)
+        self._calls.append((method, args, kwargs))
+
+    def write(self, dataset: str | None, ds: xr.Dataset, **kwargs: Any) -> None:
+        self._record("write", dataset, ds.copy(), **kwargs)
+
+    def reuse(self, dataset: str | None) -> None:
+        self._record("reuse", dataset)
+
+    def write_file(self, relpath: str, data: bytes | str) -> None:
+        self._record("write_file", relpath, data)
+
+    def run(self, work: Any, *args: Any) -> None:
+        try:
+            work(self, *args)
+        except BaseException as err:  # noqa: BLE001 -- re-raised by replay() on the stage's thread
+            self._error = err
+
+    def abandon(self) -> None:
+        self._stop.set()
+
+    def replay(self) -> None:
+        if self._error is not None:
+            raise self._error
+        for method, args, kwargs in self._calls:
+            getattr(self._ctx, method)(*args, **kwargs)
+
+
 class IngestStage(Stage):
     """Stream discovered products into chunked Zarr cubes (see the module docstring)."""
 
@@ -98,11 +163,27 @@ class IngestStage(Stage):
     def run(self, ctx: StageContext) -> None:
         opts = ctx.options
         names = source_names(ctx.store)
-        for name in [n for n in names if n.startswith("interferograms/")]:
-            self._ingest_frame(
-                ctx, name.split("/", 1)[1], load_items(ctx.store, name, config=ctx.config), opts
-            )
-        self._ingest_tables(ctx, names)
+        # the hydrology, factor and GNSS files are read on a thread while the cluster ingests
+        # the frames (the driver mostly waits for it then); their writes wait for the frames
+        ahead = ReadAhead(ctx)
+        reading = threading.Thread(
+            target=ahead.run, args=(self._ingest_tables, names), name="ncp-ingest-tables"
+        )
+        reading.start()
+        try:
+            for name in [n for n in names if n.startswith("interferograms/")]:
+                self._ingest_frame(
+                    ctx,
+                    name.split("/", 1)[1],
+                    load_items(ctx.store, name, config=ctx.config),
+                    opts,
+                )
+        except BaseException:
+            ahead.abandon()
+            raise
+        finally:
+            reading.join()
+        ahead.replay()
 
     def _ingest_tables(self, ctx: Any, names: list[str]) -> None:
         """Hydrology, factors, GNSS velocities and series (every source but the frames)."""
