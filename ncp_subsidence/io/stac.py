@@ -21,6 +21,11 @@ and time window?" for the three kinds of :class:`~ncp_subsidence.config.SourceOp
 Every static read (catalog JSON, file listings, time axes) is retried with backoff and sends the
 source's ``headers`` (or an Earthdata token) through :mod:`ncp_subsidence.io.remote`.
 
+Static catalogs shared by several sources (the twin's root ``catalog.json``, one source per
+collection) are read once per discovery when the caller passes one :class:`StaticDocuments` to
+every :func:`discover_items` call (the ``discover`` stage does): each JSON document is read and
+parsed once, each source gets its own copy, and the cache dies with the discovery.
+
 Presets for public catalogs (use as ``sources.<name>.url`` with ``kind: stac_api``)::
 
     NASA CMR-STAC, ASF (Sentinel-1 products)   https://cmr.earthdata.nasa.gov/stac/ASF
@@ -37,13 +42,16 @@ installed. Earthdata sources take a bearer token in ``headers: {Authorization: "
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import fsspec
 import pystac
+from pystac.serialization import identify_stac_object_type
 
 from ..config import SourceOptions
 from ..errors import DataError, NetworkError
@@ -52,6 +60,7 @@ from .remote import fsspec_options, retrying
 
 __all__ = [
     "PRESETS",
+    "StaticDocuments",
     "choose_asset",
     "discover_items",
     "item_interval",
@@ -189,6 +198,7 @@ def discover_items(
     datetime: str | None = None,
     retries: int = 4,
     timeout_s: float = 30.0,
+    documents: StaticDocuments | None = None,
 ) -> list[pystac.Item]:
     """Items a source offers within ``bbox`` and ``datetime`` (the source's own values win).
 
@@ -202,6 +212,10 @@ def discover_items(
         Default RFC 3339 interval.
     retries, timeout_s
         Network policy for STAC APIs (exponential backoff between retries).
+    documents : StaticDocuments, optional
+        Static catalog documents already read by this discovery (``kind: static_catalog``
+        only), shared by the calls of one discovery so a catalog that several sources walk is
+        read once. Never keep one past a discovery: catalogs change between runs.
 
     Returns
     -------
@@ -214,7 +228,7 @@ def discover_items(
     if source.kind == "file":
         items = _file_items(source, interval, retries)
     elif source.kind == "static_catalog":
-        items = _walk_static(source, bbox, interval, retries)
+        items = _walk_static(source, bbox, interval, retries, documents)
     else:
         items = _search_api(source, bbox, interval, retries, timeout_s)
     if source.max_items is not None:
@@ -363,17 +377,93 @@ def _read_json(url: str, retries: int = 4, headers: Any = None) -> dict[str, Any
         raise NetworkError(f"cannot read static STAC document {url!r}: {err}") from err
 
 
-class _FsspecStacIO(pystac.StacIO):
-    """pystac IO through fsspec, so static catalogs on s3:// and https:// are walked too."""
+def _copy_json(value: Any) -> Any:
+    """A deep copy of parsed JSON (dicts, lists, scalars): 3x faster than ``copy.deepcopy``."""
+    if isinstance(value, dict):
+        return {k: _copy_json(v) if isinstance(v, dict | list) else v for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(v) if isinstance(v, dict | list) else v for v in value]
+    return value
 
-    def __init__(self, retries: int = 4, headers: Any = None) -> None:
+
+def _document_key(href: str) -> str:
+    """One spelling per document: local paths absolute, URLs as they are."""
+    return href if "://" in href else os.path.abspath(href)
+
+
+def _headers_key(headers: Any) -> str:
+    """A digest of the read options that can change what a read returns (the headers)."""
+    if not headers:
+        return ""
+    values = {
+        str(k): v.get_secret_value() if hasattr(v, "get_secret_value") else str(v)
+        for k, v in dict(headers).items()
+    }
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+class StaticDocuments:
+    """The JSON documents of static STAC catalogs read during one discovery, parsed.
+
+    Several sources often walk one catalog (the twin's root ``catalog.json``, one source per
+    collection); given to each of their :func:`discover_items` calls, the root and its
+    collections are read and parsed once. Documents are keyed by absolute href and by a digest
+    of the source's headers, so sources with other credentials never share a document. Every
+    read returns a fresh copy (pystac keeps and may change the dict it builds an object from),
+    so one source's items never share state with another's.
+
+    Make one per discovery and drop it after: catalogs grow between runs.
+    """
+
+    def __init__(self) -> None:
+        self._docs: dict[tuple[str, str], dict[str, Any]] = {}
+        #: documents read (not found here)
+        self.reads = 0
+        #: reads answered from here
+        self.hits = 0
+
+    def read(self, href: str, retries: int = 4, headers: Any = None) -> dict[str, Any]:
+        """The document at ``href`` (read with :func:`_read_json` once), a copy of its own."""
+        key = (_headers_key(headers), _document_key(href))
+        doc = self._docs.get(key)
+        if doc is None:
+            doc = _read_json(href, retries, headers)  # a failed read is not kept: tried again
+            self._docs[key] = doc
+            self.reads += 1
+        else:
+            self.hits += 1
+        return _copy_json(doc)
+
+    def peek(self, href: str, headers: Any = None) -> dict[str, Any] | None:
+        """The document at ``href`` if it was read already (never reads; do not change it)."""
+        return self._docs.get((_headers_key(headers), _document_key(href)))
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+
+class _FsspecStacIO(pystac.StacIO):
+    """pystac IO through fsspec, so static catalogs on s3:// and https:// are walked too.
+
+    Reads JSON once (:meth:`read_json`: no text round trip), from ``documents`` when given.
+    """
+
+    def __init__(
+        self, retries: int = 4, headers: Any = None, documents: StaticDocuments | None = None
+    ) -> None:
         super().__init__()
         self.retries = retries
         self.headers = headers
+        self.documents = documents
+
+    def read_json(self, source: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        href = str(source.href if hasattr(source, "href") else source)
+        if self.documents is None:
+            return _read_json(href, self.retries, self.headers)
+        return self.documents.read(href, self.retries, self.headers)
 
     def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
-        href = str(source.href if hasattr(source, "href") else source)
-        return json.dumps(_read_json(href, self.retries, self.headers))
+        return json.dumps(self.read_json(source))
 
     def write_text(self, dest: Any, txt: str, *args: Any, **kwargs: Any) -> None:
         href = str(dest.href if hasattr(dest, "href") else dest)
@@ -382,11 +472,15 @@ class _FsspecStacIO(pystac.StacIO):
 
 
 def _walk_static(
-    source: SourceOptions, bbox: Sequence[float] | None, interval: str | None, retries: int = 4
+    source: SourceOptions,
+    bbox: Sequence[float] | None,
+    interval: str | None,
+    retries: int = 4,
+    documents: StaticDocuments | None = None,
 ) -> list[pystac.Item]:
     assert isinstance(source.url, str)  # SourceOptions allows lists for kind: file only
     url = source.url.removeprefix("file://")
-    stac_io = _FsspecStacIO(retries, source.headers)
+    stac_io = _FsspecStacIO(retries, source.headers, documents)
     try:
         root = pystac.read_file(url, stac_io=stac_io)
     except pystac.STACError as err:
@@ -394,7 +488,16 @@ def _walk_static(
     if isinstance(root, pystac.Item):
         candidates: Iterable[pystac.Item] = [root]
     else:
-        candidates = _iter_items(root, set(source.collections))
+        root_link = root.get_root_link()
+        if (
+            root_link is not None
+            and not root_link.is_resolved()
+            and root_link.get_absolute_href() == root.get_self_href()
+        ):
+            # its own root, as pystac.Catalog.from_file does (read_file does not): else pystac
+            # reads and builds the root a second time to resolve the link
+            root.set_root(root)
+        candidates = _iter_items(root, set(source.collections), documents, source.headers)
     bounds = parse_interval(interval)
     out = []
     for item in candidates:
@@ -412,13 +515,42 @@ def _walk_static(
     return out
 
 
-def _iter_items(catalog: pystac.Catalog, collections: set[str]) -> Iterable[pystac.Item]:
+def _iter_items(
+    catalog: pystac.Catalog,
+    collections: set[str],
+    documents: StaticDocuments | None = None,
+    headers: Any = None,
+) -> Iterable[pystac.Item]:
     """Items under ``catalog``, skipping collections not asked for (no need to read them)."""
     if isinstance(catalog, pystac.Collection) and collections and catalog.id not in collections:
         return
     yield from catalog.get_items()
-    for child in catalog.get_children():
-        yield from _iter_items(child, collections)
+    if documents is None or not collections:
+        children: Iterable[pystac.Catalog] = catalog.get_children()
+    else:
+        children = _wanted_children(catalog, collections, documents, headers)
+    for child in children:
+        yield from _iter_items(child, collections, documents, headers)
+
+
+def _wanted_children(
+    catalog: pystac.Catalog, collections: set[str], documents: StaticDocuments, headers: Any
+) -> Iterable[pystac.Catalog]:
+    """``catalog.get_children()``, less the collections not asked for that another source of
+    this discovery read already (their documents say so: no pystac object built for them)."""
+    root = catalog.get_root()
+    for link in catalog.get_links(pystac.RelType.CHILD):
+        if not link.is_resolved():
+            href = link.get_absolute_href()
+            doc = None if href is None else documents.peek(href, headers)
+            if (
+                isinstance(doc, dict)
+                and identify_stac_object_type(doc) == pystac.STACObjectType.COLLECTION
+                and doc.get("id") not in collections
+            ):
+                continue
+        link.resolve_stac_object(root=root)
+        yield link.target
 
 
 def _search_api(

@@ -21,7 +21,7 @@ import pystac
 
 from ..config import Config, redacted_dump
 from ..errors import DataError
-from ..io.stac import discover_items, items_digest, strip_credentials
+from ..io.stac import StaticDocuments, discover_items, items_digest, strip_credentials
 from ..pipeline import Stage, StageContext
 from ..sources import HYDRO_SOURCES, resolve_sources, twin_directory
 
@@ -46,6 +46,10 @@ class DiscoverStage(Stage):
         if not fresh and self._cache is not None and self._cache_key == key:
             return self._cache
         found: dict[str, list[pystac.Item]] = {}
+        # static catalog documents read by this discovery, shared by its sources (the twin's
+        # root catalog serves one source per collection); dropped with it: a fresh search
+        # reads catalogs again, as they grow between runs
+        documents = StaticDocuments()
         for name, src in resolve_sources(config).items():
             window = (
                 config.sources.hydro_datetime if name in HYDRO_SOURCES else config.sources.datetime
@@ -56,6 +60,7 @@ class DiscoverStage(Stage):
                 datetime=window,
                 retries=config.sources.retries,
                 timeout_s=config.sources.timeout_s,
+                documents=documents,
             )
             if not items and config.discover.fail_on_empty:
                 raise DataError(
@@ -64,6 +69,11 @@ class DiscoverStage(Stage):
                     "widen the search or set discover.fail_on_empty: false"
                 )
             found[name] = items
+        log.debug(
+            "static catalogs: %d document(s) read, %d read again from memory",
+            documents.reads,
+            documents.hits,
+        )
         self._cache, self._cache_key = found, key
         return found
 
