@@ -190,6 +190,7 @@ def test_real_gldas_ncp_window_reads_the_same_cells():
     assert ncp["soil_moisture"].sel(lat=36.875, lon=115.125).item() == raw[j, i]
 
 
+@pytest.mark.parametrize("engine", ["netcdf4", "h5netcdf"])
 @pytest.mark.parametrize(
     ("path", "group", "keep"),
     [
@@ -197,12 +198,13 @@ def test_real_gldas_ncp_window_reads_the_same_cells():
         (IMERG_V07, "Grid", ["precipitation", "lat", "lon", "time"]),
     ],
 )
-def test_opening_some_variables_decodes_them_as_the_full_open(path, group, keep):
+def test_opening_some_variables_decodes_them_as_the_full_open(path, group, keep, engine):
     """``open_product(variables=...)`` (what ``read_gridded`` opens): only those variables and
-    the ``bounds`` their time names, each decoded as xarray's full open decodes it."""
-    with open_product(str(path), group=group) as full:
+    the ``bounds`` their time names, each decoded as xarray's full open decodes it, with
+    either library."""
+    with open_product(str(path), group=group, engine=engine) as full:
         expected = {k: (full[k].load(), full[k].attrs, full[k].encoding) for k in full.variables}
-    with open_product(str(path), group=group, variables=keep) as part:
+    with open_product(str(path), group=group, variables=keep, engine=engine) as part:
         names = set(part.variables)
         got = {k: (part[k].load(), part[k].attrs, part[k].encoding) for k in names}
     kept = set(keep) & set(expected)
@@ -625,45 +627,54 @@ def test_fldas_files_must_share_variables_and_units(tmp_path):
         read_fldas([str(p1), str(p1)])
 
 
-def test_gldas_monthly_all_variables(tmp_path):
+GLDAS_MONTHLY = {
+    "CanopInt_inst": 0.3,
+    "SoilMoi0_10cm_inst": 25.0,
+    "SoilMoi10_40cm_inst": 70.0,
+    "SoilMoi40_100cm_inst": 140.0,
+    "SoilMoi100_200cm_inst": 230.0,
+    "SWE_inst": 1.5,
+    "Rainf_f_tavg": 2e-5,
+    "Evap_tavg": 1e-5,
+}
+
+
+def write_gldas_month(path, day0, n_days, *, fill_cell=False):
+    """A monthly GLDAS file over 30-45 N, 110-125 E with constant fields (``GLDAS_MONTHLY``);
+    ``day0``: days since 2000-01-01; ``fill_cell``: cell (0, 0) is the -9999 fill."""
     lat = np.arange(30.125, 45, 0.25)
     lon = np.arange(110.125, 125, 0.25)
-    values = {
-        "CanopInt_inst": 0.3,
-        "SoilMoi0_10cm_inst": 25.0,
-        "SoilMoi10_40cm_inst": 70.0,
-        "SoilMoi40_100cm_inst": 140.0,
-        "SoilMoi100_200cm_inst": 230.0,
-        "SWE_inst": 1.5,
-        "Rainf_f_tavg": 2e-5,
-        "Evap_tavg": 1e-5,
-    }
+    data = {}
+    for k, v in GLDAS_MONTHLY.items():
+        field = np.full((1, lat.size, lon.size), v, np.float32)
+        attrs = {"units": "kg m-2 s-1" if k.endswith("tavg") else "kg m-2"}
+        if fill_cell:
+            field[0, 0, 0] = -9999.0
+            attrs["_FillValue"] = np.float32(-9999.0)
+        data[k] = (("time", "lat", "lon"), field, attrs)
+    data["time_bnds"] = (("time", "bnds"), np.array([[day0, day0 + n_days]]))
+    ds = xr.Dataset(
+        data,
+        coords={
+            "time": (
+                "time",
+                [day0],
+                {"units": "days since 2000-01-01 00:00:00", "bounds": "time_bnds"},
+            ),
+            "lat": lat,
+            "lon": lon,
+        },
+    )
+    ds.to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def test_gldas_monthly_all_variables(tmp_path):
     paths = []
     for month, day0 in (("2016-01", 5844.0), ("2016-02", 5875.0)):  # days since 2000-01-01
         n = 31 if month == "2016-01" else 29
-        ds = xr.Dataset(
-            {
-                k: (
-                    ("time", "lat", "lon"),
-                    np.full((1, lat.size, lon.size), v, np.float32),
-                    {"units": "kg m-2 s-1" if k.endswith("tavg") else "kg m-2"},
-                )
-                for k, v in values.items()
-            }
-            | {"time_bnds": (("time", "bnds"), np.array([[day0, day0 + n]]))},
-            coords={
-                "time": (
-                    "time",
-                    [day0],
-                    {"units": "days since 2000-01-01 00:00:00", "bounds": "time_bnds"},
-                ),
-                "lat": lat,
-                "lon": lon,
-            },
-        )
         path = tmp_path / f"GLDAS_NOAH025_M.A{month.replace('-', '')}.021.nc4"
-        ds.to_netcdf(path, engine="h5netcdf")
-        paths.append(str(path))
+        paths.append(str(write_gldas_month(path, day0, n)))
     out = read_gldas(paths, bbox=NCP)
     assert out.sizes == {"time": 2, "lat": 24, "lon": 24}
     f32 = lambda v: float(np.float32(v))  # noqa: E731
@@ -736,3 +747,284 @@ def test_grace_peak_memory_global_file_vs_window_on_s3_and_disk(tmp_path, s3_buc
     peaks = json.loads(done.stdout)
     for window, whole in pairs:
         assert peaks[whole] <= 1.5 * peaks[window], (whole, peaks)
+
+
+# ------------------------------------------------------------------------------------------
+# Engines: netCDF-C for local files, h5netcdf for remote ones, the same datasets from both
+# ------------------------------------------------------------------------------------------
+
+
+def write_imerg_halfhour(path):
+    """A V07-like half-hourly IMERG file: group Grid, (time, lon, lat), mm/hr, seconds since
+    1980-01-06 in the "julian" calendar with bounds, fill -9999.9 (100-130 E, 20-50 N, 0.5 deg)."""
+    lat = np.arange(20.25, 50, 0.5)
+    lon = np.arange(100.25, 130, 0.5)
+    pr = (0.01 * lat[None, :] + 0.001 * lon[:, None]).astype(np.float32)[None].copy()
+    pr[0, :3, :2] = -9999.9
+    units = "seconds since 1980-01-06 00:00:00 UTC"
+    t0 = 643852800.0  # 2000-06-01 00:00 (julian labels)
+    ds = xr.Dataset(
+        {
+            "precipitation": (("time", "lon", "lat"), pr, {"units": "mm/hr", "_FillValue": np.float32(-9999.9)}),
+            "time_bnds": (("time", "nv"), [[t0, t0 + 1800.0]], {"coordinates": "time nv"}),
+        },
+        coords={
+            "time": ("time", [t0], {"units": units, "calendar": "julian", "bounds": "time_bnds"}),
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+            "lat": ("lat", lat, {"units": "degrees_north"}),
+        },
+        attrs={"GridHeader": "LatitudeResolution=0.5;"},
+    )  # fmt: skip
+    encoding = {k: {"_FillValue": None} for k in ds.coords} | {
+        "precipitation": {"zlib": True, "chunksizes": (1, 20, 20)}
+    }
+    ds.to_netcdf(path, engine="h5netcdf", group="Grid", encoding=encoding)
+    return path
+
+
+TWINS = ["grace", "gldas", "fldas", "imerg"]
+
+
+def _twin(kind, tmp_path):
+    """(path, group, adapter reading it) of a twin product of each kind."""
+    if kind == "grace":
+        path = write_mascon(tmp_path / "CSR_GRACE_GRACE-FO_RL06_Mascons_v02.nc", 0.5)
+        return path, None, lambda p: read_grace(p, bbox=NCP)
+    if kind == "gldas":
+        path = write_gldas_month(
+            tmp_path / "GLDAS_NOAH025_M.A201601.021.nc4", 5844.0, 31, fill_cell=True
+        )
+        return path, None, lambda p: read_gldas([p], bbox=(110.0, 30.0, 112.0, 32.0))
+    if kind == "fldas":
+        path, *_ = write_fldas_month(tmp_path / "FLDAS_NOAH01_C_GL_M.A201801.001.nc", "2018-01-01")
+        return path, None, lambda p: read_fldas([p], bbox=(-180.0, -60.0, -170.0, -50.0))
+    path = write_imerg_halfhour(
+        tmp_path / "3B-HHR.MS.MRG.3IMERG.20000601-S000000-E002959.0000.V07B.HDF5"
+    )
+    return path, "Grid", lambda p: read_imerg([p])  # fmt: skip
+
+
+REAL_FILES = [
+    pytest.param(path, group, id=path.name)
+    for path, group in [(GLDAS[0], None), (GLDAS[1], None), (IMERG_V06, "Grid"), (IMERG_V07, "Grid")]
+]  # fmt: skip
+
+
+def _loaded(path, group, engine, variables=None):
+    with open_product(str(path), group=group, engine=engine, variables=variables) as ds:
+        return ds.load()
+
+
+def _assert_same_datasets(path, group, variables=None):
+    a = _loaded(path, group, "netcdf4", variables)
+    b = _loaded(path, group, "h5netcdf", variables)
+    # values (NaN where the fill was) bit for bit, dims, coords, attrs of each and the file's
+    xr.testing.assert_identical(a, b)
+    for name in a.variables:
+        assert a[name].dtype == b[name].dtype and a[name].attrs == b[name].attrs, name
+        np.testing.assert_array_equal(a[name].values, b[name].values, strict=True)
+    return a
+
+
+@pytest.mark.parametrize(("path", "group"), REAL_FILES)
+def test_real_files_open_the_same_with_netcdf4_and_h5netcdf(path, group):
+    full = _assert_same_datasets(path, group)
+    name = {".nc4": "SoilMoi0_10cm_inst", ".HDF5": "precipitation"}[path.suffix]
+    name = "precipitationCal" if "V06B" in path.name else name
+    assert np.isnan(full[name].values).any()  # the fill is NaN in both
+    keep = [name, "lat", "lon", "time"]
+    part = _assert_same_datasets(path, group, keep)
+    bounds = {full[k].attrs["bounds"] for k in keep if "bounds" in full[k].attrs}
+    assert "time_bnds" in bounds and set(part.variables) == {*keep, *bounds}
+
+
+@pytest.mark.parametrize("kind", TWINS)
+def test_twin_products_open_the_same_with_netcdf4_and_h5netcdf(kind, tmp_path):
+    path, group, _ = _twin(kind, tmp_path)
+    full = _assert_same_datasets(path, group)
+    data = [n for n in full.data_vars if full[n].ndim == 3]
+    if kind != "grace":
+        assert np.isnan(full[data[0]].values).any()  # the fill cell is NaN in both
+    _assert_same_datasets(path, group, [*data[:2], "time", "lat", "lon", "X", "Y"])
+
+
+def _engine_default(monkeypatch, engine):
+    """Make ``engine`` the default of ``open_product`` for every caller (adapters included)."""
+    monkeypatch.setitem(open_product.__wrapped__.__kwdefaults__, "engine", engine)
+
+
+def _spy_engines(monkeypatch):
+    """The engines ``open_product`` opens files with, in order."""
+    from ncp_subsidence.io.products import _gridded
+
+    used = []
+    real = _gridded._open_with
+
+    def spy(target, engine, *args):
+        used.append(engine)
+        return real(target, engine, *args)
+
+    monkeypatch.setattr(_gridded, "_open_with", spy)
+    return used
+
+
+def _adapter_outputs(read, path, monkeypatch):
+    out = {}
+    for engine in ("netcdf4", "h5netcdf", "auto"):
+        _engine_default(monkeypatch, engine)
+        out[engine] = read(str(path))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("path", "read"),
+    [
+        pytest.param(GLDAS[0], lambda p: read_gldas([p], soil_layers=GLDAS_TWO_LAYERS), id="gldas"),
+        pytest.param(IMERG_V06, lambda p: read_imerg([p]), id="imerg-v06b"),
+        pytest.param(IMERG_V07, lambda p: read_imerg([p]), id="imerg-v07a"),
+    ],
+)  # fmt: skip
+def test_adapters_give_the_same_real_outputs_with_either_engine(path, read, monkeypatch):
+    used = _spy_engines(monkeypatch)
+    out = _adapter_outputs(read, path, monkeypatch)
+    assert used == ["netcdf4", "h5netcdf", "netcdf4"]  # auto: netCDF-C for a local file
+    xr.testing.assert_identical(out["netcdf4"], out["h5netcdf"])
+    xr.testing.assert_identical(out["auto"], out["h5netcdf"])
+
+
+@pytest.mark.parametrize("kind", TWINS)
+def test_adapters_give_the_same_twin_outputs_with_either_engine(kind, tmp_path, monkeypatch):
+    path, _, read = _twin(kind, tmp_path)
+    out = _adapter_outputs(read, path, monkeypatch)
+    xr.testing.assert_identical(out["netcdf4"], out["h5netcdf"])
+    xr.testing.assert_identical(out["auto"], out["h5netcdf"])
+    assert all(out["auto"][v].notnull().any() for v in out["auto"].data_vars)
+
+
+def _open_descriptors(path):
+    """File descriptors of this process open on ``path`` (Linux /proc)."""
+    fds = Path("/proc/self/fd")
+    target = str(Path(path).resolve())
+    found = []
+    for fd in fds.iterdir():
+        try:
+            if str(Path(fd).resolve()) == target:
+                found.append(fd.name)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("engine", ["auto", "netcdf4", "h5netcdf"])
+@pytest.mark.parametrize("variables", [None, ["precipitation", "lat", "lon", "time"]])
+def test_the_file_is_closed_when_the_block_ends(engine, variables, tmp_path):
+    path = write_imerg_halfhour(tmp_path / "imerg.HDF5")
+    with open_product(str(path), group="Grid", engine=engine, variables=variables) as ds:
+        assert _open_descriptors(path)
+        ds["precipitation"].isel(time=0, lon=slice(0, 4)).load()
+    assert _open_descriptors(path) == []
+
+
+def test_remote_files_stay_on_h5netcdf(tmp_path, s3_bucket, monkeypatch):
+    import s3fs
+
+    prefix, options = s3_bucket
+    path = write_imerg_halfhour(tmp_path / "imerg.HDF5")
+    fs = s3fs.S3FileSystem(
+        client_kwargs={"endpoint_url": options["endpoint_url"]},
+        key=options["key"],
+        secret=options["secret"],
+    )
+    fs.put(str(path), f"{prefix}/imerg.HDF5")
+    url = f"{prefix}/imerg.HDF5"
+    used = _spy_engines(monkeypatch)
+    remote = read_imerg([url], storage_options=options)
+    local = read_imerg([str(path)])
+    assert used == ["h5netcdf", "netcdf4"]
+    xr.testing.assert_identical(remote, local)
+    with pytest.raises(ValueError, match="local files only"):
+        with open_product(url, group="Grid", storage_options=options, engine="netcdf4"):
+            pass
+    with pytest.raises(ValueError, match="engine must be"):
+        with open_product(str(path), engine="netCDF4"):  # type: ignore[arg-type]
+            pass
+
+
+def write_pure_hdf5(path):
+    """An HDF5 file with no dimension scales (h5py, not netCDF): netCDF-C and h5netcdf both
+    make "phony" dimensions for it, numbered in different orders."""
+    with h5py.File(path, "w") as f:
+        f["lat"] = np.arange(3.0)
+        f["lon"] = np.arange(4.0)
+        f["precip"] = np.arange(12.0).reshape(3, 4)
+        f["precip"].attrs["units"] = "mm"
+        f.create_group("Grid")["x"] = np.zeros((2, 5), np.float32)
+    return path
+
+
+def test_pure_hdf5_files_keep_h5netcdf_dimension_names(tmp_path, caplog):
+    """netCDF-C opens an HDF5 file without dimension scales and names its dimensions in its
+    own order (subgroups first: root ``precip`` gets phony_dim_2/3), h5netcdf in another
+    (phony_dim_0/1). ``auto`` must not change the names the file had before netCDF-C was used:
+    it sees netCDF-C's phony dimensions, closes that dataset and opens the file with h5netcdf,
+    and logs it."""
+    path = str(write_pure_hdf5(tmp_path / "pure.h5"))
+    with open_product(path, engine="netcdf4") as ds:
+        c_dims = ds["precip"].dims
+        c_values = ds["precip"].values
+    assert c_dims == ("phony_dim_2", "phony_dim_3")  # netCDF-C 4.10.1
+    # h5netcdf's names, with xarray's warning that it chose phony_dims="access" for the file
+    with pytest.warns(UserWarning, match="phony_dims"):
+        expected = _loaded(path, None, "h5netcdf")
+    assert expected["precip"].dims == ("phony_dim_0", "phony_dim_1")  # h5netcdf 1.8
+    np.testing.assert_array_equal(expected["precip"].values, c_values)
+    caplog.set_level("INFO", logger="ncp_subsidence.io.products._gridded")
+    with pytest.warns(UserWarning, match="phony_dims"):
+        got = _loaded(path, None, "auto")
+    xr.testing.assert_identical(got, expected)
+    (record,) = [r for r in caplog.records if "dimension scale" in r.getMessage()]
+    assert path in record.getMessage() and c_dims[0] in record.getMessage()
+    assert record.levelname == "INFO"
+    assert _open_descriptors(path) == []  # netCDF-C's dataset was closed
+    # a subset (what read_gridded opens) was refused by h5netcdf before and still is
+    for engine in ("auto", "h5netcdf"):
+        with pytest.raises(DataError, match="no dimension scale"):
+            _loaded(path, None, engine, ["precip"])
+    assert _loaded(path, None, "netcdf4", ["precip"])["precip"].dims == c_dims
+
+
+def test_a_file_netcdf_c_refuses_is_opened_with_h5netcdf_and_logged(tmp_path, caplog, monkeypatch):
+    from ncp_subsidence.io.products import _gridded
+
+    path = str(write_gldas_month(tmp_path / "g.nc4", 5844.0, 31, fill_cell=True))
+    expected = _loaded(path, None, "h5netcdf")
+    real = _gridded._open_with
+
+    def refuse(target, engine, *args):
+        if engine == "netcdf4":
+            raise OSError("[Errno -101] NetCDF: HDF error")
+        return real(target, engine, *args)
+
+    monkeypatch.setattr(_gridded, "_open_with", refuse)
+    caplog.set_level("INFO", logger="ncp_subsidence.io.products._gridded")
+    xr.testing.assert_identical(_loaded(path, None, "auto"), expected)
+    (record,) = [r for r in caplog.records if "netCDF-C cannot open" in r.getMessage()]
+    assert record.levelname == "WARNING" and "HDF error" in record.getMessage()
+    with pytest.raises(DataError, match="HDF error"):  # forced: no fallback
+        _loaded(path, None, "netcdf4")
+
+
+def test_files_neither_library_opens_are_data_errors(tmp_path):
+    junk = tmp_path / "junk.nc4"
+    junk.write_bytes(b"not a NetCDF file at all" * 10)
+    for engine in ("auto", "netcdf4", "h5netcdf"):
+        with pytest.raises(DataError, match="cannot open .*junk.nc4 as NetCDF4/HDF5"):
+            _loaded(junk, None, engine)
+        with pytest.raises(DataError, match="not found"):
+            _loaded(tmp_path / "absent.nc4", None, engine)
+        with pytest.raises(DataError, match="group 'Grid'"):
+            _loaded(GLDAS[0], "Grid", engine, ["time"])
+    with pytest.raises(DataError) as info:
+        _loaded(junk, None, "auto")
+    assert "netCDF-C" in str(info.value)  # both libraries' reasons are given
