@@ -13,13 +13,13 @@ from __future__ import annotations
 import warnings
 import zipfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 import rasterio
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.transform import from_origin
-from rasterio.windows import Window
 
 from ncp_subsidence.errors import DataError
 from ncp_subsidence.io import readers
@@ -45,25 +45,14 @@ LAYOUTS = {
 
 
 def _reference_block(files, rows, cols, env, on_error):
-    """The lattice read as it was: rasterio's masked read, filled with NaN."""
-    n_asset = max((len(f) for f in files), default=0)
-    out = np.full((n_asset, len(files), rows[1] - rows[0], cols[1] - cols[0]), np.nan, np.float32)
-    with rasterio.Env(**env):
-        for p, pair_files in enumerate(files):
-            for a, f in enumerate(pair_files):
-                if f is None:
-                    continue
-                r0, r1 = max(rows[0], f.row), min(rows[1], f.row + f.height)
-                c0, c1 = max(cols[0], f.col), min(cols[1], f.col + f.width)
-                if r1 <= r0 or c1 <= c0:
-                    continue
-                window = Window(c0 - f.col, r0 - f.row, c1 - c0, r1 - r0)
-                with rasterio.open(f.path) as src:
-                    data = src.read(1, window=window, out_dtype=np.float32, masked=True)
-                out[a, p, r0 - rows[0] : r1 - rows[0], c0 - cols[0] : c1 - cols[0]] = data.filled(
-                    np.float32(np.nan)
-                )
-    return out
+    """The lattice read as it was: every window through rasterio's masked read, filled with NaN."""
+
+    def masked(src, window):
+        data = src.read(1, window=window, out_dtype=np.float32, masked=True)
+        return data.filled(np.float32(np.nan))
+
+    with mock.patch.object(readers, "_read_window_nan", masked):
+        return _read_lattice_block(files, rows, cols, env, on_error)
 
 
 def _assert_same(got: np.ndarray, want: np.ndarray) -> None:
