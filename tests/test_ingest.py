@@ -345,3 +345,32 @@ def test_a_table_error_is_raised_once_the_frames_are_written(tiny_twin, tmp_path
     written = [name for what, name, _ in events if what == "write"]
     assert written == [f"ifg/{f}" for f in sorted(tiny_twin.frames)]  # the tables' writes wait
     assert ProductStore(cfg.store.url).record("ingest") is None
+
+
+def test_a_failed_stage_does_not_wait_long_for_a_slow_table_read(tiny_twin, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from ncp_subsidence.stages import ingest as stage
+
+    _watch_ingest(monkeypatch, fail_frames=True)
+    release = threading.Event()
+
+    def slow_hydro(ctx, names):  # one long read that never looks at the context
+        release.wait(60)
+
+    monkeypatch.setattr(stage, "ingest_hydro", slow_hydro)
+    monkeypatch.setattr(stage, "ABANDON_WAIT_S", 0.5)
+    cfg = twin_config(tiny_twin, tmp_path / "store")
+    run_pipeline(cfg, ["discover"])
+    start = time.monotonic()
+    try:
+        with pytest.raises(DataError, match="frame is bad"):
+            run_pipeline(cfg, ["ingest"])
+        assert time.monotonic() - start < 20  # not the read's 60 s
+    finally:
+        release.set()
+    for thread in threading.enumerate():
+        if thread.name == "ncp-ingest-tables":
+            thread.join(10)
+            assert not thread.is_alive()

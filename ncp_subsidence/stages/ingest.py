@@ -96,6 +96,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+#: seconds a failed stage waits for the table reads it abandoned before raising
+ABANDON_WAIT_S = 10.0
+
+
 class _Abandoned(Exception):
     """Raised on the read-ahead thread once the stage has failed: stop reading."""
 
@@ -167,7 +171,10 @@ class IngestStage(Stage):
         # the frames (the driver mostly waits for it then); their writes wait for the frames
         ahead = ReadAhead(ctx)
         reading = threading.Thread(
-            target=ahead.run, args=(self._ingest_tables, names), name="ncp-ingest-tables"
+            target=ahead.run,
+            args=(self._ingest_tables, names),
+            name="ncp-ingest-tables",
+            daemon=True,  # a failed stage waits for it at most ABANDON_WAIT_S (below)
         )
         reading.start()
         try:
@@ -179,10 +186,12 @@ class IngestStage(Stage):
                     opts,
                 )
         except BaseException:
+            # the thread stops at its next step; one long read (a source of many files) is not
+            # waited for past ABANDON_WAIT_S, so an interrupted run ends promptly
             ahead.abandon()
+            reading.join(ABANDON_WAIT_S)
             raise
-        finally:
-            reading.join()
+        reading.join()
         ahead.replay()
 
     def _ingest_tables(self, ctx: Any, names: list[str]) -> None:
