@@ -374,3 +374,60 @@ def test_a_failed_stage_does_not_wait_long_for_a_slow_table_read(tiny_twin, tmp_
         if thread.name == "ncp-ingest-tables":
             thread.join(10)
             assert not thread.is_alive()
+
+
+def test_frame_headers_are_opened_ahead_for_the_pairs_the_frame_will_read(
+    ingested, tiny_twin, monkeypatch
+):
+    from ncp_subsidence.pipeline import StageContext
+    from ncp_subsidence.stages import _ingest_frames as frames
+
+    cfg, store = ingested
+    frame = tiny_twin.frames[0]
+    items = load_items(store, f"interferograms/{frame}")
+    ctx = StageContext(cfg, store, "ingest", "v-test")
+    adapter = frames._frame_adapter(ctx, frame, items)
+    keys = frames._frame_assets(ctx, frame, adapter)
+
+    def hrefs(chosen):
+        return sorted(i.assets[k].get_absolute_href() for i in chosen for k in keys)
+
+    def opened_with(increment):
+        monkeypatch.setattr(frames, "_increment", lambda *args: increment)
+        return sorted(frames.open_frame_headers(ctx, frame, items))
+
+    assert opened_with(None) == hrefs(items)  # written whole: every pair
+    assert opened_with((object(), items[-2:])) == hrefs(items[-2:])  # appended to: the new ones
+    assert opened_with((object(), [])) == []  # reused
+    monkeypatch.setattr(frames, "_frame_adapter", lambda *args: 1 / 0)
+    assert frames.open_frame_headers(ctx, frame, items) == {}  # the frame's ingest raises it
+
+
+def test_the_stage_opens_each_frame_header_once_ahead_of_its_frame(
+    tiny_twin, tmp_path, monkeypatch
+):
+    import threading
+
+    from ncp_subsidence.io import readers
+    from ncp_subsidence.stages import ingest as stage
+
+    calls, real_ahead, real_open = [], stage.open_frame_headers, readers._open_all
+    opened_in_stage = []
+
+    def ahead(ctx, frame, items, stop=None):
+        answers = real_ahead(ctx, frame, items, stop)
+        calls.append((frame, threading.current_thread().name, len(answers)))
+        return answers
+
+    def open_all(todo, *args, **kwargs):  # the stage's own checks run on its main thread
+        if threading.current_thread() is threading.main_thread():
+            opened_in_stage.extend(todo)
+        return real_open(todo, *args, **kwargs)
+
+    monkeypatch.setattr(stage, "open_frame_headers", ahead)
+    monkeypatch.setattr(readers, "_open_all", open_all)
+    cfg = twin_config(tiny_twin, tmp_path / "store")
+    run_pipeline(cfg, ["discover", "ingest"])
+    assert sorted(f for f, _, _ in calls) == sorted(tiny_twin.frames)
+    assert all(t.startswith("ncp-ingest-headers") and n > 0 for _, t, n in calls)
+    assert opened_in_stage == []  # the stage's own checks opened nothing again

@@ -16,6 +16,7 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
+import xarray as xr
 from dask.callbacks import Callback
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
@@ -503,3 +504,65 @@ def test_sized_chunks_are_whole_tiles_of_the_files(tmp_path):
         else:
             assert got[1] == 700 and got[0] < 600  # strips span the width
     assert raster_block(str(tmp_path / "missing.tif")) is None
+
+
+def _count_opens(monkeypatch):
+    """How many files ``readers._headers`` opens (the header and completeness checks)."""
+    from ncp_subsidence.io import readers
+
+    opened, real = [], readers._headers
+
+    def counting(run, *args, **kwargs):
+        opened.extend(readers._href(item.assets[key]) for item, key in run)
+        return real(run, *args, **kwargs)
+
+    monkeypatch.setattr(readers, "_headers", counting)
+    return opened
+
+
+def test_headers_opened_ahead_give_the_same_stack_without_opening_again(frame, monkeypatch):
+    from ncp_subsidence.io.readers import open_headers
+
+    items = frame["items"]
+    want, want_failures = read_ifg_stack(items, chunks=(16, 16))
+    ahead = open_headers(items, ["unw_phase", "corr"])
+    assert sorted(ahead) == sorted(
+        str(i.assets[k].href) for i in items for k in ("unw_phase", "corr")
+    )
+    opens = _count_opens(monkeypatch)
+    got, failures = read_ifg_stack(items, chunks=(16, 16), opened=ahead)
+    assert opens == []  # every header came from the ones opened ahead
+    xr.testing.assert_identical(got, want)
+    assert failures.attrs() == want_failures.attrs()
+    # a partial set: the rest is opened as usual
+    some = {h: v for h, v in ahead.items() if "p0_" in h}
+    got, _ = read_ifg_stack(items, chunks=(16, 16), opened=some)
+    assert sorted(opens) == sorted(h for h in ahead if "p0_" not in h)
+    xr.testing.assert_identical(got, want)
+
+
+def test_a_file_that_failed_ahead_is_judged_as_if_opened_then(frame, tmp_path):
+    from ncp_subsidence.io.readers import open_headers
+
+    broken = tmp_path / "broken_unw_phase.tif"
+    broken.write_bytes(Path(frame["items"][1].assets["unw_phase"].href).read_bytes()[:300])
+    items = [i.clone() for i in frame["items"]]
+    items[1].assets["unw_phase"].href = str(broken)
+    ahead = open_headers(items, ["unw_phase", "corr"])
+    assert isinstance(ahead[str(broken)], Exception)
+    for policy in ("fail", "nan"):
+        outcomes = []
+        for opened in (None, ahead):
+            try:
+                ds, failures = read_ifg_stack(
+                    items, chunks=(16, 16), on_error=policy, opened=opened
+                )
+                outcomes.append((ds, failures.attrs()))
+            except DataError as err:
+                outcomes.append(str(err))
+        if policy == "fail":
+            assert isinstance(outcomes[0], str) and outcomes[0] == outcomes[1]
+            assert "broken_unw_phase.tif" in outcomes[0]
+        else:
+            xr.testing.assert_identical(outcomes[0][0], outcomes[1][0])
+            assert outcomes[0][1] == outcomes[1][1] and outcomes[0][1]["n_unreadable_assets"] == 1

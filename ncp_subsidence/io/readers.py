@@ -14,7 +14,7 @@ import datetime as _dt
 import json
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,6 +37,7 @@ __all__ = [
     "OnError",
     "frame_grid",
     "grid_from_item",
+    "open_headers",
     "open_netcdf",
     "read_geojson",
     "read_ifg_stack",
@@ -446,35 +447,36 @@ def _check_assets(
     *,
     retries: int = 4,
     headers: Any = None,
+    opened: Mapping[str, Any] | None = None,
 ) -> tuple[list[pystac.Item], list[dict[str, _Header]]]:
     """Open each asset's header and check its CRS, transform and shape against the item.
 
     Returns the items (under ``nan`` without their unreadable assets) and, for each, the
     headers of its assets (key -> :class:`_Header`), which place the files on the frame grid.
+    ``opened`` (from :func:`open_headers`) holds headers opened ahead, by href: those files are
+    not opened again, and their answers (a header or the error opening it) are judged as if
+    opened here.
 
     Under ``nan`` unreadable assets are removed (read as NaN); a file whose
     georeferencing disagrees with its item is a :class:`DataError` under either policy. Remote
     opens send ``headers`` and are retried (``retries``) while the server fails transiently; a
     server that stays down is a :class:`~ncp_subsidence.errors.NetworkError` under ``fail``.
     """
-    import os
     import threading
-    from concurrent.futures import ThreadPoolExecutor
 
-    todo = [(item, key) for item in items for key in keys if key in item.assets]
-    # the headers are opened on a few threads (GDAL releases the GIL while it opens and reads);
-    # each thread checks a contiguous run of files in one GDAL environment
-    n_threads = max(1, min(4, os.cpu_count() or 1, len(todo) // 8))
-    runs = [todo[k::n_threads] for k in range(n_threads)]
+    opened = opened or {}
+    todo = [
+        (item, key)
+        for item in items
+        for key in keys
+        if key in item.assets and _href(item.assets[key]) not in opened
+    ]
     # under "fail" the first error stops the other threads (a server that is down is not
     # retried file after file); a header they left unopened is opened below if still needed
     stop = threading.Event() if on_error == "fail" else None
-    with ThreadPoolExecutor(n_threads) as pool:
-        done = list(pool.map(lambda run: _headers(run, retries, headers, stop), runs))
-    results: dict[tuple[int, str], _Header | BaseException] = {}
-    for run, answers in zip(runs, done, strict=False):
-        for (item, key), answer in zip(run, answers, strict=False):
-            results[id(item), key] = answer
+    results = {
+        (id(item), key): answer for (item, key), answer in _open_all(todo, retries, headers, stop)
+    }
     out, found = [], []
     for item in items:  # the verdicts in item order, as a sequential check gives them
         checked: dict[str, _Header] = {}
@@ -488,7 +490,7 @@ def _check_assets(
                 failures.add(f"{item.id}:{key}", "asset missing from the item")
                 continue
             href = _href(item.assets[key])
-            answer = results.get((original, key))
+            answer = opened.get(href) if href in opened else results.get((original, key))
             if answer is None:
                 answer = _headers([(item, key)], retries, headers)[0]
             if isinstance(answer, BaseException):
@@ -509,6 +511,48 @@ def _check_assets(
         out.append(item)
         found.append(checked)
     return out, found
+
+
+def _open_all(
+    todo: Sequence[tuple[pystac.Item, str]], retries: int, headers: Any, stop: Any = None
+) -> list[tuple[tuple[pystac.Item, str], _Header | BaseException]]:
+    """The header (or the error) of each ``(item, asset key)`` of ``todo``, opened on a few
+    threads (GDAL releases the GIL while it opens and reads), each a contiguous run of files in
+    one GDAL environment; ``stop`` as in :func:`_headers` (a run it ends leaves its files out)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    n_threads = max(1, min(4, os.cpu_count() or 1, len(todo) // 8))
+    runs = [todo[k::n_threads] for k in range(n_threads)]
+    with ThreadPoolExecutor(n_threads) as pool:
+        done = list(pool.map(lambda run: _headers(run, retries, headers, stop), runs))
+    return [
+        pair
+        for run, answers in zip(runs, done, strict=False)
+        for pair in zip(run, answers, strict=False)
+    ]
+
+
+def open_headers(
+    items: Sequence[pystac.Item],
+    keys: Sequence[str],
+    *,
+    retries: int = 4,
+    headers: Any = None,
+    stop: Any = None,
+) -> dict[str, Any]:
+    """Open the headers of assets ``keys`` of ``items`` ahead of :func:`read_ifg_stack` (its
+    ``opened``): href -> the header, or the error opening it, judged there as if opened then.
+
+    The ingest opens the next frame's headers while the cluster writes the current frame, so the
+    workers do not wait for them between frames. ``stop`` (a :class:`threading.Event`) ends the
+    opening early when set; the files left unopened are opened by :func:`read_ifg_stack`.
+    """
+    todo = [(item, key) for item in items for key in keys if key in item.assets]
+    return {
+        _href(item.assets[key]): answer
+        for (item, key), answer in _open_all(todo, retries, headers, stop)
+    }
 
 
 def _headers(
@@ -940,6 +984,7 @@ def read_ifg_stack(
     phase_resampling: str = "nearest",
     retries: int = 4,
     headers: Any = None,
+    opened: Mapping[str, Any] | None = None,
 ) -> tuple[xr.Dataset, AssetFailures]:
     """Stack one frame's interferogram items into ``unw_phase(pair, y, x)`` and ``coherence``
     on one frame grid.
@@ -982,6 +1027,8 @@ def read_ifg_stack(
     retries, headers
         Remote reads: retries of transient failures (``sources.retries``) and the source's
         HTTP headers (e.g. an Earthdata ``Authorization``; never logged).
+    opened : mapping, optional
+        Headers already opened (:func:`open_headers`), by href: not opened again.
 
     Returns
     -------
@@ -1023,7 +1070,9 @@ def read_ifg_stack(
     target = grid if isinstance(grid, Grid) else frame_grid(items, grid)
     keys = [k for k in (phase_asset, coherence_asset, conncomp_asset) if k]
     failures = AssetFailures()
-    items, found = _check_assets(items, keys, on_error, failures, retries=retries, headers=headers)
+    items, found = _check_assets(
+        items, keys, on_error, failures, retries=retries, headers=headers, opened=opened
+    )
     intervals = [
         (
             _dt64(i.common_metadata.start_datetime or i.datetime),

@@ -16,9 +16,9 @@ import xarray as xr
 from ..errors import DataError
 from ..io.cube import SCHEMAS, with_crs
 from ..io.products import ifg_adapter
-from ..io.readers import Grid, frame_grid, raster_block, read_ifg_stack
+from ..io.readers import Grid, frame_grid, open_headers, raster_block, read_ifg_stack, unique_pairs
 from ..io.stac import item_interval, items_digest
-from ._ingest_items import _provenance
+from ._ingest_items import _increment, _provenance
 
 log = logging.getLogger("ncp_subsidence.stages.ingest")
 
@@ -113,6 +113,7 @@ def _read_frame(
     chunks: tuple[int, int],
     adapter: Any,
     grid: Grid,
+    opened: Any = None,
 ) -> tuple[xr.Dataset, Any]:
     assets = _frame_assets(ctx, frame, adapter)
     source = ctx.config.sources.interferograms.get(frame)
@@ -128,6 +129,7 @@ def _read_frame(
         phase_resampling=opts.phase_resampling,
         retries=ctx.config.sources.retries,
         headers=source.headers if source is not None else None,
+        opened=opened,
     )
     ds = ds.assign_coords(item_id=("pair", ds["item_id"].values.astype(object)))
     return ds, failures
@@ -163,10 +165,11 @@ def write_frame(
     duplicates: list[Any],
     opts: Any,
     adapter: Any,
+    opened: Any = None,
 ) -> None:
     grid = frame_grid(items, opts.frame_grid)
     chunks = spatial_chunks(len(items), opts, block=_file_block(ctx, frame, items, adapter))
-    ds, failures = _read_frame(ctx, frame, items, opts, chunks, adapter, grid)
+    ds, failures = _read_frame(ctx, frame, items, opts, chunks, adapter, grid, opened)
     geometry = adapter.geometry(items, grid)
     if geometry is not None:
         ds = ds.assign({k: (("y", "x"), v) for k, v in geometry.items()})
@@ -215,6 +218,7 @@ def append_frame(
     added: list[Any],
     opts: Any,
     adapter: Any,
+    opened: Any = None,
 ) -> bool:
     """Append ``added`` (of ``items``, all the frame's) as a new part; False on a new grid."""
     grid = frame_grid(items, opts.frame_grid)  # the frame grid of everything, old and new
@@ -233,7 +237,7 @@ def append_frame(
     chunks = (
         (var.chunks[1][0], var.chunks[2][0]) if var.chunks else spatial_chunks(len(added), opts)
     )
-    ds, failures = _read_frame(ctx, frame, added, opts, chunks, adapter, grid)
+    ds, failures = _read_frame(ctx, frame, added, opts, chunks, adapter, grid, opened)
     # the part holds what varies along pair; the geometry stays in the first part
     along = [v for v in previous.data_vars if "pair" in previous[v].dims]
     if any(v not in ds.data_vars for v in along):
@@ -271,3 +275,26 @@ def append_frame(
         len(failures),
     )
     return True
+
+
+def open_frame_headers(ctx: Any, frame: str, items: list[Any], stop: Any = None) -> dict[str, Any]:
+    """The headers of the files the ingest of ``frame`` will open, opened ahead
+    (:func:`~ncp_subsidence.io.readers.open_headers`; the stage does it for the next frame while
+    the cluster writes the current one): every pair's for a frame written whole, the new pairs'
+    for one appended to, none for one reused. Anything that fails here (a bad catalog, an
+    unknown format) gives no headers: the frame's own ingest meets it again and raises it."""
+    try:
+        items, _ = unique_pairs(sorted(items, key=pair_order))
+        adapter = _frame_adapter(ctx, frame, items)
+        increment = _increment(ctx, f"ifg/{frame}", items, read_options(ctx, frame, adapter))
+        wanted = items if increment is None else increment[1]
+        source = ctx.config.sources.interferograms.get(frame)
+        return open_headers(
+            wanted,
+            _frame_assets(ctx, frame, adapter)[:2],
+            retries=ctx.config.sources.retries,
+            headers=source.headers if source is not None else None,
+            stop=stop,
+        )
+    except Exception:  # noqa: BLE001 -- raised again, in order, by the frame's own ingest
+        return {}

@@ -41,7 +41,10 @@ The frames are ingested on the cluster while a thread of the driver reads the hy
 factor and GNSS files (:class:`ReadAhead`); those datasets are written after the frames, from
 the stage's own thread, so the product is the one reading and writing in turn would give. A
 frame that fails stops the reading at its next step; an unreadable table file is raised once
-the frames are written.
+the frames are written. The frames' file headers (georeferencing and completeness checks) are
+opened in turn on another thread, the next frame's while the cluster writes the current one
+(:func:`~ncp_subsidence.stages._ingest_frames.open_frame_headers`), so the workers do not wait
+for them between frames.
 
 Unreadable interferogram assets follow ``ingest.on_error``: ``fail`` raises; ``nan`` fills NaN,
 counts them, logs them and records them in the dataset's attrs.
@@ -63,6 +66,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import xarray as xr
@@ -74,6 +78,7 @@ from ._ingest_factors import _read_factor, ingest_factors
 from ._ingest_frames import (
     _frame_adapter,
     append_frame,
+    open_frame_headers,
     pair_order,
     read_options,
     spatial_chunks,
@@ -177,20 +182,31 @@ class IngestStage(Stage):
             daemon=True,  # a failed stage waits for it at most ABANDON_WAIT_S (below)
         )
         reading.start()
+        frames = [
+            (name.split("/", 1)[1], load_items(ctx.store, name, config=ctx.config))
+            for name in names
+            if name.startswith("interferograms/")
+        ]
+        # the frames' file headers are opened in turn on one thread: the next frame's while the
+        # cluster writes the current one, so the workers do not wait for them between frames
+        stop = threading.Event()
+        opening = ThreadPoolExecutor(1, thread_name_prefix="ncp-ingest-headers")
         try:
-            for name in [n for n in names if n.startswith("interferograms/")]:
-                self._ingest_frame(
-                    ctx,
-                    name.split("/", 1)[1],
-                    load_items(ctx.store, name, config=ctx.config),
-                    opts,
-                )
+            headers = [
+                opening.submit(open_frame_headers, ctx, frame, items, stop)
+                for frame, items in frames
+            ]
+            for (frame, items), opened in zip(frames, headers, strict=True):
+                self._ingest_frame(ctx, frame, items, opts, opened=opened.result())
         except BaseException:
-            # the thread stops at its next step; one long read (a source of many files) is not
-            # waited for past ABANDON_WAIT_S, so an interrupted run ends promptly
+            # both threads stop at their next file or step; one long read (a source of many
+            # files) is not waited for past ABANDON_WAIT_S, so an interrupted run ends promptly
+            stop.set()
             ahead.abandon()
             reading.join(ABANDON_WAIT_S)
             raise
+        finally:
+            opening.shutdown(wait=True, cancel_futures=True)
         reading.join()
         ahead.replay()
 
@@ -203,7 +219,9 @@ class IngestStage(Stage):
         if "gnss_series" in names:
             ingest_gnss_series(ctx, load_items(ctx.store, "gnss_series", config=ctx.config))
 
-    def _ingest_frame(self, ctx: Any, frame: str, items: list[Any], opts: Any) -> None:
+    def _ingest_frame(
+        self, ctx: Any, frame: str, items: list[Any], opts: Any, opened: Any = None
+    ) -> None:
         name = f"ifg/{frame}"
         items, duplicates = unique_pairs(sorted(items, key=pair_order))
         if duplicates:
@@ -224,9 +242,11 @@ class IngestStage(Stage):
                 ctx.reuse(name)
                 log.info("frame %s: no new interferograms, %d kept", frame, previous.sizes["pair"])
                 return
-            elif self._append_frame(ctx, frame, previous, items, added, opts, adapter):
+            elif self._append_frame(
+                ctx, frame, previous, items, added, opts, adapter, opened=opened
+            ):
                 return
-        self._write_frame(ctx, frame, items, duplicates, opts, adapter)
+        self._write_frame(ctx, frame, items, duplicates, opts, adapter, opened=opened)
 
     def _append_frame(
         self,
@@ -237,9 +257,10 @@ class IngestStage(Stage):
         added: list[Any],
         opts: Any,
         adapter: Any,
+        opened: Any = None,
     ) -> bool:
         """Append ``added`` (of ``items``) as a new part of ``ifg/<frame>``; False on a new grid."""
-        return append_frame(ctx, frame, previous, items, added, opts, adapter)
+        return append_frame(ctx, frame, previous, items, added, opts, adapter, opened)
 
     def _write_frame(
         self,
@@ -249,9 +270,10 @@ class IngestStage(Stage):
         duplicates: list[Any],
         opts: Any,
         adapter: Any,
+        opened: Any = None,
     ) -> None:
-        """Write ``ifg/<frame>`` whole from ``items``."""
-        write_frame(ctx, frame, items, duplicates, opts, adapter)
+        """Write ``ifg/<frame>`` whole from ``items`` (``opened``: headers opened ahead)."""
+        write_frame(ctx, frame, items, duplicates, opts, adapter, opened)
 
 
 STAGE = IngestStage()
