@@ -300,14 +300,36 @@ def _watch_ingest(monkeypatch, fail_frames=False, fail_gnss=False):
     return events
 
 
-def test_tables_are_read_beside_the_frames_and_written_after_them(
+def test_tables_and_headers_are_read_beside_the_frames_and_written_after_them(
     ingested, tiny_twin, tmp_path, monkeypatch
 ):
     import threading
 
+    from ncp_subsidence.io import readers
+    from ncp_subsidence.stages import ingest as stage
+
     events = _watch_ingest(monkeypatch)
+    ahead, real_ahead, real_open = [], stage.open_frame_headers, readers._open_all
+    opened_in_stage = []
+
+    def headers_ahead(ctx, frame, items, stop=None):
+        answers = real_ahead(ctx, frame, items, stop)
+        ahead.append((frame, threading.current_thread().name, len(answers)))
+        return answers
+
+    def open_all(todo, *args, **kwargs):  # the stage's own checks run on its main thread
+        if threading.current_thread() is threading.main_thread():
+            opened_in_stage.extend(todo)
+        return real_open(todo, *args, **kwargs)
+
+    monkeypatch.setattr(stage, "open_frame_headers", headers_ahead)
+    monkeypatch.setattr(readers, "_open_all", open_all)
     cfg = twin_config(tiny_twin, tmp_path / "store")
     run_pipeline(cfg, ["discover", "ingest"])
+    # each frame's file headers were opened once, ahead, on the headers thread
+    assert sorted(f for f, _, _ in ahead) == sorted(tiny_twin.frames)
+    assert all(t.startswith("ncp-ingest-headers") and n > 0 for _, t, n in ahead)
+    assert opened_in_stage == []  # the stage's own checks opened nothing again
     reads = {what: thread for what, _, thread in events if what.startswith("read")}
     assert reads == {"read hydro": "ncp-ingest-tables", "read gnss": "ncp-ingest-tables"}
     writes = [(name, thread) for what, name, thread in events if what == "write"]
@@ -401,33 +423,3 @@ def test_frame_headers_are_opened_ahead_for_the_pairs_the_frame_will_read(
     assert opened_with((object(), [])) == []  # reused
     monkeypatch.setattr(frames, "_frame_adapter", lambda *args: 1 / 0)
     assert frames.open_frame_headers(ctx, frame, items) == {}  # the frame's ingest raises it
-
-
-def test_the_stage_opens_each_frame_header_once_ahead_of_its_frame(
-    tiny_twin, tmp_path, monkeypatch
-):
-    import threading
-
-    from ncp_subsidence.io import readers
-    from ncp_subsidence.stages import ingest as stage
-
-    calls, real_ahead, real_open = [], stage.open_frame_headers, readers._open_all
-    opened_in_stage = []
-
-    def ahead(ctx, frame, items, stop=None):
-        answers = real_ahead(ctx, frame, items, stop)
-        calls.append((frame, threading.current_thread().name, len(answers)))
-        return answers
-
-    def open_all(todo, *args, **kwargs):  # the stage's own checks run on its main thread
-        if threading.current_thread() is threading.main_thread():
-            opened_in_stage.extend(todo)
-        return real_open(todo, *args, **kwargs)
-
-    monkeypatch.setattr(stage, "open_frame_headers", ahead)
-    monkeypatch.setattr(readers, "_open_all", open_all)
-    cfg = twin_config(tiny_twin, tmp_path / "store")
-    run_pipeline(cfg, ["discover", "ingest"])
-    assert sorted(f for f, _, _ in calls) == sorted(tiny_twin.frames)
-    assert all(t.startswith("ncp-ingest-headers") and n > 0 for _, t, n in calls)
-    assert opened_in_stage == []  # the stage's own checks opened nothing again

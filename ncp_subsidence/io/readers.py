@@ -546,7 +546,9 @@ def open_headers(
 
     The ingest opens the next frame's headers while the cluster writes the current frame, so the
     workers do not wait for them between frames. ``stop`` (a :class:`threading.Event`) ends the
-    opening early when set; the files left unopened are opened by :func:`read_ifg_stack`.
+    opening early when set, and is set by the first file that cannot be opened (as in
+    :func:`_check_assets` under ``fail``: a server that is down is not retried file after file
+    ahead of time); the files left unopened are opened by :func:`read_ifg_stack`.
     """
     todo = [(item, key) for item in items for key in keys if key in item.assets]
     return {
