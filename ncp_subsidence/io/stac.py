@@ -56,7 +56,7 @@ from pystac.serialization import identify_stac_object_type
 from ..config import SourceOptions
 from ..errors import DataError, NetworkError
 from ..redaction import MASK, redact_url, restore_url
-from .remote import fsspec_options, retrying
+from .remote import _reveal, fsspec_options, retrying
 
 __all__ = [
     "PRESETS",
@@ -395,10 +395,7 @@ def _headers_key(headers: Any) -> str:
     """A digest of the read options that can change what a read returns (the headers)."""
     if not headers:
         return ""
-    values = {
-        str(k): v.get_secret_value() if hasattr(v, "get_secret_value") else str(v)
-        for k, v in dict(headers).items()
-    }
+    values = {str(k): _reveal(v) for k, v in dict(headers).items()}
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
