@@ -1,7 +1,8 @@
 """Reliability: the whole run killed (SIGKILL) while each stage writes, in turn.
 
 One chained scenario on the tiny twin over every stage, ``discover`` to ``report``. Each
-run is a separate Python process running :func:`~ncp_subsidence.pipeline.run_pipeline`; it
+run is a separate Python process running :func:`~ncp_subsidence.pipeline.run_pipeline`
+(forked from a fork server that imported the package once: ``tests/_killed_run.py``); it
 kills itself with SIGKILL (no Python cleanup, no ``finally``) at a chosen point of the write of
 the stage under test:
 
@@ -21,10 +22,8 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
-import textwrap
 
+import _killed_run
 import dask
 import numpy as np
 import pytest
@@ -40,58 +39,18 @@ STAGES = list(STAGE_NAMES)  # every stage of the pipeline, killed in turn
 #: model choice (the trees' cross-validation would add ~12 s to each of the two full runs)
 FAST = {"adjust": {"candidates": ["P0", "P1", "P2", "P3"]}}
 
-CHILD = textwrap.dedent(
-    """
-    import logging, os, signal, sys
-    import dask
-    from ncp_subsidence.config import load_config
-    from ncp_subsidence.io.stores import ProductStore
-    from ncp_subsidence.pipeline import run_pipeline
 
-    config_path, target, after = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    logging.getLogger("ncp_subsidence.pipeline").setLevel(logging.INFO)
-    count = 0
-
-    def _tick():
-        global count
-        count += 1
-        if count >= after:
-            sys.stderr.flush()
-            os.kill(os.getpid(), signal.SIGKILL)  # the fault: no cleanup of any kind
-
-    mark_done, write_file = ProductStore.mark_done, ProductStore.write_file
-
-    def killing_mark_done(self, stage, dataset, region):
-        mark_done(self, stage, dataset, region)
-        if stage == target and region not in ("template",):
-            _tick()
-
-    def killing_write_file(self, path, data):
-        out = write_file(self, path, data)
-        if path.startswith(target + "/"):
-            _tick()
-        return out
-
-    ProductStore.mark_done = killing_mark_done
-    ProductStore.write_file = killing_write_file
-    with dask.config.set(scheduler="threads", num_workers=2):
-        run_pipeline(load_config(config_path), sys.argv[4].split(","))
-    print("COMPLETED")
-    """
-)
+@pytest.fixture(scope="module")
+def runs():
+    """The fork-server context the killed runs are forked from (the package imported once)."""
+    return _killed_run.context()
 
 
-def _killed_run(config_path, target, after=1):
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(config_path), target, str(after), ",".join(STAGES)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == -9, f"{target}: not killed\n{proc.stdout}\n{proc.stderr[-3000:]}"
-    assert "COMPLETED" not in proc.stdout
-    return proc.stderr
+def _killed_run_in(ctx, config_path, target, after=1):
+    code, log = _killed_run.killed_run(ctx, config_path, target, after, STAGES)
+    assert code == -9, f"{target}: not killed (exit code {code})\n{log[-3000:]}"
+    assert "COMPLETED" not in log
+    return log
 
 
 def _snapshot(store, stage):
@@ -137,7 +96,9 @@ def reference(tiny_run, tiny_twin, tmp_path_factory):
     return {stage: _snapshot(store, stage) for stage in STAGES}
 
 
-def test_sigkill_in_each_stage_keeps_earlier_products_and_resumes(tmp_path, tiny_twin, reference):
+def test_sigkill_in_each_stage_keeps_earlier_products_and_resumes(
+    tmp_path, tiny_twin, reference, runs
+):
     cfg = twin_config(tiny_twin, tmp_path / "store", **FAST)
     config_path = tmp_path / "config.yaml"
     config_path.write_text(to_yaml(cfg))
@@ -145,7 +106,7 @@ def test_sigkill_in_each_stage_keeps_earlier_products_and_resumes(tmp_path, tiny
     published: dict[str, tuple] = {}
     previous_pending = None
     for target in STAGES:
-        log = _killed_run(config_path, target, after=3 if target == "discover" else 1)
+        log = _killed_run_in(runs, config_path, target, after=3 if target == "discover" else 1)
         store.invalidate()
         if previous_pending is not None:  # the stage killed last time resumed its own version
             stage, version = previous_pending
