@@ -51,8 +51,8 @@ def run(config_path: str, target: str, after: int, stages: list[str], log_path: 
     out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(out, 1)
     os.dup2(out, 2)
-    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 -- the process's own fds
-    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", closefd=False)  # the process's own fds, now the log
+    sys.stderr = open(2, "w", closefd=False)
     import dask
 
     from ncp_subsidence.config import load_config
