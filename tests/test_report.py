@@ -490,3 +490,28 @@ def test_coastline_from_the_packaged_land_mask():
     near_tanggu = np.hypot(vertices[:, 0] - 117.72, vertices[:, 1] - 39.0)
     assert near_tanggu.min() < 0.1
     assert coastline((115.5, 39.5, 116.5, 40.5)) == []  # Beijing: inland
+
+
+def test_windowed_land_mask_answers_as_the_package_lookup():
+    """``io.coast.is_land`` reads only the rows it needs and answers exactly as
+    ``global_land_mask.globe.is_land`` (which decompresses the whole 933 MB mask): on the plain,
+    on cell edges, on both poles' clipped rows and across the antimeridian."""
+    from global_land_mask import globe
+
+    from ncp_subsidence.io.coast import is_land
+
+    rng = np.random.default_rng(7)
+    boxes = [(113.5, 34.5, 119.5, 40.5), (-180.0, 80.0, 180.0, 90.0), (170.0, -90.0, 180.0, -60.0)]
+    for west, south, east, north in boxes:
+        lon = rng.uniform(west, east, 4000)
+        lat = rng.uniform(south, north, 4000)
+        assert np.array_equal(is_land(lat, lon), globe.is_land(lat, lon)), (west, south)
+    # points on the cells' own edges (where truncation decides) and the axes' ends
+    edges = np.arange(34.0, 41.0, 1 / 120)
+    lat = np.concatenate([edges, [90.0, -90.0, 0.0]])
+    lon = np.concatenate([117.0 + (edges - 34.0), [180.0, -180.0, 0.0]])
+    assert np.array_equal(is_land(lat, lon), globe.is_land(lat.copy(), lon.copy()))
+    grid_lat, grid_lon = np.meshgrid(np.arange(38.0, 40.0, 0.01), np.arange(-179.5, 179.5, 3.0))
+    assert np.array_equal(is_land(grid_lat, grid_lon), globe.is_land(grid_lat, grid_lon))
+    assert is_land(np.array([39.9]), np.array([116.4]))[0]  # Beijing
+    assert not is_land(np.array([39.0]), np.array([119.5]))[0]  # the Bohai Sea
