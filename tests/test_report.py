@@ -515,3 +515,45 @@ def test_windowed_land_mask_answers_as_the_package_lookup():
     assert np.array_equal(is_land(grid_lat, grid_lon), globe.is_land(grid_lat, grid_lon))
     assert is_land(np.array([39.9]), np.array([116.4]))[0]  # Beijing
     assert not is_land(np.array([39.0]), np.array([119.5]))[0]  # the Bohai Sea
+
+
+@pytest.mark.parametrize("dpi", [80, 110])
+def test_month_bars_draw_the_pixels_of_matplotlib_bars(dpi):
+    """The precipitation bars drawn as one collection look exactly like ``ax.bar``'s, 20 days
+    wide at each month (NaN months left out), pixel for pixel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from ncp_subsidence.stages._report_plots import _month_bars
+
+    time = pd.date_range("2003-01-15", periods=120, freq="MS") + pd.Timedelta(days=14)
+    rng = np.random.default_rng(3)
+    values = rng.gamma(2.0, 30.0, time.size)
+    values[[5, 40]] = np.nan
+
+    def render(draw):
+        fig, ax = plt.subplots(figsize=(6.0, 2.6))
+        ax.plot(time, np.cos(np.arange(time.size) / 6.0), lw=0.9)
+        twin = ax.twinx()
+        draw(twin)
+        fig.canvas.draw()
+        pixels = np.asarray(fig.canvas.buffer_rgba()).copy()
+        limits = twin.get_ylim()
+        plt.close(fig)
+        return pixels, limits
+
+    keep = np.isfinite(values)
+    fig_dpi = matplotlib.rcParams["figure.dpi"]
+    matplotlib.rcParams["figure.dpi"] = dpi
+    try:
+        reference, ref_limits = render(
+            lambda a: a.bar(time[keep], values[keep], width=20, color="tab:green", alpha=0.3)
+        )
+        ours, limits = render(lambda a: _month_bars(a, time, values, color="tab:green", alpha=0.3))
+    finally:
+        matplotlib.rcParams["figure.dpi"] = fig_dpi
+    assert limits[0] == ref_limits[0] == 0.0
+    assert np.array_equal(ours, reference)

@@ -66,6 +66,32 @@ def yearly_figures(store: Any, dpi: int) -> Iterator[Figure]:
         )
 
 
+def _month_bars(ax: Any, time: pd.DatetimeIndex, values: np.ndarray, **style: Any) -> None:
+    """Bars 20 days wide centred on each month, from 0 (``ax.bar(time, values, width=20)``'s
+    rectangles) drawn as one collection: a bar a month of every region is 2,500 artists that
+    matplotlib lays out one by one (about 4 s of a report)."""
+    import matplotlib.dates as mdates
+    from matplotlib.collections import PolyCollection
+
+    x = mdates.date2num(time)
+    keep = np.isfinite(values)
+    x, v = x[keep], np.asarray(values, dtype=float)[keep]
+    verts = np.stack(
+        [
+            np.column_stack([x - 10, np.zeros_like(v)]),
+            np.column_stack([x - 10, v]),
+            np.column_stack([x + 10, v]),
+            np.column_stack([x + 10, np.zeros_like(v)]),
+        ],
+        axis=1,
+    )
+    ax.add_collection(PolyCollection(verts, edgecolors="none", linewidths=0, snap=True, **style))
+    ax.update_datalim(verts.reshape(-1, 2))
+    ax.autoscale_view()
+    if v.size and v.min() >= 0:
+        ax.set_ylim(bottom=0)
+
+
 def region_figures(store: Any, dpi: int) -> Iterator[Figure]:
     """Per-region monthly series, and the GWSA -> deformation lagged correlation per region."""
     import matplotlib.pyplot as plt
@@ -93,7 +119,7 @@ def region_figures(store: Any, dpi: int) -> Iterator[Figure]:
         ax1.tick_params(labelsize=7)
         if np.isfinite(s["precipitation"].values).any():
             ax2 = ax1.twinx()
-            ax2.bar(time, s["precipitation"].values, width=20, color="tab:green", alpha=0.3)
+            _month_bars(ax2, time, s["precipitation"].values, color="tab:green", alpha=0.3)
             ax2.set_ylabel("precip. mm/month", fontsize=7, color="tab:green")
             ax2.tick_params(labelsize=7)
         ax1.set_title(region, fontsize=9)
