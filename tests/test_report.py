@@ -509,17 +509,19 @@ def test_windowed_land_mask_answers_as_the_package_lookup():
     from ncp_subsidence.io.coast import is_land
 
     rng = np.random.default_rng(7)
+    # random points of three boxes, each with its corners; the poles' boxes hold the clipped
+    # rows (lat +-90 beyond the axis' +-89.99) and the last row of the file
     boxes = [(113.5, 34.5, 119.5, 40.5), (-180.0, 80.0, 180.0, 90.0), (170.0, -90.0, 180.0, -60.0)]
     for west, south, east, north in boxes:
-        lon = rng.uniform(west, east, 4000)
-        lat = rng.uniform(south, north, 4000)
-        assert np.array_equal(is_land(lat, lon), globe.is_land(lat, lon)), (west, south)
-    # points on the cells' own edges (where truncation decides) and the axes' ends
+        lon = np.concatenate([rng.uniform(west, east, 4000), [west, east, west, east]])
+        lat = np.concatenate([rng.uniform(south, north, 4000), [south, south, north, north]])
+        assert np.array_equal(is_land(lat, lon), globe.is_land(lat.copy(), lon.copy()))
+    # points on the cells' own edges, where the truncation to a cell decides
     edges = np.arange(34.0, 41.0, 1 / 120)
-    lat = np.concatenate([edges, [90.0, -90.0, 0.0]])
-    lon = np.concatenate([117.0 + (edges - 34.0), [180.0, -180.0, 0.0]])
-    assert np.array_equal(is_land(lat, lon), globe.is_land(lat.copy(), lon.copy()))
-    grid_lat, grid_lon = np.meshgrid(np.arange(38.0, 40.0, 0.01), np.arange(-179.5, 179.5, 3.0))
+    lon = 117.0 + (edges - 34.0)
+    assert np.array_equal(is_land(edges, lon), globe.is_land(edges.copy(), lon.copy()))
+    # a band around the globe: the antimeridian (-180 and 180) and every longitude between
+    grid_lat, grid_lon = np.meshgrid(np.arange(38.0, 40.0, 0.01), np.arange(-180.0, 181.0, 3.0))
     assert np.array_equal(is_land(grid_lat, grid_lon), globe.is_land(grid_lat, grid_lon))
     assert is_land(np.array([39.9]), np.array([116.4]))[0]  # Beijing
     assert not is_land(np.array([39.0]), np.array([119.5]))[0]  # the Bohai Sea
