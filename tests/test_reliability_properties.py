@@ -384,6 +384,26 @@ def test_lagged_cross_correlation_short_or_nan_series(series, detrend):
         assert np.isnan(res["r"]).all() and res["lag"] == -1
 
 
+def test_lagged_cross_correlation_of_a_series_constant_after_one_month():
+    """Hypothesis found it: y = [0, 1, 1, 1, 1, 1] has a constant lag-1 neighbour series, whose
+    autocorrelation is undefined (NaN, which n_eff treats as no autocorrelation), not a
+    division by a zero spread."""
+    y = np.array([0.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    t = 2015.0 + (np.arange(6) + 0.5) / 12.0
+    with np.errstate(all="raise"):
+        res = kanalysis.lagged_cross_correlation(
+            np.roll(y, 1), y, t, max_lag=3, detrend="none", min_months=6
+        )
+    assert np.isnan(res["rho_y"]) and np.isfinite(res["rho_x"])
+    assert res["lag"] >= 0 and -1.0 <= res["r_lag"] <= 1.0
+    assert res["n_eff"] == res["n"]  # no autocorrelation correction from an undefined rho
+    # where both sides vary, the lag-1 autocorrelation is numpy's Pearson r
+    z = np.array([0.3, -1.2, 2.0, np.nan, 0.7, 1.1, -0.4])
+    a, b = z[:-1], z[1:]
+    ok = np.isfinite(a) & np.isfinite(b)
+    np.testing.assert_allclose(kanalysis._lag1(z), np.corrcoef(a[ok], b[ok])[0, 1], rtol=1e-14)
+
+
 @PROPERTY
 @given(monthly_series(min_len=0, max_len=36))
 def test_yearly_velocity_nan_for_sparse_years(series):

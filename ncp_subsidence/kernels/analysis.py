@@ -608,14 +608,14 @@ def preprocess_series(y: np.ndarray, t: np.ndarray, detrend: Detrend = "linear")
 
 
 def _lag1(z: np.ndarray) -> float:
-    a, b = z[:-1], z[1:]
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3:
-        return float("nan")
-    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+    """Lag-1 autocorrelation of ``z`` over its finite neighbours (:func:`_pearson`): NaN with
+    fewer than 3 pairs or a constant side (``np.corrcoef`` would divide by a zero spread)."""
+    return _pearson(z[:-1], z[1:])[0]
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
+    """Pearson r of ``a`` and ``b`` over the pairs finite in both, and their count; NaN below
+    3 pairs or where either side is constant."""
     ok = np.isfinite(a) & np.isfinite(b)
     n = int(ok.sum())
     if n < 3:
