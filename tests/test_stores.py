@@ -188,3 +188,42 @@ def test_root_attrs_of_a_corrupt_store_is_an_error_not_empty(tmp_path):
     (tmp_path / "s" / "zarr.json").write_text("{not json")
     with pytest.raises(StoreError, match="cannot open group"):
         ProductStore(str(tmp_path / "s")).root_attrs()
+
+
+def _store_files(fs, root: str, under: str) -> dict[str, bytes]:
+    base = f"{root.rstrip('/')}/{under}"
+    return {p[len(base) :]: fs.cat_file(p) for p in fs.find(base)}
+
+
+def test_a_template_sent_in_one_batch_writes_what_zarr_writes_in_place(tmp_path, s3_bucket):
+    """On S3 the template goes through a memory store and one batch of PUTs (fewer requests),
+    locally xarray writes it in place: the same keys with the same bytes, a nested dataset's
+    parent group created, an existing parent's attributes kept, and what an interrupted earlier
+    try left under the dataset removed (Zarr's ``mode="w"``)."""
+    prefix, options = s3_bucket
+    local = ProductStore(str(tmp_path / "store"))
+    remote = ProductStore(f"{prefix}/batch", storage_options=options)
+    ds = _velocity_dataset()
+    ds["quality"] = (("lat", "lon"), np.ones((40, 30), dtype="float32"))  # in memory
+    ds["quality"].encoding["chunks"] = (16, 16)
+    for store in (local, remote):
+        store.begin("mosaic", "v1", "fp")
+        store.update_root_attrs({"kept": "yes"})
+        # a key an interrupted earlier try of the nested dataset left behind
+        store.write_file("mosaic/v1/frames/A040/stale/zarr.json", b"{}")
+        write_cube(store, "mosaic", "v1", "frames/A040", ds, region_dim="lat", chunks_per_region=1)
+    written = _store_files(local.fs, local.root, "mosaic/v1/")
+    sent = _store_files(remote.fs, remote.root, "mosaic/v1/")
+    assert not any("stale" in k for k in written) and not any("stale" in k for k in sent)
+    assert "frames/zarr.json" in sent and "frames/A040/quality/c/0/0" in sent
+    assert written.keys() == sent.keys()
+    assert {k: v for k, v in written.items() if v != sent[k]} == {}
+    assert remote.root_attrs()["kept"] == "yes"
+    back = xr.open_zarr(
+        f"{prefix}/batch",
+        group="mosaic/v1/frames/A040",
+        storage_options=options,
+        consolidated=False,
+    )
+    xr.testing.assert_equal(back["vertical_velocity"].load(), ds["vertical_velocity"].load())
+    np.testing.assert_array_equal(back["quality"].values, 1.0)
