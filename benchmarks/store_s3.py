@@ -53,6 +53,8 @@ def count(log: Path, start: int) -> tuple[collections.Counter, int]:
 
 
 def main() -> None:
+    from ncp_subsidence.config import STAGE_NAMES
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -62,18 +64,7 @@ def main() -> None:
     parser.add_argument(
         "--stages",
         nargs="+",
-        default=[
-            "discover",
-            "ingest",
-            "sbas",
-            "adjust",
-            "mosaic",
-            "hydro",
-            "factors",
-            "geodetector",
-            "analysis",
-            "report",
-        ],
+        default=list(STAGE_NAMES),
     )
     parser.add_argument("--json", help="write the result here too")
     args = parser.parse_args()
