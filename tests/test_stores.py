@@ -195,14 +195,17 @@ def _store_files(fs, root: str, under: str) -> dict[str, bytes]:
     return {p[len(base) :]: fs.cat_file(p) for p in fs.find(base)}
 
 
-def test_a_template_sent_in_one_batch_writes_what_zarr_writes_in_place(tmp_path, s3_bucket):
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_a_template_sent_in_one_batch_writes_what_zarr_writes_in_place(
+    tmp_path, s3_bucket, zarr_format
+):
     """On S3 the template goes through a memory store and one batch of PUTs (fewer requests),
     locally xarray writes it in place: the same keys with the same bytes, a nested dataset's
     parent group created, an existing parent's attributes kept, and what an interrupted earlier
     try left under the dataset removed (Zarr's ``mode="w"``)."""
     prefix, options = s3_bucket
-    local = ProductStore(str(tmp_path / "store"))
-    remote = ProductStore(f"{prefix}/batch", storage_options=options)
+    local = ProductStore(str(tmp_path / "store"), zarr_format=zarr_format)
+    remote = ProductStore(f"{prefix}/batch", storage_options=options, zarr_format=zarr_format)
     ds = _velocity_dataset()
     ds["quality"] = (("lat", "lon"), np.ones((40, 30), dtype="float32"))  # in memory
     ds["quality"].encoding["chunks"] = (16, 16)
@@ -215,7 +218,8 @@ def test_a_template_sent_in_one_batch_writes_what_zarr_writes_in_place(tmp_path,
     written = _store_files(local.fs, local.root, "mosaic/v1/")
     sent = _store_files(remote.fs, remote.root, "mosaic/v1/")
     assert not any("stale" in k for k in written) and not any("stale" in k for k in sent)
-    assert "frames/zarr.json" in sent and "frames/A040/quality/c/0/0" in sent
+    group, chunk = ("zarr.json", "c/0/0") if zarr_format == 3 else (".zgroup", "0.0")
+    assert f"frames/{group}" in sent and f"frames/A040/quality/{chunk}" in sent
     assert written.keys() == sent.keys()
     assert {k: v for k, v in written.items() if v != sent[k]} == {}
     assert remote.root_attrs()["kept"] == "yes"
@@ -224,6 +228,7 @@ def test_a_template_sent_in_one_batch_writes_what_zarr_writes_in_place(tmp_path,
         group="mosaic/v1/frames/A040",
         storage_options=options,
         consolidated=False,
+        zarr_format=zarr_format,
     )
     xr.testing.assert_equal(back["vertical_velocity"].load(), ds["vertical_velocity"].load())
     np.testing.assert_array_equal(back["quality"].values, 1.0)
