@@ -420,20 +420,16 @@ class ProductStore:
     def put_group(self, path: str, documents: Mapping[str, bytes]) -> None:
         """Replace the Zarr group at ``path`` with ``documents`` (store key -> bytes), sent at once.
 
-        ``documents`` holds the group's own keys (``path/zarr.json`` and those under ``path/``) and
-        may hold its parents' ``zarr.json``; a parent document is written only where the store
-        has none (an existing one may carry attributes). Whatever is under ``path`` already (an
+        ``documents`` holds the group's own keys (those under ``path/``, its ``zarr.json`` or
+        ``.zgroup`` included) and may hold its parents' group documents; a parent document is
+        written only where the store has none (an existing one may carry attributes). Whatever is under ``path`` already (an
         interrupted earlier try) is removed first, as Zarr's ``mode="w"`` does. The keys go in
         one concurrent batch (``fs.pipe``): on S3 that is one PUT a key, where creating the
         arrays through Zarr costs about 17 requests an array (listings, parents read and
         checked, each ``zarr.json`` written twice).
         """
         root = self.root.rstrip("/")
-        own = {
-            k: v
-            for k, v in documents.items()
-            if k == f"{path}/zarr.json" or k.startswith(f"{path}/")
-        }
+        own = {k: v for k, v in documents.items() if k.startswith(f"{path}/")}
         parents = {
             k: v for k, v in documents.items() if k not in own and not self.fs.exists(f"{root}/{k}")
         }
