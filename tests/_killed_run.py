@@ -16,21 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: modules the fork server imports before it forks any run
-PRELOAD = [
-    "_killed_run",
-    "ncp_subsidence.pipeline",
-    "ncp_subsidence.stages.discover",
-    "ncp_subsidence.stages.ingest",
-    "ncp_subsidence.stages.sbas",
-    "ncp_subsidence.stages.adjust",
-    "ncp_subsidence.stages.mosaic",
-    "ncp_subsidence.stages.hydro",
-    "ncp_subsidence.stages.factors",
-    "ncp_subsidence.stages.geodetector",
-    "ncp_subsidence.stages.analysis",
-    "ncp_subsidence.stages.report",
-]
+from ncp_subsidence.pipeline import STAGES
+
+#: modules the fork server imports before it forks any run: this one, the pipeline and the
+#: module of every stage (``pipeline.STAGES``)
+PRELOAD = ["_killed_run", "ncp_subsidence.pipeline", *STAGES.values()]
 
 
 def context() -> Any:
