@@ -369,6 +369,89 @@ def test_a_table_error_is_raised_once_the_frames_are_written(tiny_twin, tmp_path
     assert ProductStore(cfg.store.url).record("ingest") is None
 
 
+def test_tables_read_on_a_worker_give_the_threads_product_and_log(
+    ingested, tiny_twin, tmp_path, local_cluster, caplog
+):
+    """With a client the table files are read by one task on a worker: the product equals the
+    run without a client (reads on a driver thread), the writes still follow the frames, and
+    the reads' log records reach the driver's log from the worker's process."""
+    import logging
+    import os
+
+    from distributed import Client
+
+    cfg = twin_config(tiny_twin, tmp_path / "store")
+    with (
+        Client(local_cluster) as client,
+        caplog.at_level(logging.INFO, logger="ncp_subsidence"),
+    ):
+        run_pipeline(cfg, ["discover", "ingest"], client=client)
+    here = os.getpid()
+    remote = [r for r in caplog.records if r.process != here]
+    messages = [r.getMessage() for r in remote]
+    assert any(m.startswith("gnss_series: ") and "station(s)" in m for m in messages), messages
+    assert any(m.startswith("GLDAS: ") for m in messages), messages
+    assert {r.processName for r in remote} != {"MainProcess"}
+    # the worker's records come in among the driver's, after the frames they ran beside
+    order = [r.getMessage() for r in caplog.records]
+    last_frame = max(i for i, m in enumerate(order) if m.startswith("ingested frame "))
+    first_table = min(i for i, r in enumerate(caplog.records) if r.process != here)
+    assert first_table > last_frame
+    _ref_cfg, reference = ingested
+    store = ProductStore(cfg.store.url)
+    assert store.record("ingest").datasets == reference.record("ingest").datasets
+    for name in reference.record("ingest").datasets:
+        a, b = store.open("ingest", name).load(), reference.open("ingest", name).load()
+        xr.testing.assert_identical(a.drop_attrs(deep=False), b.drop_attrs(deep=False))
+        skip = {"ncp_subsidence_options"}  # the stages' options are the same; versions differ
+        assert {k: v for k, v in a.attrs.items() if k not in skip} == {
+            k: v for k, v in b.attrs.items() if k not in skip
+        }, name
+
+
+def test_a_table_error_on_a_worker_is_raised_once_the_frames_are_written(
+    tiny_twin, tmp_path, local_cluster
+):
+    from distributed import Client
+
+    from ncp_subsidence.config import SourceOptions
+
+    bad = tmp_path / "midas.IGS14.txt"
+    bad.write_text("garbage\nmore garbage 1 2 3\n")
+    cfg = twin_config(tiny_twin, tmp_path / "store")
+    cfg.sources.gnss = SourceOptions(kind="file", url=[str(bad)])
+    with Client(local_cluster) as client, pytest.raises(DataError, match="no usable station line"):
+        run_pipeline(cfg, ["discover", "ingest"], client=client)
+    store = ProductStore(cfg.store.url)
+    assert store.record("ingest") is None
+    pending = store.pending("ingest")  # the frames were written before the error was raised
+    assert sorted(pending["done"]) == sorted(f"ifg/{f}" for f in tiny_twin.frames)
+
+
+def test_a_failed_frame_cancels_the_table_task(tiny_twin, tmp_path, local_cluster, monkeypatch):
+    import time
+
+    from distributed import Client
+
+    _watch_ingest(monkeypatch, fail_frames=True)  # the frame fails on the driver
+    cfg = twin_config(tiny_twin, tmp_path / "store")
+
+    def tables(dask_scheduler):
+        return [k for k in dask_scheduler.tasks if str(k).startswith("ingest-tables-")]
+
+    with Client(local_cluster) as client:
+        with pytest.raises(DataError, match="frame is bad") as failed:
+            run_pipeline(cfg, ["discover", "ingest"], client=client)
+        # ``failed`` keeps the run's frames, and so any future they hold, alive: an uncancelled
+        # task would stay on the scheduler, wanted, with its result kept
+        deadline = time.monotonic() + 10
+        while client.run_on_scheduler(tables) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.run_on_scheduler(tables) == []
+        del failed
+    assert ProductStore(cfg.store.url).record("ingest") is None
+
+
 def test_a_failed_stage_does_not_wait_long_for_a_slow_table_read(tiny_twin, tmp_path, monkeypatch):
     import threading
     import time

@@ -37,11 +37,14 @@ Datasets written (``ingest/<version>/...``):
     kept once (the longer series), stations with no day in the window or outside every
     interferogram frame dropped; each counted in the attrs and logged.
 
-The frames are ingested on the cluster while a thread of the driver reads the hydrology,
-factor and GNSS files (:class:`ReadAhead`); those datasets are written after the frames, from
-the stage's own thread, so the product is the one reading and writing in turn would give. A
-frame that fails stops the reading at its next step; an unreadable table file is raised once
-the frames are written. The frames' file headers (georeferencing and completeness checks) are
+The frames are ingested on the cluster while the hydrology, factor and GNSS files are read
+beside them: with a Dask client as one task on a worker (:func:`read_tables_on_worker`; the
+driver's GIL stays free for the frames' graphs and the scheduler, and the task's log records
+are re-emitted on the driver), without one on a thread of the driver. Either way the reads go
+through a :class:`ReadAhead` context that records the writes; those datasets are written after
+the frames, from the stage's own thread, so the product is the one reading and writing in turn
+would give. A frame that fails stops (or cancels) the reading; an unreadable table file is
+raised once the frames are written. The frames' file headers (georeferencing and completeness checks) are
 opened in turn on another thread, the next frame's while the cluster writes the current one
 (:func:`~ncp_subsidence.stages._ingest_frames.open_frame_headers`), so the workers do not wait
 for them between frames.
@@ -63,15 +66,18 @@ Each dataset records the items that made it: ``source_item_ids`` and ``source_it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import xarray as xr
 
 from ..io.readers import unique_pairs
+from ..logcapture import captured_records, emit_records
 from ..pipeline import Stage, StageContext
 from ..sources import load_items, source_names
 from ._ingest_factors import _read_factor, ingest_factors
@@ -156,11 +162,98 @@ class ReadAhead:
     def abandon(self) -> None:
         self._stop.set()
 
+    def recorded(self) -> tuple[list[tuple[str, tuple[Any, ...], dict[str, Any]]], Any]:
+        """The recorded calls (method, args, kwargs), in order, and what ``work`` raised."""
+        return self._calls, self._error
+
     def replay(self) -> None:
-        if self._error is not None:
-            raise self._error
-        for method, args, kwargs in self._calls:
-            getattr(self._ctx, method)(*args, **kwargs)
+        _replay(self._ctx, *self.recorded())
+
+
+def _replay(ctx: Any, calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]], error: Any) -> None:
+    """Raise ``error``, or do the recorded ``calls`` on ``ctx`` in order."""
+    if error is not None:
+        raise error
+    for method, args, kwargs in calls:
+        getattr(ctx, method)(*args, **kwargs)
+
+
+def ingest_tables(ctx: Any, names: list[str]) -> None:
+    """Hydrology, factors, GNSS velocities and series (every source but the frames)."""
+    ingest_hydro(ctx, names)
+    ingest_factors(ctx, names)
+    if "gnss" in names:
+        ingest_gnss(ctx, load_items(ctx.store, "gnss", config=ctx.config))
+    if "gnss_series" in names:
+        ingest_gnss_series(ctx, load_items(ctx.store, "gnss_series", config=ctx.config))
+
+
+def read_tables_on_worker(
+    ctx: StageContext, names: list[str], level: int
+) -> tuple[list[Any], Any, list[logging.LogRecord]]:
+    """Read the table files (:func:`ingest_tables`) on a worker; nothing is written there.
+
+    ``ctx`` is the stage's context without its client. Returns the writes the reads asked for
+    (``(method, args, kwargs)``, their datasets loaded), what the reads raised (or None) and the
+    package's log records at the driver's ``level``, for the driver to re-emit, raise or write.
+    """
+    ahead = ReadAhead(ctx)
+    with captured_records(level) as records:
+        ahead.run(ingest_tables, names)
+    calls, error = ahead.recorded()
+    for method, args, _kwargs in calls:
+        if method == "write":
+            args[1].load()
+    return calls, error, records
+
+
+class _TablesOnThread:
+    """The table files read on a thread of the driver (no Dask client)."""
+
+    def __init__(self, ctx: Any, names: list[str]) -> None:
+        self.ahead = ReadAhead(ctx)
+        self.thread = threading.Thread(
+            target=self.ahead.run,
+            args=(ingest_tables, names),
+            name="ncp-ingest-tables",
+            daemon=True,  # a failed stage waits for it at most ABANDON_WAIT_S (below)
+        )
+        self.thread.start()
+
+    def abandon(self) -> None:
+        # the thread stops at its next step; one long read (a source of many files) is not
+        # waited for past ABANDON_WAIT_S, so an interrupted run ends promptly
+        self.ahead.abandon()
+        self.thread.join(ABANDON_WAIT_S)
+
+    def finish(self) -> None:
+        self.thread.join()
+        self.ahead.replay()
+
+
+class _TablesOnWorker:
+    """The table files read by one task on a worker (:func:`read_tables_on_worker`)."""
+
+    def __init__(self, ctx: Any, names: list[str]) -> None:
+        self.ctx = ctx
+        remote = dataclasses.replace(ctx, client=None, compute=None, datasets=[], parts={})
+        level = logging.getLogger("ncp_subsidence").getEffectiveLevel()
+        self.future = ctx.client.submit(
+            read_tables_on_worker,
+            remote,
+            names,
+            level,
+            key=f"ingest-tables-{uuid.uuid4().hex}",
+            pure=False,
+        )
+
+    def abandon(self) -> None:
+        self.future.cancel()
+
+    def finish(self) -> None:
+        calls, error, records = self.future.result()
+        emit_records(records)  # in their order, with the worker's times and process
+        _replay(self.ctx, calls, error)
 
 
 class IngestStage(Stage):
@@ -172,16 +265,9 @@ class IngestStage(Stage):
     def run(self, ctx: StageContext) -> None:
         opts = ctx.options
         names = source_names(ctx.store)
-        # the hydrology, factor and GNSS files are read on a thread while the cluster ingests
-        # the frames (the driver mostly waits for it then); their writes wait for the frames
-        ahead = ReadAhead(ctx)
-        reading = threading.Thread(
-            target=ahead.run,
-            args=(self._ingest_tables, names),
-            name="ncp-ingest-tables",
-            daemon=True,  # a failed stage waits for it at most ABANDON_WAIT_S (below)
-        )
-        reading.start()
+        # the hydrology, factor and GNSS files are read while the cluster ingests the frames:
+        # on a worker with a client, else on a thread; their writes wait for the frames
+        tables = (_TablesOnWorker if ctx.client is not None else _TablesOnThread)(ctx, names)
         frames = [
             (name.split("/", 1)[1], load_items(ctx.store, name, config=ctx.config))
             for name in names
@@ -199,25 +285,12 @@ class IngestStage(Stage):
             for (frame, items), opened in zip(frames, headers, strict=True):
                 self._ingest_frame(ctx, frame, items, opts, opened=opened.result())
         except BaseException:
-            # both threads stop at their next file or step; one long read (a source of many
-            # files) is not waited for past ABANDON_WAIT_S, so an interrupted run ends promptly
-            stop.set()
-            ahead.abandon()
-            reading.join(ABANDON_WAIT_S)
+            stop.set()  # the headers' thread stops at its next file
+            tables.abandon()
             raise
         finally:
             opening.shutdown(wait=True, cancel_futures=True)
-        reading.join()
-        ahead.replay()
-
-    def _ingest_tables(self, ctx: Any, names: list[str]) -> None:
-        """Hydrology, factors, GNSS velocities and series (every source but the frames)."""
-        ingest_hydro(ctx, names)
-        ingest_factors(ctx, names)
-        if "gnss" in names:
-            ingest_gnss(ctx, load_items(ctx.store, "gnss", config=ctx.config))
-        if "gnss_series" in names:
-            ingest_gnss_series(ctx, load_items(ctx.store, "gnss_series", config=ctx.config))
+        tables.finish()
 
     def _ingest_frame(
         self, ctx: Any, frame: str, items: list[Any], opts: Any, opened: Any = None
