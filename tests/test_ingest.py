@@ -313,9 +313,9 @@ def test_tables_and_headers_are_read_beside_the_frames_and_written_after_them(
     opened_in_stage = []
 
     def headers_ahead(ctx, frame, items, stop=None):
-        answers = real_ahead(ctx, frame, items, stop)
+        plan, answers = real_ahead(ctx, frame, items, stop)
         ahead.append((frame, threading.current_thread().name, len(answers)))
-        return answers
+        return plan, answers
 
     def open_all(todo, *args, **kwargs):  # the stage's own checks run on its main thread
         if threading.current_thread() is threading.main_thread():
@@ -499,10 +499,43 @@ def test_frame_headers_are_opened_ahead_for_the_pairs_the_frame_will_read(
 
     def opened_with(increment):
         monkeypatch.setattr(frames, "_increment", lambda *args: increment)
-        return sorted(frames.open_frame_headers(ctx, frame, items))
+        plan, answers = frames.open_frame_headers(ctx, frame, items)
+        assert plan.increment is increment  # the plan the frame's ingest then follows
+        return sorted(answers)
 
     assert opened_with(None) == hrefs(items)  # written whole: every pair
     assert opened_with((object(), items[-2:])) == hrefs(items[-2:])  # appended to: the new ones
     assert opened_with((object(), [])) == []  # reused
     monkeypatch.setattr(frames, "_frame_adapter", lambda *args: 1 / 0)
-    assert frames.open_frame_headers(ctx, frame, items) == {}  # the frame's ingest raises it
+    assert frames.open_frame_headers(ctx, frame, items) == (None, {})  # the frame raises it
+
+
+def test_each_frame_is_planned_once_and_its_increment_logged_once(
+    ingested, tiny_twin, tmp_path, monkeypatch, caplog
+):
+    """The headers' thread plans a frame (adapter, options, increment: the previous product
+    opened) and the frame's ingest follows that plan: an incremental run opens each previous
+    frame once and says once why it rewrites it."""
+    import logging
+
+    from ncp_subsidence.stages import _ingest_frames as frames
+
+    cfg, reference = ingested
+    dest = tmp_path / "store"
+    shutil.copytree(reference.url, dest)
+    cfg = twin_config(tiny_twin, dest, ingest={"chunk_y": 32, "chunk_x": 32})  # other options
+    calls = []
+    real = frames._increment
+
+    def counted(ctx, name, *args):
+        calls.append(name)
+        return real(ctx, name, *args)
+
+    monkeypatch.setattr(frames, "_increment", counted)
+    with caplog.at_level(logging.INFO, logger="ncp_subsidence"):
+        run_pipeline(cfg, ["ingest"])
+    frames_ = [f"ifg/{f}" for f in sorted(tiny_twin.frames)]
+    assert sorted(calls) == frames_
+    for name in frames_:
+        said = [r for r in caplog.records if r.getMessage().startswith(f"{name}: ingest options")]
+        assert len(said) == 1, [r.getMessage() for r in caplog.records]

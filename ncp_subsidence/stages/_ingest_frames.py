@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -277,24 +278,53 @@ def append_frame(
     return True
 
 
-def open_frame_headers(ctx: Any, frame: str, items: list[Any], stop: Any = None) -> dict[str, Any]:
-    """The headers of the files the ingest of ``frame`` will open, opened ahead
-    (:func:`~ncp_subsidence.io.readers.open_headers`; the stage does it for the next frame while
-    the cluster writes the current one): every pair's for a frame written whole, the new pairs'
-    for one appended to, none for one reused. Anything that fails here (a bad catalog, an
-    unknown format) gives no headers: the frame's own ingest meets it again and raises it."""
+@dataclass(frozen=True)
+class FramePlan:
+    """What the ingest of one frame will do, decided once (on the headers' thread, ahead).
+
+    ``items``: the frame's items in pair order, each pair once; ``duplicates``: the repeats
+    skipped; ``adapter``: the provider adapter; ``how``: the reading options recorded with the
+    dataset; ``increment``: :func:`~._ingest_items._increment`'s answer (None: written whole;
+    ``(previous, added)``: appended to, or reused when ``added`` is empty).
+    """
+
+    items: list[Any]
+    duplicates: list[Any]
+    adapter: Any
+    how: str
+    increment: tuple[Any, list[Any]] | None
+
+
+def plan_frame(ctx: Any, frame: str, items: list[Any], duplicates: list[Any]) -> FramePlan:
+    """The :class:`FramePlan` of ``frame`` from its unique ``items`` (pair order)."""
+    adapter = _frame_adapter(ctx, frame, items)
+    how = read_options(ctx, frame, adapter)
+    increment = _increment(ctx, f"ifg/{frame}", items, how)
+    return FramePlan(items, duplicates, adapter, how, increment)
+
+
+def open_frame_headers(
+    ctx: Any, frame: str, items: list[Any], stop: Any = None
+) -> tuple[FramePlan | None, dict[str, Any]]:
+    """The frame's :class:`FramePlan` and the headers of the files its ingest will open, opened
+    ahead (:func:`~ncp_subsidence.io.readers.open_headers`; the stage does it for the next
+    frame while the cluster writes the current one): every pair's for a frame written whole,
+    the new pairs' for one appended to, none for one reused. A plan that fails (a bad catalog,
+    an unknown format) gives ``(None, {})``: the frame's own ingest plans again, in its order,
+    and raises it; headers that fail give none."""
     try:
-        items, _ = unique_pairs(sorted(items, key=pair_order))
-        adapter = _frame_adapter(ctx, frame, items)
-        increment = _increment(ctx, f"ifg/{frame}", items, read_options(ctx, frame, adapter))
-        wanted = items if increment is None else increment[1]
+        plan = plan_frame(ctx, frame, *unique_pairs(sorted(items, key=pair_order)))
+    except Exception:  # noqa: BLE001 -- raised again, in order, by the frame's own ingest
+        return None, {}
+    try:
+        wanted = plan.items if plan.increment is None else plan.increment[1]
         source = ctx.config.sources.interferograms.get(frame)
-        return open_headers(
+        return plan, open_headers(
             wanted,
-            _frame_assets(ctx, frame, adapter)[:2],
+            _frame_assets(ctx, frame, plan.adapter)[:2],
             retries=ctx.config.sources.retries,
             headers=source.headers if source is not None else None,
             stop=stop,
         )
-    except Exception:  # noqa: BLE001 -- raised again, in order, by the frame's own ingest
-        return {}
+    except Exception:  # noqa: BLE001 -- each file is opened again by the frame's reads
+        return plan, {}

@@ -82,17 +82,16 @@ from ..pipeline import Stage, StageContext
 from ..sources import load_items, source_names
 from ._ingest_factors import _read_factor, ingest_factors
 from ._ingest_frames import (
-    _frame_adapter,
+    FramePlan,
     append_frame,
     open_frame_headers,
     pair_order,
-    read_options,
+    plan_frame,
     spatial_chunks,
     write_frame,
 )
 from ._ingest_gnss import ingest_gnss, ingest_gnss_series
 from ._ingest_hydro import _read_grace, ingest_hydro, month_midpoints
-from ._ingest_items import _increment
 
 __all__ = [
     "STAGE",
@@ -282,8 +281,9 @@ class IngestStage(Stage):
                 opening.submit(open_frame_headers, ctx, frame, items, stop)
                 for frame, items in frames
             ]
-            for (frame, items), opened in zip(frames, headers, strict=True):
-                self._ingest_frame(ctx, frame, items, opts, opened=opened.result())
+            for (frame, items), ahead in zip(frames, headers, strict=True):
+                plan, opened = ahead.result()
+                self._ingest_frame(ctx, frame, items, opts, opened=opened, plan=plan)
         except BaseException:
             stop.set()  # the headers' thread stops at its next file
             tables.abandon()
@@ -293,10 +293,21 @@ class IngestStage(Stage):
         tables.finish()
 
     def _ingest_frame(
-        self, ctx: Any, frame: str, items: list[Any], opts: Any, opened: Any = None
+        self,
+        ctx: Any,
+        frame: str,
+        items: list[Any],
+        opts: Any,
+        opened: Any = None,
+        plan: FramePlan | None = None,
     ) -> None:
+        """Ingest one frame: reuse, append to or write ``ifg/<frame>`` (``plan``: decided ahead
+        by :func:`open_frame_headers`; None: decided here, the repeated pairs named first)."""
         name = f"ifg/{frame}"
-        items, duplicates = unique_pairs(sorted(items, key=pair_order))
+        if plan is None:
+            items, duplicates = unique_pairs(sorted(items, key=pair_order))
+        else:
+            items, duplicates = plan.items, plan.duplicates
         if duplicates:
             log.warning(
                 "frame %s: %d interferogram(s) repeat a pair already listed and are skipped: %s",
@@ -304,9 +315,9 @@ class IngestStage(Stage):
                 len(duplicates),
                 ", ".join(i.id for i in duplicates[:5]) + (" ..." if len(duplicates) > 5 else ""),
             )
-        adapter = _frame_adapter(ctx, frame, items)
-        how = read_options(ctx, frame, adapter)
-        increment = _increment(ctx, name, items, how)
+        if plan is None:
+            plan = plan_frame(ctx, frame, items, duplicates)
+        adapter, increment = plan.adapter, plan.increment
         if increment is not None:
             previous, added = increment
             if previous.attrs.get("duplicate_items") != json.dumps([i.id for i in duplicates]):
