@@ -12,6 +12,10 @@ mostly show the CPU both sides spend per request.
 
     python benchmarks/store_s3.py --twin <tiny twin directory>
     cd /tmp && PYTHONPATH=<unpacked older ncp_subsidence> python <repo>/benchmarks/store_s3.py --twin <...>
+
+The older package must have ``testing.servers.moto_server(log=...)`` (from issue 22's sixth
+pass on); RESULTS.md's "Store on S3" ran against b17ea2d with an earlier copy of this script that
+started the server itself.
 """
 
 from __future__ import annotations
@@ -21,11 +25,8 @@ import collections
 import json
 import os
 import re
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 LINE = re.compile(r'"(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP')
@@ -78,28 +79,14 @@ def main() -> None:
     from ncp_subsidence.config import ClusterOptions, Config
     from ncp_subsidence.pipeline import run_pipeline
     from ncp_subsidence.synthetic import load_manifest, write_twin
-    from ncp_subsidence.testing.servers import free_port
+    from ncp_subsidence.testing.servers import moto_server
 
     twin = Path(args.twin)
     manifest = (
         load_manifest(twin) if (twin / "twin.json").exists() else write_twin(twin, args.preset)
     )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = Path(tempfile.mkdtemp(prefix="moto-log-")) / "requests.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=out,
-        )
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+    with moto_server(log=log) as url:
         options = {
             "endpoint_url": url,
             "key": os.environ["AWS_ACCESS_KEY_ID"],
@@ -141,9 +128,6 @@ def main() -> None:
                     }
                 )
                 print(json.dumps(rows[-1]), flush=True)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     total = {
         "seconds": round(sum(r["seconds"] for r in rows), 2),
         "requests": sum(r["requests"] for r in rows),

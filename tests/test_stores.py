@@ -232,3 +232,22 @@ def test_a_template_sent_in_one_batch_writes_what_zarr_writes_in_place(
     )
     xr.testing.assert_equal(back["vertical_velocity"].load(), ds["vertical_velocity"].load())
     np.testing.assert_array_equal(back["quality"].values, 1.0)
+
+
+def test_moto_server_logs_each_request_it_answers_to_the_given_file(tmp_path, monkeypatch):
+    """``moto_server(log=)``: what ``benchmarks/store_s3.py`` counts requests from."""
+    import s3fs
+
+    from ncp_subsidence.testing.servers import moto_server
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
+    log = tmp_path / "requests.log"
+    with moto_server(log=log) as url:
+        fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": url}, skip_instance_cache=True)
+        fs.mkdir("logged")
+        fs.pipe("logged/a/zarr.json", b"{}")
+        assert fs.cat("logged/a/zarr.json") == b"{}"
+    text = log.read_text()
+    assert '"PUT /logged/a/zarr.json HTTP/1.1" 200' in text
+    assert '"GET /logged/a/zarr.json HTTP/1.1" 200' in text

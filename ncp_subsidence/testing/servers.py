@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import http.server
+import os
 import shutil
 import socket
 import subprocess
@@ -31,19 +32,21 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
+def moto_server(log: str | os.PathLike[str] | None = None) -> Iterator[str]:
     """An S3 API (moto server) on a free 127.0.0.1 port, in its own process; yields its URL.
 
     A separate process, not moto's threaded server: in the caller's process it would share the
     GIL with the client it serves, and every S3 read would run at the speed of the slower of
-    the two. Always stopped on exit.
+    the two. Always stopped on exit. ``log``: a file that receives the server's output, one
+    line per request it answered (``"GET /bucket/key HTTP/1.1" 200 -``); discarded when None.
     """
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with open(log, "ab") if log is not None else contextlib.nullcontext() as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out if out is not None else subprocess.DEVNULL,
+            stderr=out if out is not None else subprocess.DEVNULL,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
