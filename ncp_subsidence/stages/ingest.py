@@ -39,15 +39,16 @@ Datasets written (``ingest/<version>/...``):
 
 The frames are ingested on the cluster while the hydrology, factor and GNSS files are read
 beside them: with a Dask client as one task on a worker (:func:`read_tables_on_worker`; the
-driver's GIL stays free for the frames' graphs and the scheduler, and the task's log records
-are re-emitted on the driver), without one on a thread of the driver. Either way the reads go
+driver's GIL stays free for the frames' graphs and the scheduler, and the task's log records are
+re-emitted on the driver), without one on a thread of the driver. Either way the reads go
 through a :class:`ReadAhead` context that records the writes; those datasets are written after
 the frames, from the stage's own thread, so the product is the one reading and writing in turn
 would give. A frame that fails stops (or cancels) the reading; an unreadable table file is
-raised once the frames are written. The frames' file headers (georeferencing and completeness checks) are
-opened in turn on another thread, the next frame's while the cluster writes the current one
-(:func:`~ncp_subsidence.stages._ingest_frames.open_frame_headers`), so the workers do not wait
-for them between frames.
+raised once the frames are written. The frames' file headers (georeferencing and completeness
+checks) are opened in turn on another thread, the next frame's while the cluster writes the
+current one (:func:`~ncp_subsidence.stages._ingest_frames.open_frame_headers`), so the workers
+do not wait for them between frames; that thread also plans each frame once (adapter, reading
+options, increment: :class:`~ncp_subsidence.stages._ingest_frames.FramePlan`) for its ingest.
 
 Unreadable interferogram assets follow ``ingest.on_error``: ``fail`` raises; ``nan`` fills NaN,
 counts them, logs them and records them in the dataset's attrs.
