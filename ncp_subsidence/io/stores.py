@@ -151,7 +151,7 @@ class ProductStore:
         self.storage_options = with_retry_defaults(self.url, storage_options)
         self.zarr_format = zarr_format
         try:
-            if _is_local(self.url):
+            if self.is_local:
                 path = Path(self.url.removeprefix("file://")).expanduser().resolve()
                 if must_exist and not (path / "zarr.json").is_file():
                     raise StoreError(
@@ -312,7 +312,7 @@ class ProductStore:
         """Path (or URL) of ``<stage>/latest/index.html``: the latest published page, stable
         across runs (see :meth:`publish`)."""
         path = f"{self.root.rstrip('/')}/{stage}/{LATEST}/index.html"
-        return path if _is_local(self.url) else f"{self.url.split('://')[0]}://{path}"
+        return path if self.is_local else f"{self.url.split('://')[0]}://{path}"
 
     def _update_latest(self, stage: str, version: str) -> None:
         """Copy the files of a just-published version holding an ``index.html`` (the report) to
@@ -422,11 +422,11 @@ class ProductStore:
 
         ``documents`` holds the group's own keys (those under ``path/``, its ``zarr.json`` or
         ``.zgroup`` included) and may hold its parents' group documents; a parent document is
-        written only where the store has none (an existing one may carry attributes). Whatever is under ``path`` already (an
-        interrupted earlier try) is removed first, as Zarr's ``mode="w"`` does. The keys go in
-        one concurrent batch (``fs.pipe``): on S3 that is one PUT a key, where creating the
-        arrays through Zarr costs about 17 requests an array (listings, parents read and
-        checked, each ``zarr.json`` written twice).
+        written only where the store has none (an existing one may carry attributes). Whatever
+        is under ``path`` already (an interrupted earlier try) is removed first, as Zarr's
+        ``mode="w"`` does. The keys go in one concurrent batch (``fs.pipe``): on S3 that is one
+        PUT a key, where creating the arrays through Zarr costs about 17 requests an array
+        (listings, parents read and checked, each ``zarr.json`` written twice).
         """
         root = self.root.rstrip("/")
         own = {k: v for k, v in documents.items() if k.startswith(f"{path}/")}
@@ -444,7 +444,7 @@ class ProductStore:
         parent = full.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)
         payload = data.encode() if isinstance(data, str) else data
-        if _is_local(self.url):
+        if self.is_local:
             tmp = f"{full}.tmp-{os.getpid()}"
             with open(tmp, "wb") as f:
                 f.write(payload)
@@ -452,7 +452,7 @@ class ProductStore:
         else:
             with self.fs.open(full, "wb") as f:
                 f.write(payload)
-        return full if _is_local(self.url) else f"{self.url.split('://')[0]}://{full}"
+        return full if self.is_local else f"{self.url.split('://')[0]}://{full}"
 
     def read_file(self, path: str) -> bytes:
         """Read a non-Zarr file written by :meth:`write_file`."""
