@@ -283,24 +283,22 @@ class FramePlan:
     """What the ingest of one frame will do, decided once (on the headers' thread, ahead).
 
     ``items``: the frame's items in pair order, each pair once; ``duplicates``: the repeats
-    skipped; ``adapter``: the provider adapter; ``how``: the reading options recorded with the
-    dataset; ``increment``: :func:`~._ingest_items._increment`'s answer (None: written whole;
-    ``(previous, added)``: appended to, or reused when ``added`` is empty).
+    skipped; ``adapter``: the provider adapter; ``increment``: :func:`~._ingest_items._increment`'s
+    answer for the frame's reading options (None: written whole; ``(previous, added)``: appended
+    to, or reused when ``added`` is empty).
     """
 
     items: list[Any]
     duplicates: list[Any]
     adapter: Any
-    how: str
     increment: tuple[Any, list[Any]] | None
 
 
 def plan_frame(ctx: Any, frame: str, items: list[Any], duplicates: list[Any]) -> FramePlan:
     """The :class:`FramePlan` of ``frame`` from its unique ``items`` (pair order)."""
     adapter = _frame_adapter(ctx, frame, items)
-    how = read_options(ctx, frame, adapter)
-    increment = _increment(ctx, f"ifg/{frame}", items, how)
-    return FramePlan(items, duplicates, adapter, how, increment)
+    increment = _increment(ctx, f"ifg/{frame}", items, read_options(ctx, frame, adapter))
+    return FramePlan(items, duplicates, adapter, increment)
 
 
 def open_frame_headers(

@@ -47,8 +47,8 @@ would give. A frame that fails stops (or cancels) the reading; an unreadable tab
 raised once the frames are written. The frames' file headers (georeferencing and completeness
 checks) are opened in turn on another thread, the next frame's while the cluster writes the
 current one (:func:`~ncp_subsidence.stages._ingest_frames.open_frame_headers`), so the workers
-do not wait for them between frames; that thread also plans each frame once (adapter, reading
-options, increment: :class:`~ncp_subsidence.stages._ingest_frames.FramePlan`) for its ingest.
+do not wait for them between frames; that thread also plans each frame once (its adapter and
+increment: :class:`~ncp_subsidence.stages._ingest_frames.FramePlan`) for its ingest.
 
 Unreadable interferogram assets follow ``ingest.on_error``: ``fail`` raises; ``nan`` fills NaN,
 counts them, logs them and records them in the dataset's attrs.
